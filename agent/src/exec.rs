@@ -1,0 +1,355 @@
+//! Processes started by the agent: spawning, output buffering, stdin, exit collection.
+//!
+//! One reaper owns `waitpid`: as PID 1 the agent inherits every orphan of the guest, so it
+//! must reap them all, and a per-child wait (std's or tokio's) would race with it. Children are
+//! registered under the same lock the reaper holds while reaping, so no exit is ever missed.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
+use tokio::sync::{mpsc, watch, Mutex as AsyncMutex};
+
+/// Bytes read from a pipe in one go, and so the size of one buffered chunk.
+const CHUNK_BYTES: usize = 64 * 1024;
+/// Chunks buffered per output stream before the agent stops reading the pipe (4 MiB):
+/// past this, the command blocks on write until the caller reads.
+const CHUNKS_BUFFERED: usize = 64;
+/// PATH given to commands whose environment names none (Docker's default).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("exec id {0:?} is already in use; pick another id")]
+    DuplicateId(String),
+    #[error("no exec with id {0:?} (it never started, or it ended and was fully read)")]
+    UnknownId(String),
+    #[error("an exec needs at least a program name in args")]
+    EmptyArgs,
+    #[error("an argument or environment entry contains a NUL byte")]
+    NulByte,
+    #[error("cannot start {program:?}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("exec {0:?} was started without stdin; pass stdin = true to write to it")]
+    NoStdin(String),
+    #[error("stdin of exec {0:?} is already closed")]
+    StdinClosed(String),
+    #[error("writing stdin of exec {id:?}: {source}")]
+    StdinWrite { id: String, source: std::io::Error },
+    #[error("signal {0} is not a valid signal number")]
+    BadSignal(i32),
+    #[error("sending a signal to exec {id:?}: {source}")]
+    Kill { id: String, source: nix::Error },
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitState {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// What a caller asks to run.
+pub struct ExecSpec {
+    pub id: String,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    pub stdin: bool,
+}
+
+/// Which output stream of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// The caller's view of one output stream: chunks the pump task has read, plus what is left of
+/// a chunk a smaller read did not take.
+struct OutputReader {
+    chunks: mpsc::Receiver<Vec<u8>>,
+    leftover: Vec<u8>,
+    eof_delivered: bool,
+}
+
+struct Exec {
+    pid: Pid,
+    stdin: AsyncMutex<Option<pipe::Sender>>,
+    stdin_requested: bool,
+    stdout: AsyncMutex<OutputReader>,
+    stderr: AsyncMutex<OutputReader>,
+    exit: watch::Receiver<Option<ExitState>>,
+    exit_delivered: Mutex<bool>,
+}
+
+/// Every live exec, and the reaper's table of children waiting for their exit status.
+pub struct ExecTable {
+    root: PathBuf,
+    execs: Mutex<HashMap<String, Arc<Exec>>>,
+    children: Mutex<HashMap<Pid, watch::Sender<Option<ExitState>>>>,
+}
+
+impl ExecTable {
+    /// Commands run with `root` as their root directory ("/" runs them in the agent's own root).
+    pub fn new(root: PathBuf) -> Arc<Self> {
+        Arc::new(Self {
+            root,
+            execs: Mutex::new(HashMap::new()),
+            children: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Starts reaping children on SIGCHLD. Must run before the first spawn.
+    pub fn start_reaper(self: &Arc<Self>) -> std::io::Result<()> {
+        let mut sigchld =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
+        let table = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                table.reap();
+                if sigchld.recv().await.is_none() {
+                    return;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn reap(&self) {
+        let mut children = self.children.lock().expect("children lock poisoned");
+        loop {
+            let (pid, state) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, ExitState::Exited(code)),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, ExitState::Signaled(sig as i32)),
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => continue,
+            };
+            if let Some(tx) = children.remove(&pid) {
+                let _ = tx.send(Some(state));
+            }
+        }
+    }
+
+    pub fn spawn(self: &Arc<Self>, spec: ExecSpec) -> Result<u32, ExecError> {
+        let program = spec.args.first().ok_or(ExecError::EmptyArgs)?.clone();
+        let mut execs = self.execs.lock().expect("execs lock poisoned");
+        if execs.contains_key(&spec.id) {
+            return Err(ExecError::DuplicateId(spec.id));
+        }
+
+        let root = CString::new(self.root.as_os_str().as_encoded_bytes())
+            .map_err(|_| ExecError::NulByte)?;
+        let workdir = if spec.working_dir.is_empty() { "/" } else { &spec.working_dir };
+        let workdir = CString::new(workdir).map_err(|_| ExecError::NulByte)?;
+        let chroot_needed = self.root != Path::new("/");
+
+        let mut command = Command::new(&program);
+        command
+            .args(&spec.args[1..])
+            .env_clear()
+            .stdin(if spec.stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if !spec.env.iter().any(|e| e.starts_with("PATH=")) {
+            command.env("PATH", DEFAULT_PATH);
+        }
+        for entry in &spec.env {
+            match entry.split_once('=') {
+                Some((key, value)) => command.env(key, value),
+                None => command.env(entry, ""),
+            };
+        }
+        // SAFETY: the closure runs in the forked child before exec and only calls
+        // async-signal-safe functions (chroot, chdir, setsid) on data prepared before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                if chroot_needed && libc::chroot(root.as_ptr()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::chdir(workdir.as_ptr()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // Own session: signals sent to the agent's group never reach commands, and a
+                // command's children can be found by session later.
+                libc::setsid();
+                Ok(())
+            });
+        }
+
+        // The reaper holds this lock while it calls waitpid, so the child cannot be reaped
+        // (and its status lost) before it is registered.
+        let mut children = self.children.lock().expect("children lock poisoned");
+        let mut child = command.spawn().map_err(|source| ExecError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+        let pid = Pid::from_raw(child.id() as i32);
+        let (exit_tx, exit_rx) = watch::channel(None);
+        children.insert(pid, exit_tx);
+        drop(children);
+
+        let stdin = match child.stdin.take() {
+            Some(s) => Some(pipe_sender(s.into()).map_err(|source| ExecError::Spawn {
+                program: program.clone(),
+                source,
+            })?),
+            None => None,
+        };
+        let stdout = child.stdout.take().expect("stdout was piped");
+        let stderr = child.stderr.take().expect("stderr was piped");
+        let exec = Arc::new(Exec {
+            pid,
+            stdin: AsyncMutex::new(stdin),
+            stdin_requested: spec.stdin,
+            stdout: AsyncMutex::new(pump(stdout.into())),
+            stderr: AsyncMutex::new(pump(stderr.into())),
+            exit: exit_rx,
+            exit_delivered: Mutex::new(false),
+        });
+        execs.insert(spec.id, exec);
+        Ok(pid.as_raw() as u32)
+    }
+
+    fn get(&self, id: &str) -> Result<Arc<Exec>, ExecError> {
+        self.execs
+            .lock()
+            .expect("execs lock poisoned")
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ExecError::UnknownId(id.to_string()))
+    }
+
+    /// Up to `max` bytes of one stream, waiting until there is something to return.
+    /// An empty result with `true` means the stream has ended.
+    pub async fn read(&self, id: &str, stream: Stream, max: usize) -> Result<(Vec<u8>, bool), ExecError> {
+        let exec = self.get(id)?;
+        let mut reader = match stream {
+            Stream::Stdout => exec.stdout.lock().await,
+            Stream::Stderr => exec.stderr.lock().await,
+        };
+        let max = max.max(1);
+        let mut data = std::mem::take(&mut reader.leftover);
+        if data.is_empty() {
+            match reader.chunks.recv().await {
+                Some(chunk) => data = chunk,
+                None => {
+                    reader.eof_delivered = true;
+                    drop(reader);
+                    self.release_if_done(id, &exec).await;
+                    return Ok((Vec::new(), true));
+                }
+            }
+        }
+        while data.len() < max {
+            match reader.chunks.try_recv() {
+                Ok(chunk) => data.extend_from_slice(&chunk),
+                Err(_) => break,
+            }
+        }
+        if data.len() > max {
+            reader.leftover = data.split_off(max);
+        }
+        Ok((data, false))
+    }
+
+    pub async fn write_stdin(&self, id: &str, data: &[u8], close: bool) -> Result<(), ExecError> {
+        let exec = self.get(id)?;
+        if !exec.stdin_requested {
+            return Err(ExecError::NoStdin(id.to_string()));
+        }
+        let mut stdin = exec.stdin.lock().await;
+        let Some(pipe) = stdin.as_mut() else {
+            return Err(ExecError::StdinClosed(id.to_string()));
+        };
+        if !data.is_empty() {
+            if let Err(source) = pipe.write_all(data).await {
+                *stdin = None;
+                return Err(ExecError::StdinWrite { id: id.to_string(), source });
+            }
+        }
+        if close {
+            *stdin = None;
+        }
+        Ok(())
+    }
+
+    pub async fn wait(&self, id: &str) -> Result<ExitState, ExecError> {
+        let exec = self.get(id)?;
+        let mut exit = exec.exit.clone();
+        let state = exit
+            .wait_for(Option::is_some)
+            .await
+            .map(|s| s.expect("waited for Some"))
+            .map_err(|_| ExecError::UnknownId(id.to_string()))?;
+        *exec.exit_delivered.lock().expect("exit lock poisoned") = true;
+        self.release_if_done(id, &exec).await;
+        Ok(state)
+    }
+
+    pub fn signal(&self, id: &str, signal: i32) -> Result<(), ExecError> {
+        let exec = self.get(id)?;
+        let sig = Signal::try_from(signal).map_err(|_| ExecError::BadSignal(signal))?;
+        if exec.exit.borrow().is_some() {
+            return Ok(());
+        }
+        kill(exec.pid, sig).map_err(|source| ExecError::Kill { id: id.to_string(), source })
+    }
+
+    /// Forgets an exec once its exit and both streams' ends have been handed out.
+    async fn release_if_done(&self, id: &str, exec: &Arc<Exec>) {
+        if !*exec.exit_delivered.lock().expect("exit lock poisoned") {
+            return;
+        }
+        let Ok(out) = exec.stdout.try_lock() else { return };
+        let Ok(err) = exec.stderr.try_lock() else { return };
+        if out.eof_delivered && err.eof_delivered {
+            self.execs.lock().expect("execs lock poisoned").remove(id);
+        }
+    }
+
+    /// Kills every process this table started (used on shutdown).
+    pub fn kill_all(&self) {
+        let children = self.children.lock().expect("children lock poisoned");
+        for pid in children.keys() {
+            let _ = kill(*pid, Signal::SIGKILL);
+        }
+    }
+}
+
+fn pipe_sender(fd: OwnedFd) -> std::io::Result<pipe::Sender> {
+    pipe::Sender::from_owned_fd(fd)
+}
+
+/// Reads a pipe into a bounded channel until EOF; the channel's bound is the backpressure.
+fn pump(fd: OwnedFd) -> OutputReader {
+    let (tx, rx) = mpsc::channel(CHUNKS_BUFFERED);
+    tokio::spawn(async move {
+        let Ok(mut pipe) = pipe::Receiver::from_owned_fd(fd) else { return };
+        loop {
+            let mut chunk = vec![0u8; CHUNK_BYTES];
+            match pipe.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    if tx.send(chunk).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    OutputReader { chunks: rx, leftover: Vec::new(), eof_delivered: false }
+}

@@ -1,0 +1,98 @@
+//! boxlite-agent: PID 1 of a box VM. Prepares the guest, then serves the Agent ttrpc service
+//! on vsock until asked to shut down.
+//!
+//! `boxlite-agent --listen unix:///path/agent.sock` runs the same service as an ordinary
+//! process on a host, with commands run in the host's root; the test suite uses it to exercise
+//! the exec machinery without a VM.
+
+mod exec;
+mod init;
+mod service;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use boxlite_protocol::AGENT_VSOCK_PORT;
+use service::{AgentService, ShutdownMode};
+
+macro_rules! log {
+    ($($arg:tt)*) => { eprintln!("boxlite-agent: {}", format_args!($($arg)*)) };
+}
+
+fn main() {
+    let listen = parse_listen_arg();
+    let is_pid1 = std::process::id() == 1;
+    if is_pid1 {
+        init::ensure_std_fds();
+    }
+
+    let (address, root, shutdown) = if is_pid1 && listen.is_none() {
+        if let Err(err) = init::mount_guest_filesystems() {
+            fatal(&err.to_string());
+        }
+        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        let params = init::BootParams::parse(&cmdline);
+        let root = init::mount_box_disk(&params).unwrap_or_else(|err| fatal(&err.to_string()));
+        let port = params.vsock_port.unwrap_or(AGENT_VSOCK_PORT);
+        (format!("vsock://-1:{port}"), root, ShutdownMode::PowerOff)
+    } else {
+        let Some(address) = listen else {
+            eprintln!("usage: boxlite-agent --listen unix:///PATH (outside a VM)");
+            std::process::exit(2);
+        };
+        (address, PathBuf::from("/"), ShutdownMode::ExitProcess)
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|err| fatal(&format!("starting the async runtime: {err}")));
+    runtime.block_on(async move {
+        if let Err(err) = serve(&address, root, shutdown).await {
+            fatal(&err);
+        }
+    });
+}
+
+async fn serve(address: &str, root: PathBuf, shutdown: ShutdownMode) -> Result<(), String> {
+    let execs = exec::ExecTable::new(root);
+    execs.start_reaper().map_err(|e| format!("installing the SIGCHLD handler: {e}"))?;
+    if let Some(path) = address.strip_prefix("unix://") {
+        let _ = std::fs::remove_file(path);
+    }
+    let service = AgentService { execs, ready_at_ms: init::uptime_ms(), shutdown };
+    let services = boxlite_protocol::agent_ttrpc::create_agent(Arc::new(service));
+    let mut server = ttrpc::r#async::Server::new()
+        .bind(address)
+        .map_err(|e| format!("listening on {address}: {e}"))?
+        .register_service(services);
+    server.start().await.map_err(|e| format!("serving on {address}: {e}"))?;
+    log!("ready on {address} at {} ms of guest uptime", init::uptime_ms());
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+fn parse_listen_arg() -> Option<String> {
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--listen" {
+            return args.next();
+        }
+        if let Some(value) = arg.strip_prefix("--listen=") {
+            return Some(value.to_string());
+        }
+    }
+    None
+}
+
+/// Reports a failure that leaves the agent unable to serve. As PID 1 it must not exit (the
+/// kernel would panic and the console would lose the message), so it powers the VM off and
+/// the host reports the console tail, which ends with this line.
+fn fatal(message: &str) -> ! {
+    log!("fatal: {message}");
+    if std::process::id() == 1 {
+        init::power_off();
+    }
+    std::process::exit(1);
+}

@@ -1,0 +1,122 @@
+//! The ttrpc Agent service: translates requests into calls on the exec table.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use boxlite_protocol::agent::{
+    Empty, ExecRequest, ExecResponse, OutputStream, PingRequest, PingResponse, ReadOutputRequest,
+    ReadOutputResponse, ShutdownRequest, SignalRequest, WaitRequest, WaitResponse,
+    WriteStdinRequest,
+};
+use boxlite_protocol::agent_ttrpc::Agent;
+use boxlite_protocol::MAX_READ_CHUNK;
+use ttrpc::r#async::TtrpcContext;
+use ttrpc::{Code, Error};
+
+use crate::exec::{ExecError, ExecSpec, ExecTable, ExitState, Stream};
+
+/// What the agent does when asked to shut down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownMode {
+    /// PID 1 of a VM: end everything and reset the VM.
+    PowerOff,
+    /// A process on a host (tests): end the commands and exit.
+    ExitProcess,
+}
+
+pub struct AgentService {
+    pub execs: Arc<ExecTable>,
+    pub ready_at_ms: u64,
+    pub shutdown: ShutdownMode,
+}
+
+fn status(err: ExecError) -> Error {
+    let code = match err {
+        ExecError::UnknownId(_) => Code::NOT_FOUND,
+        ExecError::DuplicateId(_) => Code::ALREADY_EXISTS,
+        ExecError::Spawn { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => Code::NOT_FOUND,
+        ExecError::EmptyArgs | ExecError::NulByte | ExecError::BadSignal(_) | ExecError::NoStdin(_) => {
+            Code::INVALID_ARGUMENT
+        }
+        ExecError::StdinClosed(_) => Code::FAILED_PRECONDITION,
+        _ => Code::INTERNAL,
+    };
+    Error::RpcStatus(ttrpc::get_status(code, err.to_string()))
+}
+
+#[async_trait]
+impl Agent for AgentService {
+    async fn ping(&self, _ctx: &TtrpcContext, _req: PingRequest) -> ttrpc::Result<PingResponse> {
+        Ok(PingResponse {
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_ms: crate::init::uptime_ms(),
+            ready_at_ms: self.ready_at_ms,
+            ..Default::default()
+        })
+    }
+
+    async fn exec(&self, _ctx: &TtrpcContext, req: ExecRequest) -> ttrpc::Result<ExecResponse> {
+        let pid = self
+            .execs
+            .spawn(ExecSpec {
+                id: req.exec_id,
+                args: req.args,
+                env: req.env,
+                working_dir: req.working_dir,
+                stdin: req.stdin,
+            })
+            .map_err(status)?;
+        Ok(ExecResponse { pid, ..Default::default() })
+    }
+
+    async fn read_output(&self, _ctx: &TtrpcContext, req: ReadOutputRequest) -> ttrpc::Result<ReadOutputResponse> {
+        let stream = match req.stream.enum_value_or_default() {
+            OutputStream::STDOUT => Stream::Stdout,
+            OutputStream::STDERR => Stream::Stderr,
+        };
+        let max = req.max_bytes.clamp(1, MAX_READ_CHUNK) as usize;
+        let (data, eof) = self.execs.read(&req.exec_id, stream, max).await.map_err(status)?;
+        Ok(ReadOutputResponse { data, eof, ..Default::default() })
+    }
+
+    async fn write_stdin(&self, _ctx: &TtrpcContext, req: WriteStdinRequest) -> ttrpc::Result<Empty> {
+        self.execs
+            .write_stdin(&req.exec_id, &req.data, req.close)
+            .await
+            .map_err(status)?;
+        Ok(Empty::default())
+    }
+
+    async fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
+        let (exit_code, signal) = match self.execs.wait(&req.exec_id).await.map_err(status)? {
+            ExitState::Exited(code) => (code, 0),
+            ExitState::Signaled(sig) => (-1, sig),
+        };
+        Ok(WaitResponse { exit_code, signal, ..Default::default() })
+    }
+
+    async fn signal(&self, _ctx: &TtrpcContext, req: SignalRequest) -> ttrpc::Result<Empty> {
+        self.execs.signal(&req.exec_id, req.signal).map_err(status)?;
+        Ok(Empty::default())
+    }
+
+    async fn shutdown(&self, _ctx: &TtrpcContext, _req: ShutdownRequest) -> ttrpc::Result<Empty> {
+        let mode = self.shutdown;
+        let execs = Arc::clone(&self.execs);
+        // Answer first, then act: the caller learns the request was taken, and then sees the
+        // VM (or process) end.
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            match mode {
+                ShutdownMode::PowerOff => {
+                    tokio::task::spawn_blocking(|| crate::init::power_off());
+                }
+                ShutdownMode::ExitProcess => {
+                    execs.kill_all();
+                    std::process::exit(0);
+                }
+            }
+        });
+        Ok(Empty::default())
+    }
+}

@@ -1,0 +1,175 @@
+//! Guest assets: the box kernel and the initramfs that carries the guest agent as `/init`.
+//!
+//! The initramfs is built by the runtime itself from the agent binary (a newc cpio, written
+//! here rather than by `cpio` so that no root privileges are needed for the device nodes), and
+//! cached under `<home>/init/` by the agent's hash. Nothing of the guest ever comes from a
+//! registry.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// Environment variable naming the box kernel (a bzImage).
+pub const KERNEL_ENV: &str = "BOXLITE_KERNEL";
+/// Environment variable naming the guest agent binary.
+pub const AGENT_ENV: &str = "BOXLITE_AGENT";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    #[error("no box kernel at {path}: run scripts/setup.sh (it builds the kernel into ~/.cache/boxlite/kernel) or set {KERNEL_ENV}")]
+    NoKernel { path: PathBuf },
+    #[error("no guest agent at {path}: run scripts/setup.sh (it builds boxlite-agent) or set {AGENT_ENV}")]
+    NoAgent { path: PathBuf },
+    #[error("writing the initramfs {path}: {source}")]
+    Initramfs { path: PathBuf, source: io::Error },
+}
+
+/// The kernel and initramfs a VM boots.
+#[derive(Debug, Clone)]
+pub struct GuestAssets {
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+}
+
+impl GuestAssets {
+    /// Finds the kernel and agent (explicit paths first, then the environment, then the
+    /// default places) and builds the initramfs into `<home>/init/` if it is not there yet.
+    pub fn prepare(home: &Path, kernel: Option<PathBuf>, agent: Option<PathBuf>) -> Result<Self, GuestError> {
+        let kernel = kernel
+            .or_else(|| std::env::var_os(KERNEL_ENV).map(PathBuf::from))
+            .unwrap_or_else(default_kernel_path);
+        if !kernel.is_file() {
+            return Err(GuestError::NoKernel { path: kernel });
+        }
+        let agent = agent
+            .or_else(|| std::env::var_os(AGENT_ENV).map(PathBuf::from))
+            .unwrap_or_else(default_agent_path);
+        let agent_bytes = fs::read(&agent).map_err(|_| GuestError::NoAgent { path: agent.clone() })?;
+        let digest = hex::encode(Sha256::digest(&agent_bytes));
+        let initramfs = home.join("init").join(format!("initramfs-{}.cpio", &digest[..16]));
+        if !initramfs.is_file() {
+            write_initramfs(&agent_bytes, &initramfs)
+                .map_err(|source| GuestError::Initramfs { path: initramfs.clone(), source })?;
+        }
+        Ok(Self { kernel, initramfs })
+    }
+}
+
+/// `~/.cache/boxlite/kernel/current/bzImage`, where scripts/build-kernel.sh puts the kernel.
+pub fn default_kernel_path() -> PathBuf {
+    let cache = std::env::var_os("BOXLITE_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("boxlite")))
+        .unwrap_or_else(|| home_dir().join(".cache").join("boxlite"));
+    cache.join("kernel").join("current").join("bzImage")
+}
+
+/// `boxlite-agent` beside the running program, where an installation puts it.
+pub fn default_agent_path() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("boxlite-agent")))
+        .unwrap_or_else(|| PathBuf::from("boxlite-agent"))
+}
+
+fn home_dir() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// Writes a newc cpio archive holding the agent as /init, the device nodes PID 1 needs
+/// before devtmpfs is mounted, and the mount points. Written to a temporary name and renamed,
+/// so a reader never sees half an archive.
+pub fn write_initramfs(agent: &[u8], out: &Path) -> io::Result<()> {
+    let dir = out.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{}.tmp-{}", out.file_name().and_then(|n| n.to_str()).unwrap_or("initramfs"), std::process::id()));
+    let mut archive = Vec::with_capacity(agent.len() + 4096);
+    let mut cpio = Cpio { out: &mut archive, next_ino: 1 };
+    for dir in ["dev", "proc", "sys", "run", "tmp"] {
+        cpio.entry(dir, 0o040755, (0, 0), &[])?;
+    }
+    cpio.entry("dev/console", 0o020600, (5, 1), &[])?;
+    cpio.entry("dev/null", 0o020666, (1, 3), &[])?;
+    cpio.entry("init", 0o100755, (0, 0), agent)?;
+    cpio.entry("TRAILER!!!", 0, (0, 0), &[])?;
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(&archive)?;
+    file.sync_all()?;
+    fs::rename(&tmp, out)
+}
+
+struct Cpio<'a> {
+    out: &'a mut Vec<u8>,
+    next_ino: u32,
+}
+
+impl Cpio<'_> {
+    /// One archive member; `rdev` is the (major, minor) of a device node, else (0, 0).
+    fn entry(&mut self, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) -> io::Result<()> {
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        let nlink = if mode & 0o170000 == 0o040000 { 2 } else { 1 };
+        let namesize = name.len() + 1;
+        let fields = [
+            ino,
+            mode,
+            0,
+            0,
+            nlink,
+            0,
+            u32::try_from(data.len()).map_err(|_| io::Error::other("initramfs entry over 4 GiB"))?,
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            namesize as u32,
+            0,
+        ];
+        self.out.extend_from_slice(b"070701");
+        for field in fields {
+            self.out.extend_from_slice(format!("{field:08x}").as_bytes());
+        }
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(0);
+        self.pad();
+        self.out.extend_from_slice(data);
+        self.pad();
+        Ok(())
+    }
+
+    fn pad(&mut self) {
+        while self.out.len() % 4 != 0 {
+            self.out.push(0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    #[test]
+    fn initramfs_lists_init_and_device_nodes_with_cpio() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("initramfs.cpio");
+        write_initramfs(b"#!/bin/true\n", &out).unwrap();
+        // Debian's cpio reads the archive back: the format is what the kernel expects.
+        let listing = Command::new("cpio")
+            .args(["-itv", "--quiet"])
+            .stdin(fs::File::open(&out).unwrap())
+            .output()
+            .expect("cpio is installed by scripts/setup.sh");
+        assert!(listing.status.success(), "{}", String::from_utf8_lossy(&listing.stderr));
+        let text = String::from_utf8_lossy(&listing.stdout);
+        let line = |name: &str| text.lines().find(|l| l.ends_with(name)).unwrap_or_else(|| panic!("{name} missing in:\n{text}")).to_string();
+        assert!(line(" init").starts_with("-rwxr-xr-x"));
+        assert!(line("dev/console").starts_with("crw-------"));
+        assert!(line("dev/console").contains("5,"));
+        assert!(line("dev/null").starts_with("crw-rw-rw-"));
+        assert!(line(" proc").starts_with("drwxr-xr-x"));
+        assert_eq!(out.metadata().unwrap().len() % 4, 0);
+    }
+}

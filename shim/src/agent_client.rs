@@ -1,0 +1,180 @@
+//! A typed client of the guest agent's ttrpc service.
+
+use std::time::Duration;
+
+use boxlite_protocol::agent::{
+    ExecRequest, OutputStream, PingRequest, PingResponse, ReadOutputRequest, ShutdownRequest,
+    SignalRequest, WaitRequest, WriteStdinRequest,
+};
+use boxlite_protocol::agent_ttrpc;
+use boxlite_protocol::MAX_READ_CHUNK;
+use tokio::net::UnixStream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("agent {method}: {message}")]
+    Rpc {
+        method: &'static str,
+        code: ttrpc::Code,
+        message: String,
+    },
+    #[error("agent {method}: connection failed: {message}")]
+    Transport { method: &'static str, message: String },
+}
+
+impl AgentError {
+    fn from_ttrpc(method: &'static str, err: ttrpc::Error) -> Self {
+        match err {
+            ttrpc::Error::RpcStatus(status) => AgentError::Rpc {
+                method,
+                code: status.code(),
+                message: status.message().to_string(),
+            },
+            other => AgentError::Transport { method, message: other.to_string() },
+        }
+    }
+
+    /// The ttrpc status code, when the agent answered with an error.
+    pub fn code(&self) -> Option<ttrpc::Code> {
+        match self {
+            AgentError::Rpc { code, .. } => Some(*code),
+            AgentError::Transport { .. } => None,
+        }
+    }
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// The exit code, or -1 when a signal ended the command.
+    pub code: i32,
+    /// The signal that ended the command, 0 when it exited.
+    pub signal: i32,
+}
+
+/// What to run.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    pub stdin: bool,
+}
+
+impl ExecOptions {
+    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(args: I) -> Self {
+        Self { args: args.into_iter().map(Into::into).collect(), ..Default::default() }
+    }
+}
+
+fn ctx() -> ttrpc::context::Context {
+    ttrpc::context::Context::default()
+}
+
+fn ctx_timeout(timeout: Duration) -> ttrpc::context::Context {
+    ttrpc::context::with_timeout(timeout.as_nanos() as i64)
+}
+
+/// A connection to one guest agent.
+#[derive(Clone)]
+pub struct AgentClient {
+    inner: agent_ttrpc::AgentClient,
+}
+
+impl AgentClient {
+    /// Speaks ttrpc over an established stream (from `RunningVm::connect_agent`, or a unix
+    /// socket of an agent running on the host).
+    pub fn new(stream: UnixStream) -> Self {
+        let client = ttrpc::r#async::Client::new(stream.into());
+        Self { inner: agent_ttrpc::AgentClient::new(client) }
+    }
+
+    pub async fn ping(&self, timeout: Duration) -> Result<PingResponse, AgentError> {
+        self.inner
+            .ping(ctx_timeout(timeout), &PingRequest::new())
+            .await
+            .map_err(|e| AgentError::from_ttrpc("Ping", e))
+    }
+
+    /// Starts a command under the caller-chosen `exec_id`; returns its guest pid.
+    pub async fn exec(&self, exec_id: &str, options: &ExecOptions) -> Result<u32, AgentError> {
+        let req = ExecRequest {
+            exec_id: exec_id.to_string(),
+            args: options.args.clone(),
+            env: options.env.clone(),
+            working_dir: options.working_dir.clone(),
+            stdin: options.stdin,
+            ..Default::default()
+        };
+        let resp = self.inner.exec(ctx(), &req).await.map_err(|e| AgentError::from_ttrpc("Exec", e))?;
+        Ok(resp.pid)
+    }
+
+    /// The next bytes of one stream; `None` once it has ended.
+    pub async fn read(&self, exec_id: &str, stream: OutputStream) -> Result<Option<Vec<u8>>, AgentError> {
+        let req = ReadOutputRequest {
+            exec_id: exec_id.to_string(),
+            stream: stream.into(),
+            max_bytes: MAX_READ_CHUNK,
+            ..Default::default()
+        };
+        let resp = self
+            .inner
+            .read_output(ctx(), &req)
+            .await
+            .map_err(|e| AgentError::from_ttrpc("ReadOutput", e))?;
+        Ok(if resp.eof && resp.data.is_empty() { None } else { Some(resp.data) })
+    }
+
+    /// Feeds every chunk of one stream to `sink` until the stream ends.
+    pub async fn drain(
+        &self,
+        exec_id: &str,
+        stream: OutputStream,
+        mut sink: impl FnMut(&[u8]),
+    ) -> Result<(), AgentError> {
+        while let Some(chunk) = self.read(exec_id, stream).await? {
+            sink(&chunk);
+        }
+        Ok(())
+    }
+
+    pub async fn write_stdin(&self, exec_id: &str, data: &[u8], close: bool) -> Result<(), AgentError> {
+        let req = WriteStdinRequest {
+            exec_id: exec_id.to_string(),
+            data: data.to_vec(),
+            close,
+            ..Default::default()
+        };
+        self.inner
+            .write_stdin(ctx(), &req)
+            .await
+            .map(|_| ())
+            .map_err(|e| AgentError::from_ttrpc("WriteStdin", e))
+    }
+
+    pub async fn wait(&self, exec_id: &str) -> Result<ExitStatus, AgentError> {
+        let req = WaitRequest { exec_id: exec_id.to_string(), ..Default::default() };
+        let resp = self.inner.wait(ctx(), &req).await.map_err(|e| AgentError::from_ttrpc("Wait", e))?;
+        Ok(ExitStatus { code: resp.exit_code, signal: resp.signal })
+    }
+
+    pub async fn signal(&self, exec_id: &str, signal: i32) -> Result<(), AgentError> {
+        let req = SignalRequest { exec_id: exec_id.to_string(), signal, ..Default::default() };
+        self.inner
+            .signal(ctx(), &req)
+            .await
+            .map(|_| ())
+            .map_err(|e| AgentError::from_ttrpc("Signal", e))
+    }
+
+    /// Asks the agent to end every process and power the VM off. Returns once the agent has
+    /// taken the request; the VM ends shortly after.
+    pub async fn shutdown(&self, timeout: Duration) -> Result<(), AgentError> {
+        self.inner
+            .shutdown(ctx_timeout(timeout), &ShutdownRequest::new())
+            .await
+            .map(|_| ())
+            .map_err(|e| AgentError::from_ttrpc("Shutdown", e))
+    }
+}

@@ -1,0 +1,259 @@
+//! VMM engines behind one trait. An engine turns a [`VmSpec`] into a running VM and gives a
+//! byte stream to the guest agent's vsock port; everything above it is engine-agnostic.
+
+pub mod qemu;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::net::UnixStream;
+
+/// Longest path a unix socket address can hold (sun_path, with its terminating NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{what} not found at {path}: {hint}")]
+    MissingFile {
+        what: &'static str,
+        path: PathBuf,
+        hint: &'static str,
+    },
+    #[error("{program} could not be started: {source}; {hint}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+        hint: &'static str,
+    },
+    #[error("{program} exited before it was ready ({status}); its output: {output}")]
+    HelperDied {
+        program: String,
+        status: String,
+        output: String,
+    },
+    #[error("{program} did not create {path} within {waited:?}")]
+    HelperTimeout {
+        program: String,
+        path: PathBuf,
+        waited: Duration,
+    },
+    #[error("socket path {path} is {len} bytes, longer than the {MAX_SOCKET_PATH} a unix socket allows; use a shorter box directory (BOXLITE_HOME)")]
+    SocketPathTooLong { path: PathBuf, len: usize },
+    #[error("invalid VM spec: {0}")]
+    InvalidSpec(String),
+    #[error("preparing {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// Disk image formats an engine can attach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFormat {
+    Raw,
+    Qcow2,
+}
+
+impl DiskFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "raw",
+            DiskFormat::Qcow2 => "qcow2",
+        }
+    }
+}
+
+/// The box's root disk, seen by the guest as `/dev/vda`.
+#[derive(Debug, Clone)]
+pub struct DiskSpec {
+    pub path: PathBuf,
+    pub format: DiskFormat,
+    pub read_only: bool,
+}
+
+/// Everything an engine needs to start one VM.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    pub cpus: u8,
+    pub memory_mib: u32,
+    pub root_disk: Option<DiskSpec>,
+    /// The guest vsock port the agent listens on.
+    pub agent_port: u32,
+    /// Where the VM's sockets and console log live (the box directory).
+    pub run_dir: PathBuf,
+    /// Extra kernel command line words, appended after the engine's own.
+    pub extra_cmdline: Vec<String>,
+}
+
+impl VmSpec {
+    pub fn console_log(&self) -> PathBuf {
+        self.run_dir.join("console.log")
+    }
+
+    pub fn validate(&self) -> Result<(), EngineError> {
+        if self.cpus == 0 {
+            return Err(EngineError::InvalidSpec("a VM needs at least 1 vCPU".into()));
+        }
+        if self.memory_mib < 64 {
+            return Err(EngineError::InvalidSpec(format!(
+                "{} MiB of memory is too little for a VM; give it at least 64",
+                self.memory_mib
+            )));
+        }
+        require_file("kernel", &self.kernel, "run scripts/setup.sh to build the box kernel, or set BOXLITE_KERNEL")?;
+        require_file("initramfs", &self.initramfs, "build the guest agent and its initramfs (scripts/setup.sh)")?;
+        if let Some(disk) = &self.root_disk {
+            require_file("root disk", &disk.path, "create the box disk before starting the VM")?;
+        }
+        Ok(())
+    }
+
+    /// The kernel command line words every engine passes.
+    pub fn guest_cmdline(&self) -> Vec<String> {
+        let mut words = vec![
+            // A panic resets the VM, and a reset ends it: a dead guest is seen at once.
+            "panic=-1".to_string(),
+            "reboot=k".to_string(),
+            format!("boxlite.port={}", self.agent_port),
+        ];
+        if self.root_disk.is_some() {
+            words.push("boxlite.root=/dev/vda".to_string());
+        }
+        words.extend(self.extra_cmdline.iter().cloned());
+        words
+    }
+}
+
+fn require_file(what: &'static str, path: &Path, hint: &'static str) -> Result<(), EngineError> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(EngineError::MissingFile { what, path: path.to_path_buf(), hint })
+    }
+}
+
+pub(crate) fn check_socket_path(path: &Path) -> Result<(), EngineError> {
+    let len = path.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(EngineError::SocketPathTooLong { path: path.to_path_buf(), len });
+    }
+    Ok(())
+}
+
+/// How the VMM ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmExit {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl std::fmt::Display for VmExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VmExit::Exited(code) => write!(f, "exit code {code}"),
+            VmExit::Signaled(sig) => write!(f, "killed by signal {sig}"),
+        }
+    }
+}
+
+impl From<std::process::ExitStatus> for VmExit {
+    fn from(status: std::process::ExitStatus) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => VmExit::Exited(code),
+            (None, Some(sig)) => VmExit::Signaled(sig),
+            (None, None) => VmExit::Exited(-1),
+        }
+    }
+}
+
+/// Which engine runs a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    Qemu,
+}
+
+impl EngineKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Qemu => "qemu",
+        }
+    }
+}
+
+/// A VMM that can start VMs.
+#[async_trait]
+pub trait Engine: Send + Sync {
+    fn kind(&self) -> EngineKind;
+
+    /// Starts the VM. Returns once the VMM runs; the guest boots on its own after that.
+    async fn start(&self, spec: &VmSpec) -> Result<Box<dyn RunningVm>, EngineError>;
+}
+
+/// A started VM, owned by whoever started it.
+#[async_trait]
+pub trait RunningVm: Send + Sync {
+    /// Opens a stream to the guest agent's port. Fails while the guest is not listening yet.
+    async fn connect_agent(&self) -> std::io::Result<UnixStream>;
+
+    /// Resolves once the VMM has exited and every helper process of the VM is gone.
+    async fn wait_exit(&self) -> VmExit;
+
+    /// Ends the VMM and its helpers now and waits until they are gone.
+    async fn kill(&self) -> VmExit;
+
+    /// Host process ids of the VMM and its helpers, for diagnostics and leak checks.
+    fn pids(&self) -> Vec<u32>;
+}
+
+/// Whether this host can run VMs with hardware virtualisation: the CPU advertises vmx or svm
+/// (a software-nested /dev/kvm does not) and /dev/kvm can be opened for writing.
+pub fn hardware_virtualization_usable() -> bool {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let kvm_usable = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+    cpu_has_virtualization_flags(&cpuinfo) && kvm_usable
+}
+
+pub(crate) fn cpu_has_virtualization_flags(cpuinfo: &str) -> bool {
+    cpuinfo
+        .lines()
+        .filter(|line| line.starts_with("flags"))
+        .any(|line| line.split_whitespace().any(|flag| flag == "vmx" || flag == "svm"))
+}
+
+/// The last `max_lines` lines of a console log, for error messages.
+pub fn console_tail(path: &Path, max_lines: usize) -> String {
+    let Ok(bytes) = std::fs::read(path) else {
+        return format!("(no console output: {} could not be read)", path.display());
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.is_empty() {
+        return "(the guest printed nothing)".to_string();
+    }
+    lines[lines.len().saturating_sub(max_lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtualization_flags_need_vmx_or_svm() {
+        assert!(cpu_has_virtualization_flags("flags\t\t: fpu vme vmx sse\n"));
+        assert!(cpu_has_virtualization_flags("processor: 0\nflags\t\t: fpu svm\n"));
+        // kvm-pvm: /dev/kvm exists, but the CPU has neither flag.
+        assert!(!cpu_has_virtualization_flags("flags\t\t: fpu vme hypervisor sse4_2\n"));
+        assert!(!cpu_has_virtualization_flags("vmx flags\t: ept vpid\n"));
+    }
+
+    #[test]
+    fn console_tail_keeps_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("console.log");
+        std::fs::write(&log, "a\nb\nc\nd\n").unwrap();
+        assert_eq!(console_tail(&log, 2), "c\nd");
+        assert!(console_tail(&dir.path().join("missing"), 2).contains("could not be read"));
+    }
+}

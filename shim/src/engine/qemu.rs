@@ -1,0 +1,391 @@
+//! The QEMU engine: `qemu-system-x86_64 -M microvm` as a child process, with the agent channel
+//! on virtio-vsock through a `vhost-device-vsock` helper (vhost-user), the root disk on
+//! virtio-blk and the serial console in the box's console log.
+//!
+//! Hardware KVM is used when the CPU has it; otherwise TCG, which is what boots on hosts whose
+//! /dev/kvm is software-nested.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::process::{Child, Command};
+use tokio::sync::{watch, Notify};
+
+use super::{check_socket_path, Engine, EngineError, EngineKind, RunningVm, VmExit, VmSpec};
+
+const QEMU: &str = "qemu-system-x86_64";
+const VSOCK_HELPER: &str = "vhost-device-vsock";
+/// Each VM has its own vsock helper, so every guest can use the same CID.
+const GUEST_CID: u32 = 3;
+/// How long the vsock helper may take to create its socket.
+const HELPER_READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one CONNECT handshake with the vsock helper may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Which accelerator QEMU uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    /// KVM where the CPU has hardware virtualisation, TCG otherwise.
+    pub fn detect() -> Self {
+        if super::hardware_virtualization_usable() {
+            Accel::Kvm
+        } else {
+            Accel::Tcg
+        }
+    }
+}
+
+/// Paths of one VM's files in its run directory.
+#[derive(Debug, Clone)]
+pub struct QemuPaths {
+    /// vhost-user socket between QEMU and the vsock helper.
+    pub vhost_socket: PathBuf,
+    /// Unix socket of the vsock helper that host programs connect to.
+    pub agent_socket: PathBuf,
+    pub console_log: PathBuf,
+}
+
+impl QemuPaths {
+    pub fn new(run_dir: &Path) -> Self {
+        Self {
+            vhost_socket: run_dir.join("vhost-vsock.sock"),
+            agent_socket: run_dir.join("agent.sock"),
+            console_log: run_dir.join("console.log"),
+        }
+    }
+}
+
+/// The QEMU engine.
+#[derive(Debug, Clone)]
+pub struct QemuEngine {
+    pub accel: Accel,
+    pub qemu_binary: PathBuf,
+    pub vsock_helper: PathBuf,
+}
+
+impl Default for QemuEngine {
+    fn default() -> Self {
+        Self {
+            accel: Accel::detect(),
+            qemu_binary: PathBuf::from(QEMU),
+            vsock_helper: PathBuf::from(VSOCK_HELPER),
+        }
+    }
+}
+
+/// QEMU's command line for `spec`.
+pub fn qemu_args(spec: &VmSpec, accel: Accel, paths: &QemuPaths) -> Vec<String> {
+    let mem = spec.memory_mib;
+    let mut cmdline = vec!["console=ttyS0".to_string(), "quiet".to_string()];
+    if accel == Accel::Tcg {
+        // Under TCG the TSC cannot be calibrated against real time; give its rate outright.
+        cmdline.push("tsc_early_khz=1000000".to_string());
+    }
+    cmdline.extend(spec.guest_cmdline());
+
+    let mut args: Vec<String> = Vec::new();
+    let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
+    push(&["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
+    // microvm: no PCI, no firmware tables, virtio-mmio devices announced on the command line.
+    push(&["-M", "microvm,acpi=off,pit=on,pic=on,rtc=off,isa-serial=on,memory-backend=mem"]);
+    match accel {
+        Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
+        Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
+    }
+    push(&["-smp", &spec.cpus.to_string(), "-m", &format!("{mem}M")]);
+    // vhost-user devices need guest memory the helper can map.
+    push(&["-object", &format!("memory-backend-memfd,id=mem,size={mem}M,share=on")]);
+    // vhost-user needs modern (virtio 1.0) devices; microvm defaults to legacy mmio.
+    push(&["-global", "virtio-mmio.force-legacy=false"]);
+    push(&["-kernel", &spec.kernel.display().to_string()]);
+    push(&["-initrd", &spec.initramfs.display().to_string()]);
+    push(&["-append", &cmdline.join(" ")]);
+    push(&["-chardev", &format!("socket,id=vsock,path={}", paths.vhost_socket.display())]);
+    push(&["-device", &format!("vhost-user-vsock-device,chardev=vsock,guest-cid={GUEST_CID}")]);
+    if let Some(disk) = &spec.root_disk {
+        let ro = if disk.read_only { ",read-only=on" } else { "" };
+        push(&[
+            "-drive",
+            &format!(
+                "file={},if=none,id=root,format={},cache=unsafe,discard=unmap{ro}",
+                disk.path.display(),
+                disk.format.as_str()
+            ),
+        ]);
+        push(&["-device", "virtio-blk-device,drive=root"]);
+    }
+    push(&["-chardev", &format!("file,id=console,path={}", paths.console_log.display())]);
+    push(&["-serial", "chardev:console"]);
+    args
+}
+
+/// The vsock helper's command line.
+pub fn vsock_helper_args(paths: &QemuPaths) -> Vec<String> {
+    vec![
+        format!("--guest-cid={GUEST_CID}"),
+        format!("--socket={}", paths.vhost_socket.display()),
+        format!("--uds-path={}", paths.agent_socket.display()),
+    ]
+}
+
+/// A child that dies with the shim: if the shim is killed, its VM must not outlive it.
+fn child_command(program: &Path, args: &[String], stderr_log: &Path) -> Result<Command, EngineError> {
+    let log = std::fs::File::create(stderr_log).map_err(|source| EngineError::Io {
+        path: stderr_log.to_path_buf(),
+        source,
+    })?;
+    let log2 = log.try_clone().map_err(|source| EngineError::Io {
+        path: stderr_log.to_path_buf(),
+        source,
+    })?;
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log2))
+        .kill_on_drop(true);
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no shared state.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(command)
+}
+
+fn spawn(program: &Path, args: &[String], log: &Path, hint: &'static str) -> Result<Child, EngineError> {
+    child_command(program, args, log)?
+        .spawn()
+        .map_err(|source| EngineError::Spawn { program: program.display().to_string(), source, hint })
+}
+
+async fn wait_for_socket(child: &mut Child, program: &Path, socket: &Path, log: &Path) -> Result<(), EngineError> {
+    let deadline = Instant::now() + HELPER_READY_TIMEOUT;
+    loop {
+        if socket.exists() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(EngineError::HelperDied {
+                program: program.display().to_string(),
+                status: VmExit::from(status).to_string(),
+                output: std::fs::read_to_string(log).unwrap_or_default().trim().to_string(),
+            });
+        }
+        if Instant::now() > deadline {
+            return Err(EngineError::HelperTimeout {
+                program: program.display().to_string(),
+                path: socket.to_path_buf(),
+                waited: HELPER_READY_TIMEOUT,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[async_trait]
+impl Engine for QemuEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Qemu
+    }
+
+    async fn start(&self, spec: &VmSpec) -> Result<Box<dyn RunningVm>, EngineError> {
+        spec.validate()?;
+        std::fs::create_dir_all(&spec.run_dir).map_err(|source| EngineError::Io {
+            path: spec.run_dir.clone(),
+            source,
+        })?;
+        let paths = QemuPaths::new(&spec.run_dir);
+        check_socket_path(&paths.vhost_socket)?;
+        check_socket_path(&paths.agent_socket)?;
+        for stale in [&paths.vhost_socket, &paths.agent_socket] {
+            let _ = std::fs::remove_file(stale);
+        }
+
+        let helper_log = spec.run_dir.join("vsock-helper.log");
+        let mut helper = spawn(
+            &self.vsock_helper,
+            &vsock_helper_args(&paths),
+            &helper_log,
+            "install it with scripts/setup.sh (cargo install vhost-device-vsock)",
+        )?;
+        if let Err(err) = wait_for_socket(&mut helper, &self.vsock_helper, &paths.vhost_socket, &helper_log).await {
+            let _ = helper.kill().await;
+            return Err(err);
+        }
+
+        // QEMU's own messages (bad arguments, missing files) go next to the console log, and
+        // the console tail includes them: see RunningVm users.
+        let qemu_log = spec.run_dir.join("qemu.log");
+        let qemu = match spawn(
+            &self.qemu_binary,
+            &qemu_args(spec, self.accel, &paths),
+            &qemu_log,
+            "install Debian's qemu-system-x86 (scripts/setup.sh does)",
+        ) {
+            Ok(child) => child,
+            Err(err) => {
+                let _ = helper.kill().await;
+                return Err(err);
+            }
+        };
+        let pids = [qemu.id(), helper.id()].into_iter().flatten().collect();
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let kill = Arc::new(Notify::new());
+        tokio::spawn(supervise(qemu, helper, paths.clone(), Arc::clone(&kill), exit_tx));
+        Ok(Box::new(QemuVm { paths, port: spec.agent_port, pids, exit: exit_rx, kill }))
+    }
+}
+
+/// Owns the VM's processes: waits for QEMU to end (or for a kill request), then ends the
+/// helper, removes the sockets and publishes how the VM ended.
+async fn supervise(
+    mut qemu: Child,
+    mut helper: Child,
+    paths: QemuPaths,
+    kill: Arc<Notify>,
+    exit: watch::Sender<Option<VmExit>>,
+) {
+    let status = tokio::select! {
+        status = qemu.wait() => status,
+        _ = kill.notified() => {
+            let _ = qemu.start_kill();
+            qemu.wait().await
+        }
+    };
+    let _ = helper.start_kill();
+    let _ = helper.wait().await;
+    for socket in [&paths.vhost_socket, &paths.agent_socket] {
+        let _ = std::fs::remove_file(socket);
+    }
+    let _ = exit.send(Some(status.map(VmExit::from).unwrap_or(VmExit::Exited(-1))));
+}
+
+/// A VM run by QEMU, with its vsock helper.
+pub struct QemuVm {
+    paths: QemuPaths,
+    port: u32,
+    pids: Vec<u32>,
+    exit: watch::Receiver<Option<VmExit>>,
+    kill: Arc<Notify>,
+}
+
+#[async_trait]
+impl RunningVm for QemuVm {
+    async fn connect_agent(&self) -> std::io::Result<UnixStream> {
+        let handshake = async {
+            let mut stream = UnixStream::connect(&self.paths.agent_socket).await?;
+            // vhost-device-vsock's host side protocol: "CONNECT <port>\n" → "OK <local port>\n".
+            stream.write_all(format!("CONNECT {}\n", self.port).as_bytes()).await?;
+            let mut reader = BufReader::new(&mut stream);
+            let mut line = String::new();
+            reader.read_line(&mut line).await?;
+            if !line.starts_with("OK ") {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    format!("vsock port {} refused: {:?}", self.port, line.trim()),
+                ));
+            }
+            if !reader.buffer().is_empty() {
+                return Err(std::io::Error::other("vsock helper sent data before the agent spoke"));
+            }
+            Ok(stream)
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, handshake)
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "vsock CONNECT handshake timed out"))?
+    }
+
+    async fn wait_exit(&self) -> VmExit {
+        let mut exit = self.exit.clone();
+        let published = exit.wait_for(Option::is_some).await.map(|state| state.clone());
+        // The supervisor only goes away after publishing; treat a vanished one as a crash.
+        published.ok().flatten().unwrap_or(VmExit::Exited(-1))
+    }
+
+    async fn kill(&self) -> VmExit {
+        self.kill.notify_one();
+        self.wait_exit().await
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.pids.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{DiskFormat, DiskSpec};
+
+    fn spec() -> VmSpec {
+        VmSpec {
+            kernel: "/k/bzImage".into(),
+            initramfs: "/k/initramfs.cpio".into(),
+            cpus: 2,
+            memory_mib: 256,
+            root_disk: Some(DiskSpec { path: "/b/disk.qcow2".into(), format: DiskFormat::Qcow2, read_only: false }),
+            agent_port: 1024,
+            run_dir: "/b".into(),
+            extra_cmdline: vec!["x=y".into()],
+        }
+    }
+
+    fn value_after<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
+        args.windows(2).filter(|w| w[0] == flag).map(|w| w[1].as_str()).collect()
+    }
+
+    #[test]
+    fn tcg_args_describe_the_whole_vm() {
+        let args = qemu_args(&spec(), Accel::Tcg, &QemuPaths::new(Path::new("/b")));
+        assert_eq!(value_after(&args, "-accel"), ["tcg"]);
+        assert_eq!(value_after(&args, "-smp"), ["2"]);
+        assert_eq!(value_after(&args, "-m"), ["256M"]);
+        assert!(args.contains(&"-no-reboot".to_string()));
+        let append = value_after(&args, "-append")[0];
+        assert!(append.contains("tsc_early_khz="));
+        assert!(append.contains("boxlite.root=/dev/vda"));
+        assert!(append.contains("boxlite.port=1024"));
+        assert!(append.ends_with("x=y"));
+        assert_eq!(
+            value_after(&args, "-drive"),
+            ["file=/b/disk.qcow2,if=none,id=root,format=qcow2,cache=unsafe,discard=unmap"]
+        );
+        assert!(value_after(&args, "-object")[0].contains("size=256M,share=on"));
+        assert!(value_after(&args, "-chardev").contains(&"socket,id=vsock,path=/b/vhost-vsock.sock"));
+        assert!(value_after(&args, "-chardev").contains(&"file,id=console,path=/b/console.log"));
+    }
+
+    #[test]
+    fn kvm_args_use_the_host_cpu_and_skip_tcg_workarounds() {
+        let mut s = spec();
+        s.root_disk = None;
+        let args = qemu_args(&s, Accel::Kvm, &QemuPaths::new(Path::new("/b")));
+        assert_eq!(value_after(&args, "-accel"), ["kvm"]);
+        assert_eq!(value_after(&args, "-cpu"), ["host"]);
+        let append = value_after(&args, "-append")[0];
+        assert!(!append.contains("tsc_early_khz"));
+        assert!(!append.contains("boxlite.root"));
+        assert!(value_after(&args, "-drive").is_empty());
+    }
+
+    #[test]
+    fn helper_args_name_both_sockets() {
+        let args = vsock_helper_args(&QemuPaths::new(Path::new("/b")));
+        assert_eq!(args, ["--guest-cid=3", "--socket=/b/vhost-vsock.sock", "--uds-path=/b/agent.sock"]);
+    }
+}

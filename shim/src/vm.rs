@@ -1,0 +1,160 @@
+//! Booting a VM and waiting for its agent, and shutting it down again.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use boxlite_protocol::agent::PingResponse;
+
+use crate::agent_client::{AgentClient, AgentError};
+use crate::engine::{console_tail, Engine, EngineError, RunningVm, VmExit, VmSpec};
+
+/// Console lines quoted in boot errors.
+const CONSOLE_TAIL_LINES: usize = 20;
+/// Pause between attempts to reach an agent that is not listening yet.
+const RETRY_PAUSE: Duration = Duration::from_millis(5);
+/// How long one Ping may take once connected.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("the VM could not be started: {0}")]
+    Engine(#[from] EngineError),
+    #[error("the VM exited ({exit}) before its agent answered; last console lines:\n{console}")]
+    VmExited { exit: VmExit, console: String },
+    #[error("the agent did not answer within {waited:?} (BOXLITE ready timeout); the VM was stopped; last console lines:\n{console}")]
+    ReadyTimeout { waited: Duration, console: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShutdownError {
+    #[error("asking the agent to shut down failed, so the VM was killed: {0}")]
+    Agent(#[from] AgentError),
+    #[error("the VM did not end within {0:?} of the shutdown request, so it was killed")]
+    Timeout(Duration),
+}
+
+/// Where a boot's time went.
+#[derive(Debug, Clone, Copy)]
+pub struct BootTimings {
+    /// From asking the engine to start to the agent's first answer.
+    pub spawn_to_ready: Duration,
+    /// Guest uptime when the agent began serving, as the guest reports it.
+    pub guest_ready_at: Duration,
+}
+
+/// A booted VM whose agent has answered.
+pub struct Vm {
+    running: Box<dyn RunningVm>,
+    agent: AgentClient,
+    console_log: PathBuf,
+    timings: BootTimings,
+    agent_version: String,
+}
+
+impl Vm {
+    /// Starts a VM and waits up to `ready_timeout` for its agent. Fails as soon as the VMM
+    /// exits, and stops the VM on timeout: a failed boot leaves no process behind.
+    pub async fn boot(engine: &dyn Engine, spec: &VmSpec, ready_timeout: Duration) -> Result<Vm, BootError> {
+        let started = Instant::now();
+        let running = engine.start(spec).await?;
+        let console_log = spec.console_log();
+        let deadline = tokio::time::Instant::now() + ready_timeout;
+
+        enum Outcome {
+            Ready(AgentClient, PingResponse),
+            Exited(VmExit),
+            TimedOut,
+        }
+        let connect = async {
+            loop {
+                if let Some(ready) = try_agent(running.as_ref()).await {
+                    return ready;
+                }
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        };
+        let outcome = tokio::select! {
+            (client, ping) = connect => Outcome::Ready(client, ping),
+            exit = running.wait_exit() => Outcome::Exited(exit),
+            _ = tokio::time::sleep_until(deadline) => Outcome::TimedOut,
+        };
+        match outcome {
+            Outcome::Ready(agent, ping) => Ok(Vm {
+                running,
+                agent,
+                console_log,
+                timings: BootTimings {
+                    spawn_to_ready: started.elapsed(),
+                    guest_ready_at: Duration::from_millis(ping.ready_at_ms),
+                },
+                agent_version: ping.agent_version,
+            }),
+            Outcome::Exited(exit) => Err(BootError::VmExited {
+                exit,
+                console: console_tail(&console_log, CONSOLE_TAIL_LINES),
+            }),
+            Outcome::TimedOut => {
+                running.kill().await;
+                Err(BootError::ReadyTimeout {
+                    waited: ready_timeout,
+                    console: console_tail(&console_log, CONSOLE_TAIL_LINES),
+                })
+            }
+        }
+    }
+
+    pub fn agent(&self) -> &AgentClient {
+        &self.agent
+    }
+
+    pub fn agent_version(&self) -> &str {
+        &self.agent_version
+    }
+
+    pub fn timings(&self) -> BootTimings {
+        self.timings
+    }
+
+    /// Host pids of the VMM and its helpers.
+    pub fn pids(&self) -> Vec<u32> {
+        self.running.pids()
+    }
+
+    pub fn console_tail(&self, lines: usize) -> String {
+        console_tail(&self.console_log, lines)
+    }
+
+    /// Resolves when the VM ends by itself (or is killed from outside).
+    pub async fn wait_exit(&self) -> VmExit {
+        self.running.wait_exit().await
+    }
+
+    /// Asks the agent to power off and waits up to `timeout` for the VM to end; kills it when
+    /// the agent cannot be asked or the VM does not end in time. The VM is gone either way.
+    pub async fn shutdown(self, timeout: Duration) -> Result<VmExit, ShutdownError> {
+        if let Err(err) = self.agent.shutdown(timeout).await {
+            self.running.kill().await;
+            return Err(err.into());
+        }
+        match tokio::time::timeout(timeout, self.running.wait_exit()).await {
+            Ok(exit) => Ok(exit),
+            Err(_) => {
+                self.running.kill().await;
+                Err(ShutdownError::Timeout(timeout))
+            }
+        }
+    }
+
+    /// Ends the VM at once.
+    pub async fn kill(self) -> VmExit {
+        self.running.kill().await
+    }
+}
+
+/// One attempt: connect to the agent's port and ping it.
+async fn try_agent(vm: &dyn RunningVm) -> Option<(AgentClient, PingResponse)> {
+    let stream = vm.connect_agent().await.ok()?;
+    let client = AgentClient::new(stream);
+    let ping = client.ping(PING_TIMEOUT).await.ok()?;
+    Some((client, ping))
+}
