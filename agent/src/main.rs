@@ -5,6 +5,7 @@
 //! process on a host, with commands run in the host's root; the test suite uses it to exercise
 //! the exec machinery without a VM.
 
+mod channel;
 mod exec;
 mod init;
 mod service;
@@ -26,7 +27,7 @@ fn main() {
         init::ensure_std_fds();
     }
 
-    let (address, root, shutdown) = if is_pid1 && listen.is_none() {
+    let (addresses, root, shutdown) = if is_pid1 && listen.is_none() {
         if let Err(err) = init::mount_guest_filesystems() {
             fatal(&err.to_string());
         }
@@ -34,13 +35,13 @@ fn main() {
         let params = init::BootParams::parse(&cmdline);
         let root = init::mount_box_disk(&params).unwrap_or_else(|err| fatal(&err.to_string()));
         let port = params.vsock_port.unwrap_or(AGENT_VSOCK_PORT);
-        (format!("vsock://-1:{port}"), root, ShutdownMode::PowerOff)
+        (vec![format!("vsock://-1:{port}")], root, ShutdownMode::PowerOff)
     } else {
         let Some(address) = listen else {
             eprintln!("usage: boxlite-agent --listen unix:///PATH (outside a VM)");
             std::process::exit(2);
         };
-        (address, PathBuf::from("/"), ShutdownMode::ExitProcess)
+        (vec![address], PathBuf::from("/"), ShutdownMode::ExitProcess)
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -49,26 +50,51 @@ fn main() {
         .build()
         .unwrap_or_else(|err| fatal(&format!("starting the async runtime: {err}")));
     runtime.block_on(async move {
-        if let Err(err) = serve(&address, root, shutdown).await {
+        if let Err(err) = serve(&addresses, root, shutdown).await {
             fatal(&err);
         }
     });
 }
 
-async fn serve(address: &str, root: PathBuf, shutdown: ShutdownMode) -> Result<(), String> {
+/// Serves the agent on every address, plus the virtio-serial port when the VM has one.
+async fn serve(addresses: &[String], root: PathBuf, shutdown: ShutdownMode) -> Result<(), String> {
     let execs = exec::ExecTable::new(root);
     execs.start_reaper().map_err(|e| format!("installing the SIGCHLD handler: {e}"))?;
-    if let Some(path) = address.strip_prefix("unix://") {
-        let _ = std::fs::remove_file(path);
+    let service = Arc::new(AgentService { execs, ready_at_ms: init::uptime_ms(), shutdown });
+
+    let mut listeners = Vec::new();
+    let mut failures = Vec::new();
+    if std::process::id() == 1 {
+        if let Some(port) = channel::find_serial_port(channel::SERIAL_PORT_NAME) {
+            listeners.push((port.display().to_string(), channel::serial_listener(port)));
+        }
     }
-    let service = AgentService { execs, ready_at_ms: init::uptime_ms(), shutdown };
-    let services = boxlite_protocol::agent_ttrpc::create_agent(Arc::new(service));
-    let mut server = ttrpc::r#async::Server::new()
-        .bind(address)
-        .map_err(|e| format!("listening on {address}: {e}"))?
-        .register_service(services);
-    server.start().await.map_err(|e| format!("serving on {address}: {e}"))?;
-    log!("ready on {address} at {} ms of guest uptime", init::uptime_ms());
+    for address in addresses {
+        if let Some(path) = address.strip_prefix("unix://") {
+            let _ = std::fs::remove_file(path);
+        }
+        match ttrpc::r#async::transport::Listener::bind(address) {
+            Ok(listener) => listeners.push((address.clone(), listener)),
+            Err(e) => failures.push(format!("listening on {address}: {e}")),
+        }
+    }
+    // A VM without a vsock device is fine as long as another channel is there.
+    if listeners.is_empty() {
+        return Err(failures.join("; "));
+    }
+    for failure in failures {
+        log!("{failure} (serving on the other channels)");
+    }
+
+    // One server per listener (a ttrpc server starts one); they share the service.
+    let mut servers = Vec::new();
+    for (address, listener) in listeners {
+        let services = boxlite_protocol::agent_ttrpc::create_agent(service.clone());
+        let mut server = ttrpc::r#async::Server::new().add_listener(listener).register_service(services);
+        server.start().await.map_err(|e| format!("serving on {address}: {e}"))?;
+        log!("ready on {address} at {} ms of guest uptime", init::uptime_ms());
+        servers.push(server);
+    }
     std::future::pending::<()>().await;
     Ok(())
 }

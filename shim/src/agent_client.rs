@@ -10,6 +10,8 @@ use boxlite_protocol::agent_ttrpc;
 use boxlite_protocol::MAX_READ_CHUNK;
 use tokio::net::UnixStream;
 
+pub use ttrpc::Code;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("agent {method}: {message}")]
@@ -20,6 +22,8 @@ pub enum AgentError {
     },
     #[error("agent {method}: connection failed: {message}")]
     Transport { method: &'static str, message: String },
+    #[error("agent {method}: no answer within {after:?}")]
+    Timeout { method: &'static str, after: Duration },
 }
 
 impl AgentError {
@@ -38,7 +42,7 @@ impl AgentError {
     pub fn code(&self) -> Option<ttrpc::Code> {
         match self {
             AgentError::Rpc { code, .. } => Some(*code),
-            AgentError::Transport { .. } => None,
+            AgentError::Transport { .. } | AgentError::Timeout { .. } => None,
         }
     }
 }
@@ -90,10 +94,12 @@ impl AgentClient {
     }
 
     pub async fn ping(&self, timeout: Duration) -> Result<PingResponse, AgentError> {
-        self.inner
-            .ping(ctx_timeout(timeout), &PingRequest::new())
-            .await
-            .map_err(|e| AgentError::from_ttrpc("Ping", e))
+        let request = PingRequest::new();
+        let ping = self.inner.ping(ctx(), &request);
+        match tokio::time::timeout(timeout, ping).await {
+            Ok(answer) => answer.map_err(|e| AgentError::from_ttrpc("Ping", e)),
+            Err(_) => Err(AgentError::Timeout { method: "Ping", after: timeout }),
+        }
     }
 
     /// Starts a command under the caller-chosen `exec_id`; returns its guest pid.

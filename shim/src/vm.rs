@@ -12,16 +12,17 @@ use crate::engine::{console_tail, Engine, EngineError, RunningVm, VmExit, VmSpec
 const CONSOLE_TAIL_LINES: usize = 20;
 /// Pause between attempts to reach an agent that is not listening yet.
 const RETRY_PAUSE: Duration = Duration::from_millis(5);
-/// How long one Ping may take once connected.
-const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one boot-time Ping may go unanswered before it is sent again. A channel may take
+/// a request before the agent has opened its end (virtio-serial keeps it; vsock refuses).
+const PING_ATTEMPT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
     #[error("the VM could not be started: {0}")]
     Engine(#[from] EngineError),
-    #[error("the VM exited ({exit}) before its agent answered; last console lines:\n{console}")]
+    #[error("the VM exited ({exit}) before its agent answered; last console (and VMM) lines:\n{console}")]
     VmExited { exit: VmExit, console: String },
-    #[error("the agent did not answer within {waited:?} (BOXLITE ready timeout); the VM was stopped; last console lines:\n{console}")]
+    #[error("the agent did not answer within {waited:?} (the ready timeout); the VM was stopped; last console (and VMM) lines:\n{console}")]
     ReadyTimeout { waited: Duration, console: String },
 }
 
@@ -67,8 +68,16 @@ impl Vm {
         }
         let connect = async {
             loop {
-                if let Some(ready) = try_agent(running.as_ref()).await {
-                    return ready;
+                if let Ok(stream) = running.connect_agent().await {
+                    let client = AgentClient::new(stream);
+                    loop {
+                        match client.ping(PING_ATTEMPT).await {
+                            Ok(ping) => return (client, ping),
+                            Err(AgentError::Timeout { .. }) => continue,
+                            // Refused or closed: the agent is not listening yet; reconnect.
+                            Err(_) => break,
+                        }
+                    }
                 }
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
@@ -91,13 +100,13 @@ impl Vm {
             }),
             Outcome::Exited(exit) => Err(BootError::VmExited {
                 exit,
-                console: console_tail(&console_log, CONSOLE_TAIL_LINES),
+                console: spec.diagnostics(CONSOLE_TAIL_LINES),
             }),
             Outcome::TimedOut => {
                 running.kill().await;
                 Err(BootError::ReadyTimeout {
                     waited: ready_timeout,
-                    console: console_tail(&console_log, CONSOLE_TAIL_LINES),
+                    console: spec.diagnostics(CONSOLE_TAIL_LINES),
                 })
             }
         }
@@ -149,12 +158,4 @@ impl Vm {
     pub async fn kill(self) -> VmExit {
         self.running.kill().await
     }
-}
-
-/// One attempt: connect to the agent's port and ping it.
-async fn try_agent(vm: &dyn RunningVm) -> Option<(AgentClient, PingResponse)> {
-    let stream = vm.connect_agent().await.ok()?;
-    let client = AgentClient::new(stream);
-    let ping = client.ping(PING_TIMEOUT).await.ok()?;
-    Some((client, ping))
 }

@@ -4,7 +4,6 @@
 pub mod qemu;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::net::UnixStream;
@@ -25,18 +24,6 @@ pub enum EngineError {
         program: String,
         source: std::io::Error,
         hint: &'static str,
-    },
-    #[error("{program} exited before it was ready ({status}); its output: {output}")]
-    HelperDied {
-        program: String,
-        status: String,
-        output: String,
-    },
-    #[error("{program} did not create {path} within {waited:?}")]
-    HelperTimeout {
-        program: String,
-        path: PathBuf,
-        waited: Duration,
     },
     #[error("socket path {path} is {len} bytes, longer than the {MAX_SOCKET_PATH} a unix socket allows; use a shorter box directory (BOXLITE_HOME)")]
     SocketPathTooLong { path: PathBuf, len: usize },
@@ -91,6 +78,23 @@ impl VmSpec {
         self.run_dir.join("console.log")
     }
 
+    /// Where the VMM's own messages go (bad arguments, unreadable kernel, ...).
+    pub fn vmm_log(&self) -> PathBuf {
+        self.run_dir.join("vmm.log")
+    }
+
+    /// The end of the console log and of the VMM's log, for error messages.
+    pub fn diagnostics(&self, max_lines: usize) -> String {
+        let mut text = console_tail(&self.console_log(), max_lines);
+        let vmm = std::fs::read_to_string(self.vmm_log()).unwrap_or_default();
+        let vmm: Vec<&str> = vmm.lines().collect();
+        if !vmm.is_empty() {
+            text.push_str("\n--- VMM ---\n");
+            text.push_str(&vmm[vmm.len().saturating_sub(max_lines)..].join("\n"));
+        }
+        text
+    }
+
     pub fn validate(&self) -> Result<(), EngineError> {
         if self.cpus == 0 {
             return Err(EngineError::InvalidSpec("a VM needs at least 1 vCPU".into()));
@@ -112,9 +116,9 @@ impl VmSpec {
     /// The kernel command line words every engine passes.
     pub fn guest_cmdline(&self) -> Vec<String> {
         let mut words = vec![
-            // A panic resets the VM, and a reset ends it: a dead guest is seen at once.
+            // A panic resets the VM, and each engine makes a reset end it: a dead guest is
+            // seen at once. (How to reset is engine-specific: see the engines' cmdlines.)
             "panic=-1".to_string(),
-            "reboot=k".to_string(),
             format!("boxlite.port={}", self.agent_port),
         ];
         if self.root_disk.is_some() {

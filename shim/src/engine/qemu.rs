@@ -1,6 +1,7 @@
 //! The QEMU engine: `qemu-system-x86_64 -M microvm` as a child process, with the agent channel
-//! on virtio-vsock through a `vhost-device-vsock` helper (vhost-user), the root disk on
-//! virtio-blk and the serial console in the box's console log.
+//! on a virtio-serial port whose host end is a unix socket in the box directory, the root disk
+//! on virtio-blk and the serial console in the box's console log. (Why not vsock: see
+//! docs/ARCHITECTURE.md.)
 //!
 //! Hardware KVM is used when the CPU has it; otherwise TCG, which is what boots on hosts whose
 //! /dev/kvm is software-nested.
@@ -8,10 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 use tokio::sync::{watch, Notify};
@@ -19,13 +18,8 @@ use tokio::sync::{watch, Notify};
 use super::{check_socket_path, Engine, EngineError, EngineKind, RunningVm, VmExit, VmSpec};
 
 const QEMU: &str = "qemu-system-x86_64";
-const VSOCK_HELPER: &str = "vhost-device-vsock";
-/// Each VM has its own vsock helper, so every guest can use the same CID.
-const GUEST_CID: u32 = 3;
-/// How long the vsock helper may take to create its socket.
-const HELPER_READY_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one CONNECT handshake with the vsock helper may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Name of the agent's virtio-serial port; the agent looks for it by this name.
+pub const AGENT_PORT_NAME: &str = "boxlite.agent";
 
 /// Which accelerator QEMU uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,20 +42,14 @@ impl Accel {
 /// Paths of one VM's files in its run directory.
 #[derive(Debug, Clone)]
 pub struct QemuPaths {
-    /// vhost-user socket between QEMU and the vsock helper.
-    pub vhost_socket: PathBuf,
-    /// Unix socket of the vsock helper that host programs connect to.
+    /// QEMU listens here; the stream is the agent's virtio-serial port.
     pub agent_socket: PathBuf,
     pub console_log: PathBuf,
 }
 
 impl QemuPaths {
     pub fn new(run_dir: &Path) -> Self {
-        Self {
-            vhost_socket: run_dir.join("vhost-vsock.sock"),
-            agent_socket: run_dir.join("agent.sock"),
-            console_log: run_dir.join("console.log"),
-        }
+        Self { agent_socket: run_dir.join("agent.sock"), console_log: run_dir.join("console.log") }
     }
 }
 
@@ -70,23 +58,20 @@ impl QemuPaths {
 pub struct QemuEngine {
     pub accel: Accel,
     pub qemu_binary: PathBuf,
-    pub vsock_helper: PathBuf,
 }
 
 impl Default for QemuEngine {
     fn default() -> Self {
-        Self {
-            accel: Accel::detect(),
-            qemu_binary: PathBuf::from(QEMU),
-            vsock_helper: PathBuf::from(VSOCK_HELPER),
-        }
+        Self { accel: Accel::detect(), qemu_binary: PathBuf::from(QEMU) }
     }
 }
 
 /// QEMU's command line for `spec`.
 pub fn qemu_args(spec: &VmSpec, accel: Accel, paths: &QemuPaths) -> Vec<String> {
     let mem = spec.memory_mib;
-    let mut cmdline = vec!["console=ttyS0".to_string(), "quiet".to_string()];
+    // microvm has no keyboard controller to reset through: reset by triple fault, which
+    // `-no-reboot` turns into QEMU exiting.
+    let mut cmdline = vec!["console=ttyS0".to_string(), "quiet".to_string(), "reboot=t".to_string()];
     if accel == Accel::Tcg {
         // Under TCG the TSC cannot be calibrated against real time; give its rate outright.
         cmdline.push("tsc_early_khz=1000000".to_string());
@@ -97,21 +82,20 @@ pub fn qemu_args(spec: &VmSpec, accel: Accel, paths: &QemuPaths) -> Vec<String> 
     let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
     push(&["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
     // microvm: no PCI, no firmware tables, virtio-mmio devices announced on the command line.
-    push(&["-M", "microvm,acpi=off,pit=on,pic=on,rtc=off,isa-serial=on,memory-backend=mem"]);
+    push(&["-M", "microvm,acpi=off,pit=on,pic=on,rtc=off,isa-serial=on"]);
     match accel {
         Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
         Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
     }
     push(&["-smp", &spec.cpus.to_string(), "-m", &format!("{mem}M")]);
-    // vhost-user devices need guest memory the helper can map.
-    push(&["-object", &format!("memory-backend-memfd,id=mem,size={mem}M,share=on")]);
-    // vhost-user needs modern (virtio 1.0) devices; microvm defaults to legacy mmio.
+    // Modern (virtio 1.0) devices; microvm defaults to legacy mmio.
     push(&["-global", "virtio-mmio.force-legacy=false"]);
     push(&["-kernel", &spec.kernel.display().to_string()]);
     push(&["-initrd", &spec.initramfs.display().to_string()]);
     push(&["-append", &cmdline.join(" ")]);
-    push(&["-chardev", &format!("socket,id=vsock,path={}", paths.vhost_socket.display())]);
-    push(&["-device", &format!("vhost-user-vsock-device,chardev=vsock,guest-cid={GUEST_CID}")]);
+    push(&["-device", "virtio-serial-device,max_ports=2"]);
+    push(&["-chardev", &format!("socket,id=agent,path={},server=on,wait=off", paths.agent_socket.display())]);
+    push(&["-device", &format!("virtserialport,chardev=agent,name={AGENT_PORT_NAME}")]);
     if let Some(disk) = &spec.root_disk {
         let ro = if disk.read_only { ",read-only=on" } else { "" };
         push(&[
@@ -127,15 +111,6 @@ pub fn qemu_args(spec: &VmSpec, accel: Accel, paths: &QemuPaths) -> Vec<String> 
     push(&["-chardev", &format!("file,id=console,path={}", paths.console_log.display())]);
     push(&["-serial", "chardev:console"]);
     args
-}
-
-/// The vsock helper's command line.
-pub fn vsock_helper_args(paths: &QemuPaths) -> Vec<String> {
-    vec![
-        format!("--guest-cid={GUEST_CID}"),
-        format!("--socket={}", paths.vhost_socket.display()),
-        format!("--uds-path={}", paths.agent_socket.display()),
-    ]
 }
 
 /// A child that dies with the shim: if the shim is killed, its VM must not outlive it.
@@ -173,30 +148,6 @@ fn spawn(program: &Path, args: &[String], log: &Path, hint: &'static str) -> Res
         .map_err(|source| EngineError::Spawn { program: program.display().to_string(), source, hint })
 }
 
-async fn wait_for_socket(child: &mut Child, program: &Path, socket: &Path, log: &Path) -> Result<(), EngineError> {
-    let deadline = Instant::now() + HELPER_READY_TIMEOUT;
-    loop {
-        if socket.exists() {
-            return Ok(());
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(EngineError::HelperDied {
-                program: program.display().to_string(),
-                status: VmExit::from(status).to_string(),
-                output: std::fs::read_to_string(log).unwrap_or_default().trim().to_string(),
-            });
-        }
-        if Instant::now() > deadline {
-            return Err(EngineError::HelperTimeout {
-                program: program.display().to_string(),
-                path: socket.to_path_buf(),
-                waited: HELPER_READY_TIMEOUT,
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
 #[async_trait]
 impl Engine for QemuEngine {
     fn kind(&self) -> EngineKind {
@@ -210,52 +161,27 @@ impl Engine for QemuEngine {
             source,
         })?;
         let paths = QemuPaths::new(&spec.run_dir);
-        check_socket_path(&paths.vhost_socket)?;
         check_socket_path(&paths.agent_socket)?;
-        for stale in [&paths.vhost_socket, &paths.agent_socket] {
-            let _ = std::fs::remove_file(stale);
-        }
+        let _ = std::fs::remove_file(&paths.agent_socket);
 
-        let helper_log = spec.run_dir.join("vsock-helper.log");
-        let mut helper = spawn(
-            &self.vsock_helper,
-            &vsock_helper_args(&paths),
-            &helper_log,
-            "install it with scripts/setup.sh (cargo install vhost-device-vsock)",
-        )?;
-        if let Err(err) = wait_for_socket(&mut helper, &self.vsock_helper, &paths.vhost_socket, &helper_log).await {
-            let _ = helper.kill().await;
-            return Err(err);
-        }
-
-        // QEMU's own messages (bad arguments, missing files) go next to the console log, and
-        // the console tail includes them: see RunningVm users.
-        let qemu_log = spec.run_dir.join("qemu.log");
-        let qemu = match spawn(
+        let qemu = spawn(
             &self.qemu_binary,
             &qemu_args(spec, self.accel, &paths),
-            &qemu_log,
+            &spec.vmm_log(),
             "install Debian's qemu-system-x86 (scripts/setup.sh does)",
-        ) {
-            Ok(child) => child,
-            Err(err) => {
-                let _ = helper.kill().await;
-                return Err(err);
-            }
-        };
-        let pids = [qemu.id(), helper.id()].into_iter().flatten().collect();
+        )?;
+        let pids = qemu.id().into_iter().collect();
         let (exit_tx, exit_rx) = watch::channel(None);
         let kill = Arc::new(Notify::new());
-        tokio::spawn(supervise(qemu, helper, paths.clone(), Arc::clone(&kill), exit_tx));
-        Ok(Box::new(QemuVm { paths, port: spec.agent_port, pids, exit: exit_rx, kill }))
+        tokio::spawn(supervise(qemu, paths.clone(), Arc::clone(&kill), exit_tx));
+        Ok(Box::new(QemuVm { paths, pids, exit: exit_rx, kill }))
     }
 }
 
-/// Owns the VM's processes: waits for QEMU to end (or for a kill request), then ends the
-/// helper, removes the sockets and publishes how the VM ended.
+/// Owns the QEMU process: waits for it to end (or for a kill request), then removes its
+/// socket and publishes how the VM ended.
 async fn supervise(
     mut qemu: Child,
-    mut helper: Child,
     paths: QemuPaths,
     kill: Arc<Notify>,
     exit: watch::Sender<Option<VmExit>>,
@@ -267,18 +193,13 @@ async fn supervise(
             qemu.wait().await
         }
     };
-    let _ = helper.start_kill();
-    let _ = helper.wait().await;
-    for socket in [&paths.vhost_socket, &paths.agent_socket] {
-        let _ = std::fs::remove_file(socket);
-    }
+    let _ = std::fs::remove_file(&paths.agent_socket);
     let _ = exit.send(Some(status.map(VmExit::from).unwrap_or(VmExit::Exited(-1))));
 }
 
-/// A VM run by QEMU, with its vsock helper.
+/// A VM run by QEMU.
 pub struct QemuVm {
     paths: QemuPaths,
-    port: u32,
     pids: Vec<u32>,
     exit: watch::Receiver<Option<VmExit>>,
     kill: Arc<Notify>,
@@ -287,27 +208,7 @@ pub struct QemuVm {
 #[async_trait]
 impl RunningVm for QemuVm {
     async fn connect_agent(&self) -> std::io::Result<UnixStream> {
-        let handshake = async {
-            let mut stream = UnixStream::connect(&self.paths.agent_socket).await?;
-            // vhost-device-vsock's host side protocol: "CONNECT <port>\n" → "OK <local port>\n".
-            stream.write_all(format!("CONNECT {}\n", self.port).as_bytes()).await?;
-            let mut reader = BufReader::new(&mut stream);
-            let mut line = String::new();
-            reader.read_line(&mut line).await?;
-            if !line.starts_with("OK ") {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionRefused,
-                    format!("vsock port {} refused: {:?}", self.port, line.trim()),
-                ));
-            }
-            if !reader.buffer().is_empty() {
-                return Err(std::io::Error::other("vsock helper sent data before the agent spoke"));
-            }
-            Ok(stream)
-        };
-        tokio::time::timeout(CONNECT_TIMEOUT, handshake)
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "vsock CONNECT handshake timed out"))?
+        UnixStream::connect(&self.paths.agent_socket).await
     }
 
     async fn wait_exit(&self) -> VmExit {
@@ -361,12 +262,13 @@ mod tests {
         assert!(append.contains("boxlite.root=/dev/vda"));
         assert!(append.contains("boxlite.port=1024"));
         assert!(append.ends_with("x=y"));
+        assert!(append.contains("reboot=t") && append.contains("panic=-1"));
         assert_eq!(
             value_after(&args, "-drive"),
             ["file=/b/disk.qcow2,if=none,id=root,format=qcow2,cache=unsafe,discard=unmap"]
         );
-        assert!(value_after(&args, "-object")[0].contains("size=256M,share=on"));
-        assert!(value_after(&args, "-chardev").contains(&"socket,id=vsock,path=/b/vhost-vsock.sock"));
+        assert!(value_after(&args, "-chardev").contains(&"socket,id=agent,path=/b/agent.sock,server=on,wait=off"));
+        assert!(value_after(&args, "-device").contains(&"virtserialport,chardev=agent,name=boxlite.agent"));
         assert!(value_after(&args, "-chardev").contains(&"file,id=console,path=/b/console.log"));
     }
 
@@ -381,11 +283,5 @@ mod tests {
         assert!(!append.contains("tsc_early_khz"));
         assert!(!append.contains("boxlite.root"));
         assert!(value_after(&args, "-drive").is_empty());
-    }
-
-    #[test]
-    fn helper_args_name_both_sockets() {
-        let args = vsock_helper_args(&QemuPaths::new(Path::new("/b")));
-        assert_eq!(args, ["--guest-cid=3", "--socket=/b/vhost-vsock.sock", "--uds-path=/b/agent.sock"]);
     }
 }

@@ -1,0 +1,153 @@
+//! The guest agent's exec machinery, run as an ordinary host process (`--listen unix://`):
+//! fast checks of everything that does not need a VM. The same binary is PID 1 in the VMs.
+
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use boxlite_protocol::agent::OutputStream;
+use boxlite_shim::agent_client::{AgentClient, Code, ExecOptions, ExitStatus};
+use boxlite_tests::{agent_binary, scratch_root};
+use tokio::net::UnixStream;
+
+struct HostAgent {
+    child: Child,
+    _dir: tempfile::TempDir,
+    client: AgentClient,
+}
+
+impl Drop for HostAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_agent() -> HostAgent {
+    let dir = tempfile::Builder::new().prefix("a").tempdir_in(scratch_root()).unwrap();
+    let socket = dir.path().join("agent.sock");
+    let child = Command::new(agent_binary())
+        .arg("--listen")
+        .arg(format!("unix://{}", socket.display()))
+        .spawn()
+        .expect("starting the agent");
+    for _ in 0..500 {
+        if let Ok(stream) = UnixStream::connect(&socket).await {
+            let client = AgentClient::new(stream);
+            return HostAgent { child, _dir: dir, client };
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the agent did not listen on {}", socket.display());
+}
+
+async fn output(agent: &AgentClient, id: &str) -> (String, String, ExitStatus) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let (a, b) = tokio::join!(
+        agent.drain(id, OutputStream::STDOUT, |c| out.extend_from_slice(c)),
+        agent.drain(id, OutputStream::STDERR, |c| err.extend_from_slice(c)),
+    );
+    a.unwrap();
+    b.unwrap();
+    let status = agent.wait(id).await.unwrap();
+    (String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap(), status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_command_is_waited_for() {
+    let agent = start_agent().await;
+    let c = &agent.client;
+    c.exec("slow", &ExecOptions::new(["sh", "-c", "sleep 2; echo done; exit 3"])).await.unwrap();
+    let (out, _, status) = output(c, "slow").await;
+    assert_eq!(out, "done\n");
+    assert_eq!(status, ExitStatus { code: 3, signal: 0 });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_that_exit_at_once_lose_no_output() {
+    let agent = start_agent().await;
+    let c = &agent.client;
+    for i in 0..50 {
+        let id = format!("quick-{i}");
+        c.exec(&id, &ExecOptions::new(["sh", "-c", &format!("echo line-{i}; echo err-{i} >&2; exit {}", i % 4)]))
+            .await
+            .unwrap();
+    }
+    for i in 0..50 {
+        let (out, err, status) = output(c, &format!("quick-{i}")).await;
+        assert_eq!((out, err), (format!("line-{i}\n"), format!("err-{i}\n")));
+        assert_eq!(status.code, i % 4);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_slower_than_the_command_gets_every_byte() {
+    let agent = start_agent().await;
+    let c = &agent.client;
+    // 20 MiB, far past the agent's 4 MiB per-stream buffer: the command must wait for us.
+    c.exec("big", &ExecOptions::new(["head", "-c", "20971520", "/dev/zero"])).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut total = 0usize;
+    let mut all_zero = true;
+    c.drain("big", OutputStream::STDOUT, |chunk| {
+        total += chunk.len();
+        all_zero &= chunk.iter().all(|b| *b == 0);
+    })
+    .await
+    .unwrap();
+    c.drain("big", OutputStream::STDERR, |_| {}).await.unwrap();
+    assert_eq!(total, 20 * 1024 * 1024);
+    assert!(all_zero);
+    assert_eq!(c.wait("big").await.unwrap().code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors() {
+    let agent = start_agent().await;
+    let c = &agent.client;
+
+    let err = c.wait("nope").await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::NOT_FOUND));
+    assert!(err.to_string().contains("\"nope\""), "{err}");
+
+    let err = c.exec("x", &ExecOptions::new(["/no/such/program"])).await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::NOT_FOUND));
+    assert!(err.to_string().contains("/no/such/program"), "{err}");
+
+    let err = c.exec("x", &ExecOptions::new(Vec::<String>::new())).await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::INVALID_ARGUMENT));
+
+    c.exec("dup", &ExecOptions::new(["sleep", "30"])).await.unwrap();
+    let err = c.exec("dup", &ExecOptions::new(["true"])).await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::ALREADY_EXISTS));
+
+    let err = c.write_stdin("dup", b"x", false).await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::INVALID_ARGUMENT));
+    assert!(err.to_string().contains("without stdin"), "{err}");
+
+    let err = c.signal("dup", 12345).await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::INVALID_ARGUMENT));
+    c.signal("dup", 15).await.unwrap();
+    let (_, _, status) = output(c, "dup").await;
+    assert_eq!(status, ExitStatus { code: -1, signal: 15 });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_is_streamed_and_closed() {
+    let agent = start_agent().await;
+    let c = &agent.client;
+    let mut options = ExecOptions::new(["sha256sum"]);
+    options.stdin = true;
+    c.exec("sum", &options).await.unwrap();
+    let chunk = vec![b'x'; 256 * 1024];
+    for _ in 0..16 {
+        c.write_stdin("sum", &chunk, false).await.unwrap();
+    }
+    c.write_stdin("sum", b"", true).await.unwrap();
+    let err = c.write_stdin("sum", b"late", false).await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::FAILED_PRECONDITION));
+    let (out, _, status) = output(c, "sum").await;
+    assert_eq!(status.code, 0);
+    use sha2::{Digest, Sha256};
+    let expected = hex::encode(Sha256::digest(vec![b'x'; 16 * 256 * 1024]));
+    assert!(out.starts_with(&expected), "{out}");
+}
