@@ -40,7 +40,11 @@ pub struct SerialStream {
 }
 
 impl AsyncRead for SerialStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         loop {
             let mut guard = ready!(self.port.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
@@ -57,7 +61,11 @@ impl AsyncRead for SerialStream {
 }
 
 impl AsyncWrite for SerialStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         loop {
             let mut guard = ready!(self.port.poll_write_ready(cx))?;
             match guard.try_io(|port| port.get_ref().write(data)) {
@@ -80,23 +88,29 @@ impl AsyncWrite for SerialStream {
 /// the previous session ended (the host closed its end, and ttrpc dropped the stream).
 pub fn serial_listener(device: PathBuf) -> ttrpc::r#async::transport::Listener {
     let sessions = Arc::new(Semaphore::new(1));
-    let stream = futures::stream::unfold((device, sessions, true), |(device, sessions, first)| async move {
-        let permit = Arc::clone(&sessions).acquire_owned().await.ok()?;
-        if !first {
-            tokio::time::sleep(REOPEN_PAUSE).await;
-        }
-        let opened = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&device)
-            .and_then(|file| {
-                // SAFETY: the AsyncFd owns the File, whose descriptor stays open and unchanged
-                // until the AsyncFd is dropped.
-                unsafe { AsyncFd::register(file) }.map_err(|e| io::Error::other(e.to_string()))
-            })
-            .map(|port| SerialStream { port, _session: permit });
-        Some((opened, (device, sessions, false)))
-    });
+    let stream = futures::stream::unfold(
+        (device, sessions, true),
+        |(device, sessions, first)| async move {
+            let permit = Arc::clone(&sessions).acquire_owned().await.ok()?;
+            if !first {
+                tokio::time::sleep(REOPEN_PAUSE).await;
+            }
+            let opened = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(&device)
+                .and_then(|file| {
+                    // SAFETY: the AsyncFd owns the File, whose descriptor stays open and unchanged
+                    // until the AsyncFd is dropped.
+                    unsafe { AsyncFd::register(file) }.map_err(|e| io::Error::other(e.to_string()))
+                })
+                .map(|port| SerialStream {
+                    port,
+                    _session: permit,
+                });
+            Some((opened, (device, sessions, false)))
+        },
+    );
     ttrpc::r#async::transport::Listener::new(stream)
 }

@@ -114,8 +114,7 @@ impl ExecTable {
 
     /// Starts reaping children on SIGCHLD. Must run before the first spawn.
     pub fn start_reaper(self: &Arc<Self>) -> std::io::Result<()> {
-        let mut sigchld =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
+        let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
         let table = Arc::clone(self);
         tokio::spawn(async move {
             loop {
@@ -152,7 +151,11 @@ impl ExecTable {
 
         let root = CString::new(self.root.as_os_str().as_encoded_bytes())
             .map_err(|_| ExecError::NulByte)?;
-        let workdir = if spec.working_dir.is_empty() { "/" } else { &spec.working_dir };
+        let workdir = if spec.working_dir.is_empty() {
+            "/"
+        } else {
+            &spec.working_dir
+        };
         let workdir = CString::new(workdir).map_err(|_| ExecError::NulByte)?;
         let chroot_needed = self.root != Path::new("/");
 
@@ -160,7 +163,11 @@ impl ExecTable {
         command
             .args(&spec.args[1..])
             .env_clear()
-            .stdin(if spec.stdin { Stdio::piped() } else { Stdio::null() })
+            .stdin(if spec.stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if !spec.env.iter().any(|e| e.starts_with("PATH=")) {
@@ -234,7 +241,12 @@ impl ExecTable {
 
     /// Up to `max` bytes of one stream, waiting until there is something to return.
     /// An empty result with `true` means the stream has ended.
-    pub async fn read(&self, id: &str, stream: Stream, max: usize) -> Result<(Vec<u8>, bool), ExecError> {
+    pub async fn read(
+        &self,
+        id: &str,
+        stream: Stream,
+        max: usize,
+    ) -> Result<(Vec<u8>, bool), ExecError> {
         let exec = self.get(id)?;
         let mut reader = match stream {
             Stream::Stdout => exec.stdout.lock().await,
@@ -277,7 +289,10 @@ impl ExecTable {
         if !data.is_empty() {
             if let Err(source) = pipe.write_all(data).await {
                 *stdin = None;
-                return Err(ExecError::StdinWrite { id: id.to_string(), source });
+                return Err(ExecError::StdinWrite {
+                    id: id.to_string(),
+                    source,
+                });
             }
         }
         if close {
@@ -305,7 +320,10 @@ impl ExecTable {
         if exec.exit.borrow().is_some() {
             return Ok(());
         }
-        kill(exec.pid, sig).map_err(|source| ExecError::Kill { id: id.to_string(), source })
+        kill(exec.pid, sig).map_err(|source| ExecError::Kill {
+            id: id.to_string(),
+            source,
+        })
     }
 
     /// Forgets an exec once its exit and both streams' ends have been handed out.
@@ -313,8 +331,12 @@ impl ExecTable {
         if !*exec.exit_delivered.lock().expect("exit lock poisoned") {
             return;
         }
-        let Ok(out) = exec.stdout.try_lock() else { return };
-        let Ok(err) = exec.stderr.try_lock() else { return };
+        let Ok(out) = exec.stdout.try_lock() else {
+            return;
+        };
+        let Ok(err) = exec.stderr.try_lock() else {
+            return;
+        };
         if out.eof_delivered && err.eof_delivered {
             self.execs.lock().expect("execs lock poisoned").remove(id);
         }
@@ -337,7 +359,9 @@ fn pipe_sender(fd: OwnedFd) -> std::io::Result<pipe::Sender> {
 fn pump(fd: OwnedFd) -> OutputReader {
     let (tx, rx) = mpsc::channel(CHUNKS_BUFFERED);
     tokio::spawn(async move {
-        let Ok(mut pipe) = pipe::Receiver::from_owned_fd(fd) else { return };
+        let Ok(mut pipe) = pipe::Receiver::from_owned_fd(fd) else {
+            return;
+        };
         loop {
             let mut chunk = vec![0u8; CHUNK_BYTES];
             match pipe.read(&mut chunk).await {
@@ -351,5 +375,9 @@ fn pump(fd: OwnedFd) -> OutputReader {
             }
         }
     });
-    OutputReader { chunks: rx, leftover: Vec::new(), eof_delivered: false }
+    OutputReader {
+        chunks: rx,
+        leftover: Vec::new(),
+        eof_delivered: false,
+    }
 }

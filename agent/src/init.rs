@@ -20,7 +20,10 @@ pub enum InitError {
         source: nix::Error,
     },
     #[error("creating {path}: {source}")]
-    Mkdir { path: String, source: std::io::Error },
+    Mkdir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("box disk {device} did not appear within {waited:?}")]
     NoDisk { device: String, waited: Duration },
 }
@@ -37,7 +40,9 @@ impl BootParams {
     pub fn parse(cmdline: &str) -> Self {
         let mut params = Self::default();
         for word in cmdline.split_whitespace() {
-            let Some((key, value)) = word.split_once('=') else { continue };
+            let Some((key, value)) = word.split_once('=') else {
+                continue;
+            };
             match key {
                 "boxlite.root" => params.root_device = Some(value.to_string()),
                 "boxlite.rootfstype" => params.root_fstype = Some(value.to_string()),
@@ -61,7 +66,12 @@ pub fn ensure_std_fds() {
             .read(true)
             .write(true)
             .open("/dev/console")
-            .or_else(|_| fs::OpenOptions::new().read(true).write(true).open("/dev/null"));
+            .or_else(|_| {
+                fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")
+            });
         if let Ok(file) = opened {
             // SAFETY: both descriptors are valid; dup2 onto a free slot has no other effect.
             unsafe { libc::dup2(file.as_raw_fd(), fd) };
@@ -76,7 +86,13 @@ fn mkdir(path: &Path) -> Result<(), InitError> {
     })
 }
 
-fn mount_fs(source: &str, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), InitError> {
+fn mount_fs(
+    source: &str,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), InitError> {
     mkdir(target)?;
     mount(Some(source), target, fstype, flags, data).map_err(|source_err| InitError::Mount {
         what: fstype.unwrap_or(source).to_string(),
@@ -88,10 +104,28 @@ fn mount_fs(source: &str, target: &Path, fstype: Option<&str>, flags: MsFlags, d
 /// The filesystems every Linux program expects, under `root`.
 fn mount_pseudo_filesystems(root: &Path, dev_source: Option<&Path>) -> Result<(), InitError> {
     let nosuid_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
-    mount_fs("proc", &root.join("proc"), Some("proc"), nosuid_noexec, None)?;
-    mount_fs("sysfs", &root.join("sys"), Some("sysfs"), nosuid_noexec, None)?;
+    mount_fs(
+        "proc",
+        &root.join("proc"),
+        Some("proc"),
+        nosuid_noexec,
+        None,
+    )?;
+    mount_fs(
+        "sysfs",
+        &root.join("sys"),
+        Some("sysfs"),
+        nosuid_noexec,
+        None,
+    )?;
     match dev_source {
-        None => mount_fs("devtmpfs", &root.join("dev"), Some("devtmpfs"), MsFlags::MS_NOSUID, Some("mode=0755"))?,
+        None => mount_fs(
+            "devtmpfs",
+            &root.join("dev"),
+            Some("devtmpfs"),
+            MsFlags::MS_NOSUID,
+            Some("mode=0755"),
+        )?,
         Some(dev) => mount_fs(
             &dev.display().to_string(),
             &root.join("dev"),
@@ -101,8 +135,20 @@ fn mount_pseudo_filesystems(root: &Path, dev_source: Option<&Path>) -> Result<()
         )?,
     }
     if dev_source.is_none() {
-        mount_fs("devpts", &root.join("dev/pts"), Some("devpts"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("newinstance,ptmxmode=0666,mode=0620"))?;
-        mount_fs("shm", &root.join("dev/shm"), Some("tmpfs"), nosuid_noexec, Some("mode=1777"))?;
+        mount_fs(
+            "devpts",
+            &root.join("dev/pts"),
+            Some("devpts"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=0620"),
+        )?;
+        mount_fs(
+            "shm",
+            &root.join("dev/shm"),
+            Some("tmpfs"),
+            nosuid_noexec,
+            Some("mode=1777"),
+        )?;
     }
     Ok(())
 }
@@ -110,7 +156,13 @@ fn mount_pseudo_filesystems(root: &Path, dev_source: Option<&Path>) -> Result<()
 /// Mounts the guest's own /proc, /sys, /dev and /run.
 pub fn mount_guest_filesystems() -> Result<(), InitError> {
     mount_pseudo_filesystems(Path::new("/"), None)?;
-    mount_fs("tmpfs", Path::new("/run"), Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))
+    mount_fs(
+        "tmpfs",
+        Path::new("/run"),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )
 }
 
 /// Mounts the box disk, when the engine attached one, with its own /proc, /sys and /dev.
@@ -124,7 +176,10 @@ pub fn mount_box_disk(params: &BootParams) -> Result<PathBuf, InitError> {
     let deadline = Instant::now() + wait;
     while !Path::new(device).exists() {
         if Instant::now() > deadline {
-            return Err(InitError::NoDisk { device: device.clone(), waited: wait });
+            return Err(InitError::NoDisk {
+                device: device.clone(),
+                waited: wait,
+            });
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -158,7 +213,11 @@ pub fn power_off() -> ! {
 pub fn uptime_ms() -> u64 {
     fs::read_to_string("/proc/uptime")
         .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+        })
         .map(|secs| (secs * 1000.0) as u64)
         .unwrap_or(0)
 }
@@ -178,6 +237,9 @@ mod tests {
                 vsock_port: Some(2048),
             }
         );
-        assert_eq!(BootParams::parse("boxlite.port=notanumber").vsock_port, None);
+        assert_eq!(
+            BootParams::parse("boxlite.port=notanumber").vsock_port,
+            None
+        );
     }
 }

@@ -35,7 +35,11 @@ fn main() {
         let params = init::BootParams::parse(&cmdline);
         let root = init::mount_box_disk(&params).unwrap_or_else(|err| fatal(&err.to_string()));
         let port = params.vsock_port.unwrap_or(AGENT_VSOCK_PORT);
-        (vec![format!("vsock://-1:{port}")], root, ShutdownMode::PowerOff)
+        (
+            vec![format!("vsock://-1:{port}")],
+            root,
+            ShutdownMode::PowerOff,
+        )
     } else {
         let Some(address) = listen else {
             eprintln!("usage: boxlite-agent --listen unix:///PATH (outside a VM)");
@@ -59,8 +63,14 @@ fn main() {
 /// Serves the agent on every address, plus the virtio-serial port when the VM has one.
 async fn serve(addresses: &[String], root: PathBuf, shutdown: ShutdownMode) -> Result<(), String> {
     let execs = exec::ExecTable::new(root);
-    execs.start_reaper().map_err(|e| format!("installing the SIGCHLD handler: {e}"))?;
-    let service = Arc::new(AgentService { execs, ready_at_ms: init::uptime_ms(), shutdown });
+    execs
+        .start_reaper()
+        .map_err(|e| format!("installing the SIGCHLD handler: {e}"))?;
+    let service = Arc::new(AgentService {
+        execs,
+        ready_at_ms: init::uptime_ms(),
+        shutdown,
+    });
 
     let mut listeners = Vec::new();
     let mut failures = Vec::new();
@@ -90,9 +100,17 @@ async fn serve(addresses: &[String], root: PathBuf, shutdown: ShutdownMode) -> R
     let mut servers = Vec::new();
     for (address, listener) in listeners {
         let services = boxlite_protocol::agent_ttrpc::create_agent(service.clone());
-        let mut server = ttrpc::r#async::Server::new().add_listener(listener).register_service(services);
-        server.start().await.map_err(|e| format!("serving on {address}: {e}"))?;
-        log!("ready on {address} at {} ms of guest uptime", init::uptime_ms());
+        let mut server = ttrpc::r#async::Server::new()
+            .add_listener(listener)
+            .register_service(services);
+        server
+            .start()
+            .await
+            .map_err(|e| format!("serving on {address}: {e}"))?;
+        log!(
+            "ready on {address} at {} ms of guest uptime",
+            init::uptime_ms()
+        );
         servers.push(server);
     }
     std::future::pending::<()>().await;

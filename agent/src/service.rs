@@ -34,10 +34,13 @@ fn status(err: ExecError) -> Error {
     let code = match err {
         ExecError::UnknownId(_) => Code::NOT_FOUND,
         ExecError::DuplicateId(_) => Code::ALREADY_EXISTS,
-        ExecError::Spawn { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => Code::NOT_FOUND,
-        ExecError::EmptyArgs | ExecError::NulByte | ExecError::BadSignal(_) | ExecError::NoStdin(_) => {
-            Code::INVALID_ARGUMENT
+        ExecError::Spawn { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            Code::NOT_FOUND
         }
+        ExecError::EmptyArgs
+        | ExecError::NulByte
+        | ExecError::BadSignal(_)
+        | ExecError::NoStdin(_) => Code::INVALID_ARGUMENT,
         ExecError::StdinClosed(_) => Code::FAILED_PRECONDITION,
         _ => Code::INTERNAL,
     };
@@ -66,20 +69,39 @@ impl Agent for AgentService {
                 stdin: req.stdin,
             })
             .map_err(status)?;
-        Ok(ExecResponse { pid, ..Default::default() })
+        Ok(ExecResponse {
+            pid,
+            ..Default::default()
+        })
     }
 
-    async fn read_output(&self, _ctx: &TtrpcContext, req: ReadOutputRequest) -> ttrpc::Result<ReadOutputResponse> {
+    async fn read_output(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ReadOutputRequest,
+    ) -> ttrpc::Result<ReadOutputResponse> {
         let stream = match req.stream.enum_value_or_default() {
             OutputStream::STDOUT => Stream::Stdout,
             OutputStream::STDERR => Stream::Stderr,
         };
         let max = req.max_bytes.clamp(1, MAX_READ_CHUNK) as usize;
-        let (data, eof) = self.execs.read(&req.exec_id, stream, max).await.map_err(status)?;
-        Ok(ReadOutputResponse { data, eof, ..Default::default() })
+        let (data, eof) = self
+            .execs
+            .read(&req.exec_id, stream, max)
+            .await
+            .map_err(status)?;
+        Ok(ReadOutputResponse {
+            data,
+            eof,
+            ..Default::default()
+        })
     }
 
-    async fn write_stdin(&self, _ctx: &TtrpcContext, req: WriteStdinRequest) -> ttrpc::Result<Empty> {
+    async fn write_stdin(
+        &self,
+        _ctx: &TtrpcContext,
+        req: WriteStdinRequest,
+    ) -> ttrpc::Result<Empty> {
         self.execs
             .write_stdin(&req.exec_id, &req.data, req.close)
             .await
@@ -92,11 +114,17 @@ impl Agent for AgentService {
             ExitState::Exited(code) => (code, 0),
             ExitState::Signaled(sig) => (-1, sig),
         };
-        Ok(WaitResponse { exit_code, signal, ..Default::default() })
+        Ok(WaitResponse {
+            exit_code,
+            signal,
+            ..Default::default()
+        })
     }
 
     async fn signal(&self, _ctx: &TtrpcContext, req: SignalRequest) -> ttrpc::Result<Empty> {
-        self.execs.signal(&req.exec_id, req.signal).map_err(status)?;
+        self.execs
+            .signal(&req.exec_id, req.signal)
+            .map_err(status)?;
         Ok(Empty::default())
     }
 

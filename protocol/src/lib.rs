@@ -2,13 +2,33 @@
 //! `proto/*.proto` with ttrpc-codegen (pure Rust, no protoc binary).
 
 /// Messages of the agent service.
-#[allow(clippy::all, nonstandard_style, dead_code, unknown_lints, unused_attributes, unused_imports, unused_results, unused_mut, missing_docs)]
+#[allow(
+    clippy::all,
+    nonstandard_style,
+    dead_code,
+    unknown_lints,
+    unused_attributes,
+    unused_imports,
+    unused_results,
+    unused_mut,
+    missing_docs
+)]
 pub mod agent {
     include!(concat!(env!("OUT_DIR"), "/agent.rs"));
 }
 
 /// ttrpc client and server glue of the agent service.
-#[allow(clippy::all, nonstandard_style, dead_code, unknown_lints, unused_attributes, unused_imports, unused_results, unused_mut, missing_docs)]
+#[allow(
+    clippy::all,
+    nonstandard_style,
+    dead_code,
+    unknown_lints,
+    unused_attributes,
+    unused_imports,
+    unused_results,
+    unused_mut,
+    missing_docs
+)]
 pub mod agent_ttrpc {
     include!(concat!(env!("OUT_DIR"), "/agent_ttrpc.rs"));
 }

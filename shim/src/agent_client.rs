@@ -21,9 +21,15 @@ pub enum AgentError {
         message: String,
     },
     #[error("agent {method}: connection failed: {message}")]
-    Transport { method: &'static str, message: String },
+    Transport {
+        method: &'static str,
+        message: String,
+    },
     #[error("agent {method}: no answer within {after:?}")]
-    Timeout { method: &'static str, after: Duration },
+    Timeout {
+        method: &'static str,
+        after: Duration,
+    },
 }
 
 impl AgentError {
@@ -34,7 +40,10 @@ impl AgentError {
                 code: status.code(),
                 message: status.message().to_string(),
             },
-            other => AgentError::Transport { method, message: other.to_string() },
+            other => AgentError::Transport {
+                method,
+                message: other.to_string(),
+            },
         }
     }
 
@@ -67,7 +76,10 @@ pub struct ExecOptions {
 
 impl ExecOptions {
     pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(args: I) -> Self {
-        Self { args: args.into_iter().map(Into::into).collect(), ..Default::default() }
+        Self {
+            args: args.into_iter().map(Into::into).collect(),
+            ..Default::default()
+        }
     }
 }
 
@@ -90,7 +102,9 @@ impl AgentClient {
     /// socket of an agent running on the host).
     pub fn new(stream: UnixStream) -> Self {
         let client = ttrpc::r#async::Client::new(stream.into());
-        Self { inner: agent_ttrpc::AgentClient::new(client) }
+        Self {
+            inner: agent_ttrpc::AgentClient::new(client),
+        }
     }
 
     pub async fn ping(&self, timeout: Duration) -> Result<PingResponse, AgentError> {
@@ -98,7 +112,10 @@ impl AgentClient {
         let ping = self.inner.ping(ctx(), &request);
         match tokio::time::timeout(timeout, ping).await {
             Ok(answer) => answer.map_err(|e| AgentError::from_ttrpc("Ping", e)),
-            Err(_) => Err(AgentError::Timeout { method: "Ping", after: timeout }),
+            Err(_) => Err(AgentError::Timeout {
+                method: "Ping",
+                after: timeout,
+            }),
         }
     }
 
@@ -112,12 +129,20 @@ impl AgentClient {
             stdin: options.stdin,
             ..Default::default()
         };
-        let resp = self.inner.exec(ctx(), &req).await.map_err(|e| AgentError::from_ttrpc("Exec", e))?;
+        let resp = self
+            .inner
+            .exec(ctx(), &req)
+            .await
+            .map_err(|e| AgentError::from_ttrpc("Exec", e))?;
         Ok(resp.pid)
     }
 
     /// The next bytes of one stream; `None` once it has ended.
-    pub async fn read(&self, exec_id: &str, stream: OutputStream) -> Result<Option<Vec<u8>>, AgentError> {
+    pub async fn read(
+        &self,
+        exec_id: &str,
+        stream: OutputStream,
+    ) -> Result<Option<Vec<u8>>, AgentError> {
         let req = ReadOutputRequest {
             exec_id: exec_id.to_string(),
             stream: stream.into(),
@@ -129,7 +154,11 @@ impl AgentClient {
             .read_output(ctx(), &req)
             .await
             .map_err(|e| AgentError::from_ttrpc("ReadOutput", e))?;
-        Ok(if resp.eof && resp.data.is_empty() { None } else { Some(resp.data) })
+        Ok(if resp.eof && resp.data.is_empty() {
+            None
+        } else {
+            Some(resp.data)
+        })
     }
 
     /// Feeds every chunk of one stream to `sink` until the stream ends.
@@ -145,7 +174,12 @@ impl AgentClient {
         Ok(())
     }
 
-    pub async fn write_stdin(&self, exec_id: &str, data: &[u8], close: bool) -> Result<(), AgentError> {
+    pub async fn write_stdin(
+        &self,
+        exec_id: &str,
+        data: &[u8],
+        close: bool,
+    ) -> Result<(), AgentError> {
         let req = WriteStdinRequest {
             exec_id: exec_id.to_string(),
             data: data.to_vec(),
@@ -160,13 +194,27 @@ impl AgentClient {
     }
 
     pub async fn wait(&self, exec_id: &str) -> Result<ExitStatus, AgentError> {
-        let req = WaitRequest { exec_id: exec_id.to_string(), ..Default::default() };
-        let resp = self.inner.wait(ctx(), &req).await.map_err(|e| AgentError::from_ttrpc("Wait", e))?;
-        Ok(ExitStatus { code: resp.exit_code, signal: resp.signal })
+        let req = WaitRequest {
+            exec_id: exec_id.to_string(),
+            ..Default::default()
+        };
+        let resp = self
+            .inner
+            .wait(ctx(), &req)
+            .await
+            .map_err(|e| AgentError::from_ttrpc("Wait", e))?;
+        Ok(ExitStatus {
+            code: resp.exit_code,
+            signal: resp.signal,
+        })
     }
 
     pub async fn signal(&self, exec_id: &str, signal: i32) -> Result<(), AgentError> {
-        let req = SignalRequest { exec_id: exec_id.to_string(), signal, ..Default::default() };
+        let req = SignalRequest {
+            exec_id: exec_id.to_string(),
+            signal,
+            ..Default::default()
+        };
         self.inner
             .signal(ctx(), &req)
             .await

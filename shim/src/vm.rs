@@ -55,7 +55,11 @@ pub struct Vm {
 impl Vm {
     /// Starts a VM and waits up to `ready_timeout` for its agent. Fails as soon as the VMM
     /// exits, and stops the VM on timeout: a failed boot leaves no process behind.
-    pub async fn boot(engine: &dyn Engine, spec: &VmSpec, ready_timeout: Duration) -> Result<Vm, BootError> {
+    pub async fn boot(
+        engine: &dyn Engine,
+        spec: &VmSpec,
+        ready_timeout: Duration,
+    ) -> Result<Vm, BootError> {
         let started = Instant::now();
         let running = engine.start(spec).await?;
         let console_log = spec.console_log();

@@ -23,9 +23,12 @@ impl Drop for HostAgent {
 }
 
 async fn start_agent() -> HostAgent {
-    let dir = tempfile::Builder::new().prefix("a").tempdir_in(scratch_root()).unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("a")
+        .tempdir_in(scratch_root())
+        .unwrap();
     let socket = dir.path().join("agent.sock");
-    let child = Command::new(agent_binary())
+    let mut child = Command::new(agent_binary())
         .arg("--listen")
         .arg(format!("unix://{}", socket.display()))
         .spawn()
@@ -33,10 +36,16 @@ async fn start_agent() -> HostAgent {
     for _ in 0..500 {
         if let Ok(stream) = UnixStream::connect(&socket).await {
             let client = AgentClient::new(stream);
-            return HostAgent { child, _dir: dir, client };
+            return HostAgent {
+                child,
+                _dir: dir,
+                client,
+            };
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the agent did not listen on {}", socket.display());
 }
 
@@ -49,14 +58,23 @@ async fn output(agent: &AgentClient, id: &str) -> (String, String, ExitStatus) {
     a.unwrap();
     b.unwrap();
     let status = agent.wait(id).await.unwrap();
-    (String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap(), status)
+    (
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+        status,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_command_is_waited_for() {
     let agent = start_agent().await;
     let c = &agent.client;
-    c.exec("slow", &ExecOptions::new(["sh", "-c", "sleep 2; echo done; exit 3"])).await.unwrap();
+    c.exec(
+        "slow",
+        &ExecOptions::new(["sh", "-c", "sleep 2; echo done; exit 3"]),
+    )
+    .await
+    .unwrap();
     let (out, _, status) = output(c, "slow").await;
     assert_eq!(out, "done\n");
     assert_eq!(status, ExitStatus { code: 3, signal: 0 });
@@ -68,9 +86,16 @@ async fn commands_that_exit_at_once_lose_no_output() {
     let c = &agent.client;
     for i in 0..50 {
         let id = format!("quick-{i}");
-        c.exec(&id, &ExecOptions::new(["sh", "-c", &format!("echo line-{i}; echo err-{i} >&2; exit {}", i % 4)]))
-            .await
-            .unwrap();
+        c.exec(
+            &id,
+            &ExecOptions::new([
+                "sh",
+                "-c",
+                &format!("echo line-{i}; echo err-{i} >&2; exit {}", i % 4),
+            ]),
+        )
+        .await
+        .unwrap();
     }
     for i in 0..50 {
         let (out, err, status) = output(c, &format!("quick-{i}")).await;
@@ -84,7 +109,12 @@ async fn a_reader_slower_than_the_command_gets_every_byte() {
     let agent = start_agent().await;
     let c = &agent.client;
     // 20 MiB, far past the agent's 4 MiB per-stream buffer: the command must wait for us.
-    c.exec("big", &ExecOptions::new(["head", "-c", "20971520", "/dev/zero"])).await.unwrap();
+    c.exec(
+        "big",
+        &ExecOptions::new(["head", "-c", "20971520", "/dev/zero"]),
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut total = 0usize;
     let mut all_zero = true;
@@ -109,15 +139,26 @@ async fn bad_requests_get_clear_errors() {
     assert_eq!(err.code(), Some(Code::NOT_FOUND));
     assert!(err.to_string().contains("\"nope\""), "{err}");
 
-    let err = c.exec("x", &ExecOptions::new(["/no/such/program"])).await.unwrap_err();
+    let err = c
+        .exec("x", &ExecOptions::new(["/no/such/program"]))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(Code::NOT_FOUND));
     assert!(err.to_string().contains("/no/such/program"), "{err}");
 
-    let err = c.exec("x", &ExecOptions::new(Vec::<String>::new())).await.unwrap_err();
+    let err = c
+        .exec("x", &ExecOptions::new(Vec::<String>::new()))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(Code::INVALID_ARGUMENT));
 
-    c.exec("dup", &ExecOptions::new(["sleep", "30"])).await.unwrap();
-    let err = c.exec("dup", &ExecOptions::new(["true"])).await.unwrap_err();
+    c.exec("dup", &ExecOptions::new(["sleep", "30"]))
+        .await
+        .unwrap();
+    let err = c
+        .exec("dup", &ExecOptions::new(["true"]))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(Code::ALREADY_EXISTS));
 
     let err = c.write_stdin("dup", b"x", false).await.unwrap_err();
@@ -128,7 +169,13 @@ async fn bad_requests_get_clear_errors() {
     assert_eq!(err.code(), Some(Code::INVALID_ARGUMENT));
     c.signal("dup", 15).await.unwrap();
     let (_, _, status) = output(c, "dup").await;
-    assert_eq!(status, ExitStatus { code: -1, signal: 15 });
+    assert_eq!(
+        status,
+        ExitStatus {
+            code: -1,
+            signal: 15
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

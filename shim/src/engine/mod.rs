@@ -30,7 +30,10 @@ pub enum EngineError {
     #[error("invalid VM spec: {0}")]
     InvalidSpec(String),
     #[error("preparing {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Disk image formats an engine can attach.
@@ -97,7 +100,9 @@ impl VmSpec {
 
     pub fn validate(&self) -> Result<(), EngineError> {
         if self.cpus == 0 {
-            return Err(EngineError::InvalidSpec("a VM needs at least 1 vCPU".into()));
+            return Err(EngineError::InvalidSpec(
+                "a VM needs at least 1 vCPU".into(),
+            ));
         }
         if self.memory_mib < 64 {
             return Err(EngineError::InvalidSpec(format!(
@@ -105,10 +110,22 @@ impl VmSpec {
                 self.memory_mib
             )));
         }
-        require_file("kernel", &self.kernel, "run scripts/setup.sh to build the box kernel, or set BOXLITE_KERNEL")?;
-        require_file("initramfs", &self.initramfs, "build the guest agent and its initramfs (scripts/setup.sh)")?;
+        require_file(
+            "kernel",
+            &self.kernel,
+            "run scripts/setup.sh to build the box kernel, or set BOXLITE_KERNEL",
+        )?;
+        require_file(
+            "initramfs",
+            &self.initramfs,
+            "build the guest agent and its initramfs (scripts/setup.sh)",
+        )?;
         if let Some(disk) = &self.root_disk {
-            require_file("root disk", &disk.path, "create the box disk before starting the VM")?;
+            require_file(
+                "root disk",
+                &disk.path,
+                "create the box disk before starting the VM",
+            )?;
         }
         Ok(())
     }
@@ -133,14 +150,21 @@ fn require_file(what: &'static str, path: &Path, hint: &'static str) -> Result<(
     if path.is_file() {
         Ok(())
     } else {
-        Err(EngineError::MissingFile { what, path: path.to_path_buf(), hint })
+        Err(EngineError::MissingFile {
+            what,
+            path: path.to_path_buf(),
+            hint,
+        })
     }
 }
 
 pub(crate) fn check_socket_path(path: &Path) -> Result<(), EngineError> {
     let len = path.as_os_str().len();
     if len > MAX_SOCKET_PATH {
-        return Err(EngineError::SocketPathTooLong { path: path.to_path_buf(), len });
+        return Err(EngineError::SocketPathTooLong {
+            path: path.to_path_buf(),
+            len,
+        });
     }
     Ok(())
 }
@@ -215,7 +239,11 @@ pub trait RunningVm: Send + Sync {
 /// (a software-nested /dev/kvm does not) and /dev/kvm can be opened for writing.
 pub fn hardware_virtualization_usable() -> bool {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let kvm_usable = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+    let kvm_usable = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
     cpu_has_virtualization_flags(&cpuinfo) && kvm_usable
 }
 
@@ -223,7 +251,10 @@ pub(crate) fn cpu_has_virtualization_flags(cpuinfo: &str) -> bool {
     cpuinfo
         .lines()
         .filter(|line| line.starts_with("flags"))
-        .any(|line| line.split_whitespace().any(|flag| flag == "vmx" || flag == "svm"))
+        .any(|line| {
+            line.split_whitespace()
+                .any(|flag| flag == "vmx" || flag == "svm")
+        })
 }
 
 /// The last `max_lines` lines of a console log, for error messages.
@@ -246,9 +277,13 @@ mod tests {
     #[test]
     fn virtualization_flags_need_vmx_or_svm() {
         assert!(cpu_has_virtualization_flags("flags\t\t: fpu vme vmx sse\n"));
-        assert!(cpu_has_virtualization_flags("processor: 0\nflags\t\t: fpu svm\n"));
+        assert!(cpu_has_virtualization_flags(
+            "processor: 0\nflags\t\t: fpu svm\n"
+        ));
         // kvm-pvm: /dev/kvm exists, but the CPU has neither flag.
-        assert!(!cpu_has_virtualization_flags("flags\t\t: fpu vme hypervisor sse4_2\n"));
+        assert!(!cpu_has_virtualization_flags(
+            "flags\t\t: fpu vme hypervisor sse4_2\n"
+        ));
         assert!(!cpu_has_virtualization_flags("vmx flags\t: ept vpid\n"));
     }
 

@@ -49,7 +49,10 @@ pub struct QemuPaths {
 
 impl QemuPaths {
     pub fn new(run_dir: &Path) -> Self {
-        Self { agent_socket: run_dir.join("agent.sock"), console_log: run_dir.join("console.log") }
+        Self {
+            agent_socket: run_dir.join("agent.sock"),
+            console_log: run_dir.join("console.log"),
+        }
     }
 }
 
@@ -62,19 +65,48 @@ pub struct QemuEngine {
 
 impl Default for QemuEngine {
     fn default() -> Self {
-        Self { accel: Accel::detect(), qemu_binary: PathBuf::from(QEMU) }
+        Self {
+            accel: Accel::detect(),
+            qemu_binary: PathBuf::from(QEMU),
+        }
     }
 }
 
 /// QEMU's command line for `spec`.
 pub fn qemu_args(spec: &VmSpec, accel: Accel, paths: &QemuPaths) -> Vec<String> {
+    qemu_args_with_tsc(spec, accel, paths, host_tsc_khz())
+}
+
+/// The host's TSC rate in kHz, from /proc/cpuinfo. Under TCG the guest reads the host's TSC,
+/// so this is the rate the guest must assume for its clock to run at real speed.
+pub fn host_tsc_khz() -> Option<u64> {
+    tsc_khz_from_cpuinfo(&std::fs::read_to_string("/proc/cpuinfo").ok()?)
+}
+
+fn tsc_khz_from_cpuinfo(cpuinfo: &str) -> Option<u64> {
+    let line = cpuinfo.lines().find(|line| line.starts_with("cpu MHz"))?;
+    let mhz: f64 = line.split(':').nth(1)?.trim().parse().ok()?;
+    (mhz > 0.0).then(|| (mhz * 1000.0).round() as u64)
+}
+
+fn qemu_args_with_tsc(
+    spec: &VmSpec,
+    accel: Accel,
+    paths: &QemuPaths,
+    tsc_khz: Option<u64>,
+) -> Vec<String> {
     let mem = spec.memory_mib;
     // microvm has no keyboard controller to reset through: reset by triple fault, which
     // `-no-reboot` turns into QEMU exiting.
-    let mut cmdline = vec!["console=ttyS0".to_string(), "quiet".to_string(), "reboot=t".to_string()];
-    if accel == Accel::Tcg {
-        // Under TCG the TSC cannot be calibrated against real time; give its rate outright.
-        cmdline.push("tsc_early_khz=1000000".to_string());
+    let mut cmdline = vec![
+        "console=ttyS0".to_string(),
+        "quiet".to_string(),
+        "reboot=t".to_string(),
+    ];
+    if let (Accel::Tcg, Some(khz)) = (accel, tsc_khz) {
+        // Under TCG the guest's TSC calibration is unreliable (it ran the clock 2.4x fast
+        // here); give it the host's rate outright.
+        cmdline.push(format!("tsc_early_khz={khz}"));
     }
     cmdline.extend(spec.guest_cmdline());
 
@@ -82,7 +114,7 @@ pub fn qemu_args(spec: &VmSpec, accel: Accel, paths: &QemuPaths) -> Vec<String> 
     let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
     push(&["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
     // microvm: no PCI, no firmware tables, virtio-mmio devices announced on the command line.
-    push(&["-M", "microvm,acpi=off,pit=on,pic=on,rtc=off,isa-serial=on"]);
+    push(&["-M", "microvm,acpi=off,pit=on,pic=on,rtc=on,isa-serial=on"]);
     match accel {
         Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
         Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
@@ -94,8 +126,17 @@ pub fn qemu_args(spec: &VmSpec, accel: Accel, paths: &QemuPaths) -> Vec<String> 
     push(&["-initrd", &spec.initramfs.display().to_string()]);
     push(&["-append", &cmdline.join(" ")]);
     push(&["-device", "virtio-serial-device,max_ports=2"]);
-    push(&["-chardev", &format!("socket,id=agent,path={},server=on,wait=off", paths.agent_socket.display())]);
-    push(&["-device", &format!("virtserialport,chardev=agent,name={AGENT_PORT_NAME}")]);
+    push(&[
+        "-chardev",
+        &format!(
+            "socket,id=agent,path={},server=on,wait=off",
+            paths.agent_socket.display()
+        ),
+    ]);
+    push(&[
+        "-device",
+        &format!("virtserialport,chardev=agent,name={AGENT_PORT_NAME}"),
+    ]);
     if let Some(disk) = &spec.root_disk {
         let ro = if disk.read_only { ",read-only=on" } else { "" };
         push(&[
@@ -108,13 +149,20 @@ pub fn qemu_args(spec: &VmSpec, accel: Accel, paths: &QemuPaths) -> Vec<String> 
         ]);
         push(&["-device", "virtio-blk-device,drive=root"]);
     }
-    push(&["-chardev", &format!("file,id=console,path={}", paths.console_log.display())]);
+    push(&[
+        "-chardev",
+        &format!("file,id=console,path={}", paths.console_log.display()),
+    ]);
     push(&["-serial", "chardev:console"]);
     args
 }
 
 /// A child that dies with the shim: if the shim is killed, its VM must not outlive it.
-fn child_command(program: &Path, args: &[String], stderr_log: &Path) -> Result<Command, EngineError> {
+fn child_command(
+    program: &Path,
+    args: &[String],
+    stderr_log: &Path,
+) -> Result<Command, EngineError> {
     let log = std::fs::File::create(stderr_log).map_err(|source| EngineError::Io {
         path: stderr_log.to_path_buf(),
         source,
@@ -142,10 +190,19 @@ fn child_command(program: &Path, args: &[String], stderr_log: &Path) -> Result<C
     Ok(command)
 }
 
-fn spawn(program: &Path, args: &[String], log: &Path, hint: &'static str) -> Result<Child, EngineError> {
+fn spawn(
+    program: &Path,
+    args: &[String],
+    log: &Path,
+    hint: &'static str,
+) -> Result<Child, EngineError> {
     child_command(program, args, log)?
         .spawn()
-        .map_err(|source| EngineError::Spawn { program: program.display().to_string(), source, hint })
+        .map_err(|source| EngineError::Spawn {
+            program: program.display().to_string(),
+            source,
+            hint,
+        })
 }
 
 #[async_trait]
@@ -174,7 +231,12 @@ impl Engine for QemuEngine {
         let (exit_tx, exit_rx) = watch::channel(None);
         let kill = Arc::new(Notify::new());
         tokio::spawn(supervise(qemu, paths.clone(), Arc::clone(&kill), exit_tx));
-        Ok(Box::new(QemuVm { paths, pids, exit: exit_rx, kill }))
+        Ok(Box::new(QemuVm {
+            paths,
+            pids,
+            exit: exit_rx,
+            kill,
+        }))
     }
 }
 
@@ -213,7 +275,10 @@ impl RunningVm for QemuVm {
 
     async fn wait_exit(&self) -> VmExit {
         let mut exit = self.exit.clone();
-        let published = exit.wait_for(Option::is_some).await.map(|state| state.clone());
+        let published = exit
+            .wait_for(Option::is_some)
+            .await
+            .map(|state| state.clone());
         // The supervisor only goes away after publishing; treat a vanished one as a crash.
         published.ok().flatten().unwrap_or(VmExit::Exited(-1))
     }
@@ -239,7 +304,11 @@ mod tests {
             initramfs: "/k/initramfs.cpio".into(),
             cpus: 2,
             memory_mib: 256,
-            root_disk: Some(DiskSpec { path: "/b/disk.qcow2".into(), format: DiskFormat::Qcow2, read_only: false }),
+            root_disk: Some(DiskSpec {
+                path: "/b/disk.qcow2".into(),
+                format: DiskFormat::Qcow2,
+                read_only: false,
+            }),
             agent_port: 1024,
             run_dir: "/b".into(),
             extra_cmdline: vec!["x=y".into()],
@@ -247,18 +316,26 @@ mod tests {
     }
 
     fn value_after<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
-        args.windows(2).filter(|w| w[0] == flag).map(|w| w[1].as_str()).collect()
+        args.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].as_str())
+            .collect()
     }
 
     #[test]
     fn tcg_args_describe_the_whole_vm() {
-        let args = qemu_args(&spec(), Accel::Tcg, &QemuPaths::new(Path::new("/b")));
+        let args = qemu_args_with_tsc(
+            &spec(),
+            Accel::Tcg,
+            &QemuPaths::new(Path::new("/b")),
+            Some(2445404),
+        );
         assert_eq!(value_after(&args, "-accel"), ["tcg"]);
         assert_eq!(value_after(&args, "-smp"), ["2"]);
         assert_eq!(value_after(&args, "-m"), ["256M"]);
         assert!(args.contains(&"-no-reboot".to_string()));
         let append = value_after(&args, "-append")[0];
-        assert!(append.contains("tsc_early_khz="));
+        assert!(append.contains("tsc_early_khz=2445404"));
         assert!(append.contains("boxlite.root=/dev/vda"));
         assert!(append.contains("boxlite.port=1024"));
         assert!(append.ends_with("x=y"));
@@ -267,16 +344,33 @@ mod tests {
             value_after(&args, "-drive"),
             ["file=/b/disk.qcow2,if=none,id=root,format=qcow2,cache=unsafe,discard=unmap"]
         );
-        assert!(value_after(&args, "-chardev").contains(&"socket,id=agent,path=/b/agent.sock,server=on,wait=off"));
-        assert!(value_after(&args, "-device").contains(&"virtserialport,chardev=agent,name=boxlite.agent"));
+        assert!(value_after(&args, "-chardev")
+            .contains(&"socket,id=agent,path=/b/agent.sock,server=on,wait=off"));
+        assert!(value_after(&args, "-device")
+            .contains(&"virtserialport,chardev=agent,name=boxlite.agent"));
         assert!(value_after(&args, "-chardev").contains(&"file,id=console,path=/b/console.log"));
+    }
+
+    #[test]
+    fn tsc_rate_comes_from_cpu_mhz() {
+        assert_eq!(
+            tsc_khz_from_cpuinfo("processor\t: 0\ncpu MHz\t\t: 2445.404\n"),
+            Some(2445404)
+        );
+        assert_eq!(tsc_khz_from_cpuinfo("processor\t: 0\n"), None);
+        assert_eq!(tsc_khz_from_cpuinfo("cpu MHz\t: bogus\n"), None);
     }
 
     #[test]
     fn kvm_args_use_the_host_cpu_and_skip_tcg_workarounds() {
         let mut s = spec();
         s.root_disk = None;
-        let args = qemu_args(&s, Accel::Kvm, &QemuPaths::new(Path::new("/b")));
+        let args = qemu_args_with_tsc(
+            &s,
+            Accel::Kvm,
+            &QemuPaths::new(Path::new("/b")),
+            Some(2445404),
+        );
         assert_eq!(value_after(&args, "-accel"), ["kvm"]);
         assert_eq!(value_after(&args, "-cpu"), ["host"]);
         let append = value_after(&args, "-append")[0];

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs and builds everything boxlite needs on a Debian 12 machine, idempotently:
+# apt packages (QEMU, the kernel source and its build tools, busybox for test images),
+# the box kernel (cached outside the checkout), the static guest agent and the workspace.
+# A second run installs nothing and rebuilds nothing, and takes seconds.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+say() { echo "setup: $*" >&2; }
+
+# Packages from bookworm. QEMU comes from bookworm-backports: the machine image carries
+# qemu-utils 10.0 from there, which conflicts with bookworm's qemu-system 7.2.
+apt_packages=(linux-source-6.12 bison flex bc libelf-dev libssl-dev cpio xz-utils make gcc
+  binutils e2fsprogs busybox-static)
+backports_packages=(qemu-system-x86)
+
+missing() {
+  local pkg
+  for pkg in "$@"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
+      echo "$pkg"
+    fi
+  done
+}
+
+sudo_cmd=()
+if [ "$(id -u)" != 0 ]; then sudo_cmd=(sudo); fi
+
+need=$(missing "${apt_packages[@]}" "${backports_packages[@]}")
+if [ -n "$need" ]; then
+  say "installing: $(echo $need)"
+  if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    say "adding bookworm-backports to the apt sources"
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' |
+      "${sudo_cmd[@]}" tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null
+  fi
+  "${sudo_cmd[@]}" apt-get update -qq
+  export DEBIAN_FRONTEND=noninteractive
+  need_main=$(missing "${apt_packages[@]}")
+  if [ -n "$need_main" ]; then
+    "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends $need_main >/dev/null
+  fi
+  if [ -n "$(missing "${backports_packages[@]}")" ]; then
+    "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends -t bookworm-backports \
+      "${backports_packages[@]}" >/dev/null
+  fi
+else
+  say "apt packages present"
+fi
+
+say "box kernel"
+kernel_dir=$(scripts/build-kernel.sh)
+say "kernel ready in $kernel_dir"
+
+say "guest agent (static)"
+agent=$(scripts/build-guest.sh)
+say "agent ready at $agent"
+
+say "workspace"
+cargo build --workspace --locked --all-targets >&2
+say "done"
