@@ -65,6 +65,14 @@ pub struct ExitStatus {
     pub signal: i32,
 }
 
+/// Everything a finished command printed, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub status: ExitStatus,
+}
+
 /// What to run.
 #[derive(Debug, Clone, Default)]
 pub struct ExecOptions {
@@ -172,6 +180,26 @@ impl AgentClient {
             sink(&chunk);
         }
         Ok(())
+    }
+
+    /// Reads both streams to their end (together, so that neither pipe fills while the other
+    /// is read) and then waits for the exit.
+    pub async fn output(&self, exec_id: &str) -> Result<ExecOutput, AgentError> {
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let (out, err) = tokio::join!(
+            self.drain(exec_id, OutputStream::STDOUT, |c| stdout
+                .extend_from_slice(c)),
+            self.drain(exec_id, OutputStream::STDERR, |c| stderr
+                .extend_from_slice(c)),
+        );
+        out?;
+        err?;
+        let status = self.wait(exec_id).await?;
+        Ok(ExecOutput {
+            stdout,
+            stderr,
+            status,
+        })
     }
 
     pub async fn write_stdin(

@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use boxlite_protocol::agent::OutputStream;
 use boxlite_shim::agent_client::{AgentClient, ExecOptions};
 use boxlite_shim::engine::qemu::{Accel, QemuEngine};
 use boxlite_shim::vm::Vm;
@@ -22,7 +21,11 @@ struct Series {
 
 impl Series {
     fn new(name: &'static str, unit: &'static str) -> Self {
-        Self { name, unit, values: Vec::new() }
+        Self {
+            name,
+            unit,
+            values: Vec::new(),
+        }
     }
 
     fn sorted(&self) -> Vec<f64> {
@@ -52,24 +55,23 @@ impl Series {
     }
 }
 
-/// Runs a command to completion, discarding its output; returns the bytes of stdout.
+/// Runs a command to completion; returns the bytes of stdout.
 async fn run(agent: &AgentClient, id: &str, args: &[&str]) -> usize {
-    agent.exec(id, &ExecOptions::new(args.iter().copied())).await.expect("exec");
-    let mut bytes = 0usize;
-    let (out, err) = tokio::join!(
-        agent.drain(id, OutputStream::STDOUT, |c| bytes += c.len()),
-        agent.drain(id, OutputStream::STDERR, |_| {}),
-    );
-    out.expect("stdout");
-    err.expect("stderr");
-    let status = agent.wait(id).await.expect("wait");
-    assert_eq!(status.code, 0, "{args:?} failed");
-    bytes
+    agent
+        .exec(id, &ExecOptions::new(args.iter().copied()))
+        .await
+        .expect("exec");
+    let output = agent.output(id).await.expect("output");
+    assert_eq!(output.status.code, 0, "{args:?} failed");
+    output.stdout.len()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let boots: usize = std::env::var("BOXLITE_BENCH_BOOTS").ok().and_then(|v| v.parse().ok()).unwrap_or(7);
+    let boots: usize = std::env::var("BOXLITE_BENCH_BOOTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7);
     let engine = QemuEngine::default();
     let mut spawn_to_ready = Series::new("spawn_to_ready", "ms");
     let mut guest_ready_at = Series::new("guest_uptime_at_ready", "ms");
@@ -83,7 +85,9 @@ async fn main() {
     for boot in 0..boots {
         let test_box = TestBox::new();
         let started = Instant::now();
-        let vm = Vm::boot(&engine, &test_box.spec, READY_TIMEOUT).await.unwrap_or_else(|e| panic!("{e}"));
+        let vm = Vm::boot(&engine, &test_box.spec, READY_TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         spawn_to_ready.values.push(ms(vm.timings().spawn_to_ready));
         guest_ready_at.values.push(ms(vm.timings().guest_ready_at));
         let agent = vm.agent().clone();
@@ -107,11 +111,15 @@ async fn main() {
             }
             let t = Instant::now();
             let bytes = run(&agent, "bulk", &["head", "-c", "104857600", "/dev/zero"]).await;
-            throughput.values.push(bytes as f64 / 1e6 / t.elapsed().as_secs_f64());
+            throughput
+                .values
+                .push(bytes as f64 / 1e6 / t.elapsed().as_secs_f64());
         }
 
         let t = Instant::now();
-        vm.shutdown(Duration::from_secs(30)).await.expect("shutdown");
+        vm.shutdown(Duration::from_secs(30))
+            .await
+            .expect("shutdown");
         shutdown.values.push(ms(t.elapsed()));
     }
 
@@ -143,9 +151,15 @@ async fn main() {
             )
         })
         .collect();
-    println!("{{\"engine\":\"qemu\",\"accel\":\"{accel}\",\"boots\":{boots},{}}}", metrics.join(","));
+    println!(
+        "{{\"engine\":\"qemu\",\"accel\":\"{accel}\",\"boots\":{boots},{}}}",
+        metrics.join(",")
+    );
     println!();
-    println!("{:<28} {:>6} {:>4} {:>10} {:>10} {:>10}", "metric", "unit", "n", "min", "median", "max");
+    println!(
+        "{:<28} {:>6} {:>4} {:>10} {:>10} {:>10}",
+        "metric", "unit", "n", "min", "median", "max"
+    );
     for s in all {
         println!(
             "{:<28} {:>6} {:>4} {:>10.2} {:>10.2} {:>10.2}",

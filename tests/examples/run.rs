@@ -15,7 +15,11 @@ use boxlite_tests::{TestBox, READY_TIMEOUT};
 async fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.is_empty() {
-        args = vec!["sh".into(), "-c".into(), "uname -a; echo hello from $(hostname) in a box".into()];
+        args = vec![
+            "sh".into(),
+            "-c".into(),
+            "uname -a; echo hello from $(hostname) in a box".into(),
+        ];
     }
     let test_box = TestBox::new();
     let vm = match Vm::boot(&QemuEngine::default(), &test_box.spec, READY_TIMEOUT).await {

@@ -50,18 +50,11 @@ async fn start_agent() -> HostAgent {
 }
 
 async fn output(agent: &AgentClient, id: &str) -> (String, String, ExitStatus) {
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let (a, b) = tokio::join!(
-        agent.drain(id, OutputStream::STDOUT, |c| out.extend_from_slice(c)),
-        agent.drain(id, OutputStream::STDERR, |c| err.extend_from_slice(c)),
-    );
-    a.unwrap();
-    b.unwrap();
-    let status = agent.wait(id).await.unwrap();
+    let output = agent.output(id).await.unwrap();
     (
-        String::from_utf8(out).unwrap(),
-        String::from_utf8(err).unwrap(),
-        status,
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+        output.status,
     )
 }
 

@@ -16,15 +16,8 @@ async fn run(agent: &AgentClient, id: &str, args: &[&str]) -> (Vec<u8>, Vec<u8>,
         .exec(id, &ExecOptions::new(args.iter().copied()))
         .await
         .expect("exec");
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let (a, b) = tokio::join!(
-        agent.drain(id, OutputStream::STDOUT, |c| out.extend_from_slice(c)),
-        agent.drain(id, OutputStream::STDERR, |c| err.extend_from_slice(c)),
-    );
-    a.expect("stdout");
-    b.expect("stderr");
-    let status = agent.wait(id).await.expect("wait");
-    (out, err, status)
+    let output = agent.output(id).await.expect("output");
+    (output.stdout, output.stderr, output.status)
 }
 
 /// One VM carries the whole happy path, to keep the suite to a few TCG boots.
@@ -77,17 +70,9 @@ async fn boots_runs_commands_streams_and_shuts_down_cleanly() {
     options.working_dir = "/etc".into();
     options.env = vec!["GREETING=hi".into()];
     agent.exec("env", &options).await.unwrap();
-    let mut out = Vec::new();
-    agent
-        .drain("env", OutputStream::STDOUT, |c| out.extend_from_slice(c))
-        .await
-        .unwrap();
-    agent
-        .drain("env", OutputStream::STDERR, |_| {})
-        .await
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out), "/etc\nhi\n");
-    assert_eq!(agent.wait("env").await.unwrap().code, 0);
+    let output = agent.output("env").await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "/etc\nhi\n");
+    assert_eq!(output.status.code, 0);
 
     // stdin: written in pieces, then closed; the command sees EOF and ends.
     let mut options = ExecOptions::new(["cat"]);
@@ -95,17 +80,11 @@ async fn boots_runs_commands_streams_and_shuts_down_cleanly() {
     agent.exec("cat", &options).await.unwrap();
     agent.write_stdin("cat", b"abc", false).await.unwrap();
     agent.write_stdin("cat", b"def\n", true).await.unwrap();
-    let mut out = Vec::new();
-    agent
-        .drain("cat", OutputStream::STDOUT, |c| out.extend_from_slice(c))
-        .await
-        .unwrap();
-    agent
-        .drain("cat", OutputStream::STDERR, |_| {})
-        .await
-        .unwrap();
-    assert_eq!(out, b"abcdef\n");
-    assert_eq!(agent.wait("cat").await.unwrap().code, 0);
+    let output = agent.output("cat").await.unwrap();
+    assert_eq!(
+        (output.stdout.as_slice(), output.status.code),
+        (&b"abcdef\n"[..], 0)
+    );
 
     // The guest clock runs at real speed (TCG needs the host's TSC rate to get this right).
     let started = Instant::now();
