@@ -107,10 +107,14 @@ async fn serve(addresses: &[String], root: PathBuf, shutdown: ShutdownMode) -> R
             .start()
             .await
             .map_err(|e| format!("serving on {address}: {e}"))?;
-        log!(
-            "ready on {address} at {} ms of guest uptime",
-            init::uptime_ms()
-        );
+        if std::process::id() == 1 {
+            log!(
+                "ready on {address} at {} ms of guest uptime",
+                init::uptime_ms()
+            );
+        } else {
+            log!("ready on {address}");
+        }
         servers.push(server);
     }
     std::future::pending::<()>().await;
