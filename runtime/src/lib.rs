@@ -5,3 +5,4 @@
 //! built from the guest agent).
 
 pub mod guest;
+pub mod images;

@@ -1,0 +1,193 @@
+//! The content-addressed blob store: `images/blobs/sha256/<hex>`. A blob becomes visible only
+//! after its sha256 matched the digest it was asked for and it reached the disk; it is written
+//! under a temporary name first, so a crash or a bad download never leaves a partial blob.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("unsupported digest {0:?}: only sha256:<64 hex digits> is accepted")]
+    BadDigest(String),
+    #[error("blob {expected} arrived with digest {actual}: it is corrupt or was tampered with, and was discarded")]
+    Mismatch { expected: String, actual: String },
+    #[error("blob {digest} is {actual} bytes, the manifest says {expected}; it was discarded")]
+    SizeMismatch {
+        digest: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("blob store I/O at {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// The hex part of a valid `sha256:` digest.
+pub fn sha256_hex(digest: &str) -> Result<&str, BlobError> {
+    let hex = digest
+        .strip_prefix("sha256:")
+        .ok_or_else(|| BlobError::BadDigest(digest.to_string()))?;
+    if hex.len() != 64
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(BlobError::BadDigest(digest.to_string()));
+    }
+    Ok(hex)
+}
+
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    root: PathBuf,
+}
+
+impl BlobStore {
+    /// A store under `root` (`<home>/images`).
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub fn path(&self, digest: &str) -> Result<PathBuf, BlobError> {
+        Ok(self
+            .root
+            .join("blobs")
+            .join("sha256")
+            .join(sha256_hex(digest)?))
+    }
+
+    pub fn contains(&self, digest: &str) -> bool {
+        self.path(digest).map(|p| p.is_file()).unwrap_or(false)
+    }
+
+    pub fn open(&self, digest: &str) -> Result<fs::File, BlobError> {
+        let path = self.path(digest)?;
+        fs::File::open(&path).map_err(|source| BlobError::Io { path, source })
+    }
+
+    pub fn read(&self, digest: &str) -> Result<Vec<u8>, BlobError> {
+        let path = self.path(digest)?;
+        fs::read(&path).map_err(|source| BlobError::Io { path, source })
+    }
+
+    /// Copies `data` into the store as `digest`, verifying it on the way. Returns whether the
+    /// blob was written (false: it was there already and `data` was not read).
+    pub fn put(
+        &self,
+        digest: &str,
+        expected_size: Option<u64>,
+        mut data: impl Read,
+    ) -> Result<bool, BlobError> {
+        let final_path = self.path(digest)?;
+        if final_path.is_file() {
+            return Ok(false);
+        }
+        let tmp_dir = self.root.join("tmp");
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| BlobError::Io { path, source }
+        };
+        fs::create_dir_all(&tmp_dir).map_err(io_err(&tmp_dir))?;
+        fs::create_dir_all(final_path.parent().expect("blob path has a parent"))
+            .map_err(io_err(&final_path))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix("blob-")
+            .tempfile_in(&tmp_dir)
+            .map_err(io_err(&tmp_dir))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = data.read(&mut buf).map_err(io_err(tmp.path()))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            tmp.write_all(&buf[..n]).map_err(io_err(tmp.path()))?;
+            size += n as u64;
+        }
+        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+        if actual != digest {
+            return Err(BlobError::Mismatch {
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        if let Some(expected) = expected_size.filter(|e| *e != size) {
+            return Err(BlobError::SizeMismatch {
+                digest: digest.to_string(),
+                expected,
+                actual: size,
+            });
+        }
+        tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
+        // Two writers of one blob race harmlessly: both verified the same bytes.
+        tmp.persist(&final_path).map_err(|e| BlobError::Io {
+            path: final_path.clone(),
+            source: e.error,
+        })?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest_of(data: &[u8]) -> String {
+        format!("sha256:{}", hex::encode(Sha256::digest(data)))
+    }
+
+    #[test]
+    fn a_verified_blob_is_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::new(dir.path());
+        let digest = digest_of(b"layer");
+        assert!(store.put(&digest, Some(5), &b"layer"[..]).unwrap());
+        assert!(!store.put(&digest, Some(5), &b"never read"[..]).unwrap());
+        assert_eq!(store.read(&digest).unwrap(), b"layer");
+    }
+
+    #[test]
+    fn corrupt_data_never_becomes_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::new(dir.path());
+        let digest = digest_of(b"the real thing");
+        let err = store
+            .put(&digest, None, &b"something else"[..])
+            .unwrap_err();
+        assert!(matches!(err, BlobError::Mismatch { .. }));
+        assert!(err.to_string().contains(&digest));
+        assert!(!store.contains(&digest));
+        let err = store
+            .put(&digest, Some(3), &b"the real thing"[..])
+            .unwrap_err();
+        assert!(matches!(err, BlobError::SizeMismatch { .. }));
+        assert!(!store.contains(&digest));
+        assert_eq!(
+            fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0,
+            "partial files left behind"
+        );
+    }
+
+    #[test]
+    fn digests_are_checked_before_any_path_is_built() {
+        let store = BlobStore::new(Path::new("/nonexistent"));
+        for bad in [
+            "md5:abc",
+            "sha256:../../etc/passwd",
+            "sha256:ABCDEF",
+            "sha256:",
+        ] {
+            assert!(
+                matches!(store.path(bad), Err(BlobError::BadDigest(_))),
+                "{bad}"
+            );
+        }
+    }
+}
