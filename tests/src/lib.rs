@@ -107,7 +107,108 @@ pub fn busybox_base() -> &'static Path {
     })
 }
 
-/// A fresh box directory with a qcow2 overlay over the busybox base.
+/// Fills `root` with busybox (from Debian's busybox-static) and its applet links.
+fn install_busybox(root: &Path) {
+    let busybox = Path::new("/bin/busybox");
+    for sub in ["bin", "etc", "tmp", "root", "proc", "sys", "dev", "run"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    let list = Command::new(busybox)
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+}
+
+/// An OCI image layout built with umoci (Debian's package) from busybox, with two tags:
+/// - `busybox`: one layer; config Env GREETING=from-image, WorkingDir /srv, Cmd sh.
+/// - `layered`: `busybox` plus a layer that deletes /etc/removed (a whiteout), adds a
+///   hardlink /etc/hard and a symlink /etc/link to /etc/marker.
+///
+/// Built once per busybox binary and published by rename.
+pub fn oci_layout() -> &'static Path {
+    static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
+    LAYOUT.get_or_init(|| {
+        let bytes = std::fs::read("/bin/busybox")
+            .expect("/bin/busybox missing: scripts/setup.sh installs busybox-static");
+        let digest = hex::encode(sha2::Sha256::digest(&bytes));
+        let layout = scratch_root().join(format!("oci-{}", &digest[..16]));
+        if layout.join("index.json").is_file() {
+            return layout;
+        }
+        let work = tempfile::tempdir_in(scratch_root()).expect("tempdir");
+        let partial = work.path().join("layout");
+        let image = |tag: &str| format!("{}:{tag}", partial.display());
+        let umoci = |args: &[&str]| run(Command::new("umoci").args(args));
+        umoci(&["init", "--layout", &partial.display().to_string()]);
+        umoci(&["new", "--image", &image("busybox")]);
+        let bundle = work.path().join("b1");
+        umoci(&[
+            "unpack",
+            "--image",
+            &image("busybox"),
+            &bundle.display().to_string(),
+        ]);
+        let rootfs = bundle.join("rootfs");
+        install_busybox(&rootfs);
+        std::fs::create_dir_all(rootfs.join("srv")).unwrap();
+        std::fs::write(rootfs.join("etc/marker"), "marker\n").unwrap();
+        std::fs::write(rootfs.join("etc/removed"), "gone in the next layer\n").unwrap();
+        umoci(&[
+            "repack",
+            "--image",
+            &image("busybox"),
+            &bundle.display().to_string(),
+        ]);
+        umoci(&[
+            "config",
+            "--image",
+            &image("busybox"),
+            "--config.env",
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+            "--config.env",
+            "GREETING=from-image",
+            "--config.workingdir",
+            "/srv",
+            "--config.cmd",
+            "sh",
+        ]);
+        let bundle = work.path().join("b2");
+        umoci(&[
+            "unpack",
+            "--image",
+            &image("busybox"),
+            &bundle.display().to_string(),
+        ]);
+        let etc = bundle.join("rootfs/etc");
+        std::fs::remove_file(etc.join("removed")).unwrap();
+        std::fs::hard_link(etc.join("marker"), etc.join("hard")).unwrap();
+        std::os::unix::fs::symlink("marker", etc.join("link")).unwrap();
+        umoci(&[
+            "repack",
+            "--image",
+            &image("layered"),
+            &bundle.display().to_string(),
+        ]);
+        // Another test binary may have published it meanwhile; either copy is complete.
+        if std::fs::rename(&partial, &layout).is_err() {
+            assert!(
+                layout.join("index.json").is_file(),
+                "publishing {}",
+                layout.display()
+            );
+        }
+        layout
+    })
+}
+
+/// A fresh box directory with a qcow2 overlay over an ext4 base (busybox by default).
 pub struct TestBox {
     pub dir: tempfile::TempDir,
     pub spec: VmSpec,
@@ -115,16 +216,18 @@ pub struct TestBox {
 
 impl TestBox {
     pub fn new() -> Self {
+        Self::with_base(busybox_base())
+    }
+
+    /// A box whose disk is a qcow2 overlay over `base` (an ext4 image).
+    pub fn with_base(base: &Path) -> Self {
         let assets = guest_assets();
         let dir = tempfile::Builder::new()
             .prefix("b")
             .tempdir_in(scratch_root())
             .expect("box dir");
         let disk = dir.path().join("disk.qcow2");
-        run(Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-            .arg(busybox_base())
-            .arg(&disk));
+        boxlite::images::create_box_disk(base, &disk).unwrap_or_else(|e| panic!("{e}"));
         let spec = VmSpec {
             kernel: assets.kernel.clone(),
             initramfs: assets.initramfs.clone(),

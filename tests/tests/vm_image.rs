@@ -1,0 +1,113 @@
+//! Boxes booted from OCI images: a layout built with umoci is imported into the blob store,
+//! turned into an ext4 base, and a VM boots from a qcow2 disk over that base.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use boxlite::images::ImageStore;
+use boxlite_shim::agent_client::ExecOptions;
+use boxlite_shim::engine::qemu::QemuEngine;
+use boxlite_shim::vm::Vm;
+use boxlite_tests::{oci_layout, scratch_root, TestBox, READY_TIMEOUT};
+
+fn blob_files(store_dir: &std::path::Path) -> Vec<(String, std::time::SystemTime)> {
+    let dir = store_dir.join("blobs/sha256");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().into_string().unwrap(),
+                e.metadata().unwrap().modified().unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layered_image_boots_with_its_files_and_config() {
+    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let images = home.path().join("images");
+    let store = ImageStore::new(&images);
+
+    let busybox = store.import_layout(oci_layout(), Some("busybox")).unwrap();
+    let layered = store.import_layout(oci_layout(), Some("layered")).unwrap();
+    assert_eq!(layered.layers.len(), 2);
+    assert_eq!(
+        layered.layers[0], busybox.layers[0],
+        "the images share their first layer"
+    );
+    // Every blob both images need is stored once: manifests, configs, and the shared layer.
+    let stored = blob_files(&images);
+    let distinct: HashSet<&String> = busybox.layers.iter().chain(&layered.layers).collect();
+    assert_eq!(distinct.len(), 2);
+    assert_eq!(
+        stored.len(),
+        2 /* layers */ + 2 /* manifests */ + 2 /* configs */
+    );
+    // Importing again writes nothing.
+    store.import_layout(oci_layout(), Some("layered")).unwrap();
+    assert_eq!(blob_files(&images), stored);
+
+    assert_eq!(layered.run.working_dir, "/srv");
+    assert!(layered.run.env.contains(&"GREETING=from-image".to_string()));
+    assert_eq!(layered.run.cmd, ["sh"]);
+
+    let base = store.ensure_base(&layered).unwrap();
+    assert_eq!(
+        store.ensure_base(&layered).unwrap(),
+        base,
+        "the base is built once"
+    );
+    let test_box = TestBox::with_base(&base);
+    let disk = test_box.dir.path().join("disk.qcow2");
+    assert!(
+        disk.metadata().unwrap().len() <= 1 << 20,
+        "a new box disk must stay under 1 MiB"
+    );
+
+    let vm = Vm::boot(&QemuEngine::default(), &test_box.spec, READY_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("boot failed: {e}"));
+    let mut options = ExecOptions::new([
+        "sh",
+        "-c",
+        "cat /etc/marker; \
+         test ! -e /etc/removed && echo whiteout-ok; \
+         [ \"$(stat -c %i /etc/marker)\" = \"$(stat -c %i /etc/hard)\" ] && echo hardlink-ok; \
+         readlink /etc/link; echo $GREETING; pwd",
+    ]);
+    options.env = layered.run.env.clone();
+    options.working_dir = layered.run.working_dir.clone();
+    vm.agent().exec("check", &options).await.unwrap();
+    let output = vm.agent().output("check").await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "marker\nwhiteout-ok\nhardlink-ok\nmarker\nfrom-image\n/srv\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code, 0);
+    vm.shutdown(Duration::from_secs(30)).await.unwrap();
+}
+
+#[test]
+fn an_unknown_tag_names_the_tags_there_are() {
+    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let store = ImageStore::new(&home.path().join("images"));
+    let err = store
+        .import_layout(oci_layout(), Some("nope"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"nope\"") && err.contains("busybox") && err.contains("layered"),
+        "{err}"
+    );
+    let err = store
+        .import_layout(&home.path().join("missing"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("index.json"), "{err}");
+}
