@@ -12,7 +12,7 @@ say() { echo "setup: $*" >&2; }
 # Packages from bookworm. QEMU comes from bookworm-backports: the machine image carries
 # qemu-utils 10.0 from there, which conflicts with bookworm's qemu-system 7.2.
 apt_packages=(linux-source-6.12 bison flex bc libelf-dev libssl-dev cpio xz-utils make gcc
-  binutils e2fsprogs busybox-static umoci)
+  binutils e2fsprogs busybox-static umoci docker-registry skopeo)
 backports_packages=(qemu-system-x86)
 
 missing() {

@@ -30,7 +30,7 @@ fn blob_files(store_dir: &std::path::Path) -> Vec<(String, std::time::SystemTime
 async fn a_layered_image_boots_with_its_files_and_config() {
     let home = tempfile::tempdir_in(scratch_root()).unwrap();
     let images = home.path().join("images");
-    let store = ImageStore::new(&images);
+    let store = ImageStore::open(home.path());
 
     let busybox = store.import_layout(oci_layout(), Some("busybox")).unwrap();
     let layered = store.import_layout(oci_layout(), Some("layered")).unwrap();
@@ -96,7 +96,7 @@ async fn a_layered_image_boots_with_its_files_and_config() {
 #[test]
 fn an_unknown_tag_names_the_tags_there_are() {
     let home = tempfile::tempdir_in(scratch_root()).unwrap();
-    let store = ImageStore::new(&home.path().join("images"));
+    let store = ImageStore::open(home.path());
     let err = store
         .import_layout(oci_layout(), Some("nope"))
         .unwrap_err()

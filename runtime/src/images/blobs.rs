@@ -74,6 +74,17 @@ impl BlobStore {
         fs::read(&path).map_err(|source| BlobError::Io { path, source })
     }
 
+    /// Deletes a blob (no error when it is not there).
+    pub fn remove(&self, digest: &str) -> Result<(), BlobError> {
+        let path = self.path(digest)?;
+        match fs::remove_file(&path) {
+            Err(source) if source.kind() != io::ErrorKind::NotFound => {
+                Err(BlobError::Io { path, source })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Copies `data` into the store as `digest`, verifying it on the way. Returns whether the
     /// blob was written (false: it was there already and `data` was not read).
     pub fn put(
@@ -82,9 +93,30 @@ impl BlobStore {
         expected_size: Option<u64>,
         mut data: impl Read,
     ) -> Result<bool, BlobError> {
+        let Some(mut writer) = self.writer(digest)? else {
+            return Ok(false);
+        };
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = data.read(&mut buf).map_err(|source| BlobError::Io {
+                path: writer.tmp.path().to_path_buf(),
+                source,
+            })?;
+            if n == 0 {
+                break;
+            }
+            writer.write(&buf[..n])?;
+        }
+        writer.commit(expected_size)?;
+        Ok(true)
+    }
+
+    /// Starts writing `digest` (for data that arrives in pieces, e.g. from the network);
+    /// `None` when the store has it already.
+    pub fn writer(&self, digest: &str) -> Result<Option<BlobWriter>, BlobError> {
         let final_path = self.path(digest)?;
         if final_path.is_file() {
-            return Ok(false);
+            return Ok(None);
         }
         let tmp_dir = self.root.join("tmp");
         let io_err = |path: &Path| {
@@ -94,43 +126,76 @@ impl BlobStore {
         fs::create_dir_all(&tmp_dir).map_err(io_err(&tmp_dir))?;
         fs::create_dir_all(final_path.parent().expect("blob path has a parent"))
             .map_err(io_err(&final_path))?;
-        let mut tmp = tempfile::Builder::new()
+        let tmp = tempfile::Builder::new()
             .prefix("blob-")
             .tempfile_in(&tmp_dir)
             .map_err(io_err(&tmp_dir))?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut size = 0u64;
-        loop {
-            let n = data.read(&mut buf).map_err(io_err(tmp.path()))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            tmp.write_all(&buf[..n]).map_err(io_err(tmp.path()))?;
-            size += n as u64;
-        }
-        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-        if actual != digest {
+        Ok(Some(BlobWriter {
+            tmp,
+            hasher: Sha256::new(),
+            size: 0,
+            digest: digest.to_string(),
+            final_path,
+        }))
+    }
+}
+
+/// A blob being written: hashed as it goes, visible only after [`BlobWriter::commit`]. Dropped
+/// without a commit, it leaves nothing behind.
+pub struct BlobWriter {
+    tmp: tempfile::NamedTempFile,
+    hasher: Sha256,
+    size: u64,
+    digest: String,
+    final_path: PathBuf,
+}
+
+impl BlobWriter {
+    pub fn write(&mut self, data: &[u8]) -> Result<(), BlobError> {
+        self.hasher.update(data);
+        self.size += data.len() as u64;
+        self.tmp.write_all(data).map_err(|source| BlobError::Io {
+            path: self.tmp.path().to_path_buf(),
+            source,
+        })
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Verifies digest (and size, when known) and publishes the blob.
+    pub fn commit(self, expected_size: Option<u64>) -> Result<(), BlobError> {
+        let actual = format!("sha256:{}", hex::encode(self.hasher.finalize()));
+        if actual != self.digest {
             return Err(BlobError::Mismatch {
-                expected: digest.to_string(),
+                expected: self.digest,
                 actual,
             });
         }
-        if let Some(expected) = expected_size.filter(|e| *e != size) {
+        if let Some(expected) = expected_size.filter(|e| *e != self.size) {
             return Err(BlobError::SizeMismatch {
-                digest: digest.to_string(),
+                digest: self.digest,
                 expected,
-                actual: size,
+                actual: self.size,
             });
         }
-        tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
+        self.tmp
+            .as_file()
+            .sync_all()
+            .map_err(|source| BlobError::Io {
+                path: self.tmp.path().to_path_buf(),
+                source,
+            })?;
         // Two writers of one blob race harmlessly: both verified the same bytes.
-        tmp.persist(&final_path).map_err(|e| BlobError::Io {
-            path: final_path.clone(),
-            source: e.error,
-        })?;
-        Ok(true)
+        self.tmp
+            .persist(&self.final_path)
+            .map_err(|e| BlobError::Io {
+                path: self.final_path.clone(),
+                source: e.error,
+            })?;
+        Ok(())
     }
 }
 

@@ -6,6 +6,8 @@
 //! (downloads and unpacking in progress, never read as results), `locks/` (per-image locks).
 
 pub mod blobs;
+mod db;
+pub mod registry;
 pub mod spec;
 pub mod unpack;
 
@@ -57,6 +59,19 @@ pub enum ImageError {
     Io { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Lock(#[from] boxlite_lockfile::LockError),
+    #[error("{reference:?} is not a valid image reference: {reason}")]
+    BadReference { reference: String, reason: String },
+    #[error("image {reference:?} not found or not reachable (tried {tried})")]
+    NotFound { reference: String, tried: String },
+    #[error("pulling {reference}: {message}")]
+    Registry { reference: String, message: String },
+    #[error("image database {path}: {source}")]
+    Database {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("no image named {0:?}; pull it first (boxlite pull)")]
+    UnknownImage(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {
@@ -85,22 +100,49 @@ pub struct StoredImage {
     pub layers: Vec<String>,
     /// Sum of the compressed layer sizes.
     pub size: u64,
+    /// Every blob the image needs: indexes, manifest, config, layers.
+    pub blobs: Vec<String>,
     pub run: ImageRunConfig,
 }
 
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     root: PathBuf,
+    db_path: PathBuf,
     blobs: BlobStore,
 }
 
+pub use db::ImageInfo;
+pub use registry::{PullOptions, PullOutcome};
+
 impl ImageStore {
-    /// The store at `<home>/images`.
-    pub fn new(images_dir: &Path) -> Self {
+    /// The store of the home `home`: `<home>/images/` and `<home>/db/images.db`.
+    pub fn open(home: &Path) -> Self {
+        let root = home.join("images");
         Self {
-            root: images_dir.to_path_buf(),
-            blobs: BlobStore::new(images_dir),
+            blobs: BlobStore::new(&root),
+            db_path: home.join("db").join("images.db"),
+            root,
         }
+    }
+
+    fn base_path(&self, manifest_digest: &str) -> Result<PathBuf, ImageError> {
+        Ok(self
+            .root
+            .join("bases")
+            .join(format!("{}.ext4", sha256_hex(manifest_digest)?)))
+    }
+
+    fn remove_base(&self, manifest_digest: &str) -> Result<(), ImageError> {
+        let base = self.base_path(manifest_digest)?;
+        for path in [base.with_extension("json"), base] {
+            if let Err(source) = fs::remove_file(&path) {
+                if source.kind() != io::ErrorKind::NotFound {
+                    return Err(ImageError::Io { path, source });
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn blobs(&self) -> &BlobStore {
@@ -165,7 +207,9 @@ impl ImageStore {
             self.blobs.put(&d.digest, Some(d.size), file)?;
             Ok(())
         };
-        self.store_image(&reference, descriptor, &fetch)
+        let image = self.store_image(&reference, descriptor, &fetch)?;
+        self.record(&image)?;
+        Ok(image)
     }
 
     /// Resolves `descriptor` (an index or a manifest) to the linux/amd64 manifest, fetching
@@ -176,12 +220,14 @@ impl ImageStore {
         mut descriptor: Descriptor,
         fetch: &dyn Fn(&Descriptor) -> Result<(), ImageError>,
     ) -> Result<StoredImage, ImageError> {
+        let mut blobs = Vec::new();
         // Multi-arch images: an index names one manifest per platform.
         for _ in 0..2 {
             if !descriptor.is_index() {
                 break;
             }
             fetch(&descriptor)?;
+            blobs.push(descriptor.digest.clone());
             let index: Index = self.json(reference, "image index", &descriptor.digest)?;
             descriptor = match index.manifests.iter().find(|d| d.is_linux_amd64()) {
                 Some(d) => d.clone(),
@@ -209,12 +255,16 @@ impl ImageStore {
         for layer in &manifest.layers {
             fetch(layer)?;
         }
+        blobs.push(descriptor.digest.clone());
+        blobs.push(manifest.config.digest.clone());
+        blobs.extend(manifest.layers.iter().map(|l| l.digest.clone()));
         let run = config.config.unwrap_or_default();
         Ok(StoredImage {
             reference: reference.to_string(),
             manifest_digest: descriptor.digest.clone(),
             layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
             size: manifest.layers.iter().map(|l| l.size).sum(),
+            blobs,
             run: ImageRunConfig {
                 env: run.env.unwrap_or_default(),
                 entrypoint: run.entrypoint.unwrap_or_default(),
@@ -243,8 +293,8 @@ impl ImageStore {
     /// building the same base take turns on a per-image lock; the second finds it done.
     pub fn ensure_base(&self, image: &StoredImage) -> Result<PathBuf, ImageError> {
         let hex = sha256_hex(&image.manifest_digest)?.to_string();
-        let bases = self.root.join("bases");
-        let base = bases.join(format!("{hex}.ext4"));
+        let base = self.base_path(&image.manifest_digest)?;
+        let bases = base.parent().expect("base has a parent").to_path_buf();
         if base.is_file() {
             return Ok(base);
         }

@@ -1,0 +1,490 @@
+//! Pulling images from OCI distribution registries (Docker Hub, GHCR, a private registry)
+//! into the blob store, through `oci-client`.
+//!
+//! - Unqualified names ("busybox", "library/alpine") are tried against the configured
+//!   registries in order; with none configured, against docker.io.
+//! - Plain HTTP is used only for loopback registries and those the caller marks insecure.
+//! - Credentials come from the Docker config (`$DOCKER_CONFIG/config.json` or
+//!   `~/.docker/config.json`, `auths.<registry>.auth`); bearer tokens are negotiated by the
+//!   client from them.
+//! - Every blob is verified by sha256 before it becomes visible; one download per blob even
+//!   when several processes pull at once (a per-blob lock, then a second look).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use futures::StreamExt;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use sha2::{Digest, Sha256};
+
+use super::blobs::sha256_hex;
+use super::spec::{
+    Descriptor, Index, Manifest, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX,
+    MEDIA_OCI_MANIFEST,
+};
+use super::{ImageError, ImageStore, StoredImage};
+
+/// How long a pull waits for another process downloading the same blob.
+const BLOB_LOCK_TIMEOUT: Duration = Duration::from_secs(3600);
+const MANIFEST_TYPES: [&str; 4] = [
+    MEDIA_OCI_INDEX,
+    MEDIA_OCI_MANIFEST,
+    MEDIA_DOCKER_LIST,
+    MEDIA_DOCKER_MANIFEST,
+];
+
+/// Where and how to pull from.
+#[derive(Debug, Clone, Default)]
+pub struct PullOptions {
+    /// Registries tried in order for unqualified names; empty means docker.io.
+    pub registries: Vec<String>,
+    /// Registries (host[:port]) reached over plain HTTP although they are not loopback.
+    pub insecure_registries: Vec<String>,
+    /// Docker config file with credentials; `None` reads the usual place.
+    pub docker_config: Option<PathBuf>,
+}
+
+/// What a pull did.
+#[derive(Debug, Clone)]
+pub struct PullOutcome {
+    pub image: StoredImage,
+    /// The fully qualified reference that answered.
+    pub resolved: String,
+    pub blobs_downloaded: usize,
+    pub bytes_downloaded: u64,
+}
+
+fn looks_like_host(component: &str) -> bool {
+    component.contains('.') || component.contains(':') || component == "localhost"
+}
+
+/// The references to try for `name`, in order.
+pub fn candidates(name: &str, registries: &[String]) -> Vec<String> {
+    let first = name.split('/').next().unwrap_or_default();
+    if name.contains('/') && looks_like_host(first) {
+        return vec![name.to_string()];
+    }
+    if registries.is_empty() {
+        return vec![name.to_string()];
+    }
+    registries
+        .iter()
+        .map(|r| format!("{}/{name}", r.trim_end_matches('/')))
+        .collect()
+}
+
+fn is_loopback(registry: &str) -> bool {
+    let host = registry
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(registry);
+    host == "localhost" || host.starts_with("127.") || host == "[::1]"
+}
+
+/// Credentials for `registry` from a Docker config file.
+pub fn docker_auth(config: &Path, registry: &str) -> RegistryAuth {
+    let Ok(text) = std::fs::read_to_string(config) else {
+        return RegistryAuth::Anonymous;
+    };
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return RegistryAuth::Anonymous;
+    };
+    let keys: Vec<String> = if registry == "docker.io" || registry == "index.docker.io" {
+        vec![
+            "https://index.docker.io/v1/".into(),
+            "index.docker.io".into(),
+            "docker.io".into(),
+        ]
+    } else {
+        vec![
+            registry.to_string(),
+            format!("https://{registry}"),
+            format!("http://{registry}"),
+        ]
+    };
+    for key in keys {
+        let Some(encoded) = json.pointer(&format!(
+            "/auths/{}/auth",
+            key.replace('~', "~0").replace('/', "~1")
+        )) else {
+            continue;
+        };
+        let Some(decoded) = encoded
+            .as_str()
+            .and_then(|e| base64::engine::general_purpose::STANDARD.decode(e).ok())
+            .and_then(|d| String::from_utf8(d).ok())
+        else {
+            continue;
+        };
+        if let Some((user, pass)) = decoded.split_once(':') {
+            return RegistryAuth::Basic(user.to_string(), pass.to_string());
+        }
+    }
+    RegistryAuth::Anonymous
+}
+
+fn default_docker_config() -> PathBuf {
+    std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".docker")
+        })
+        .join("config.json")
+}
+
+fn is_not_found(err: &OciDistributionError) -> bool {
+    match err {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                format!("{:?}", e.code).as_str(),
+                "ManifestUnknown" | "NameUnknown" | "BlobUnknown"
+            )
+        }),
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        _ => false,
+    }
+}
+
+fn is_unreachable(err: &OciDistributionError) -> bool {
+    matches!(err, OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout())
+}
+
+/// Flattens an error and its sources into one line.
+fn describe(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+impl ImageStore {
+    /// Pulls `name` and records it under that name. Blobs already in the store are not
+    /// downloaded again.
+    pub async fn pull(&self, name: &str, options: &PullOptions) -> Result<PullOutcome, ImageError> {
+        let tried = candidates(name, &options.registries);
+        let mut failures = Vec::new();
+        for candidate in &tried {
+            let reference: Reference = candidate.parse().map_err(|e: oci_client::ParseError| {
+                ImageError::BadReference {
+                    reference: candidate.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+            match self.pull_one(name, &reference, options).await {
+                Ok(outcome) => return Ok(outcome),
+                // Not there: the next registry may have it.
+                Err(PullFailure::NotFound(message)) => {
+                    failures.push(format!("{}: {message}", reference.whole()))
+                }
+                Err(PullFailure::Fatal(err)) => return Err(err),
+            }
+        }
+        Err(ImageError::NotFound {
+            reference: name.to_string(),
+            tried: failures.join("; "),
+        })
+    }
+
+    async fn pull_one(
+        &self,
+        name: &str,
+        reference: &Reference,
+        options: &PullOptions,
+    ) -> Result<PullOutcome, PullFailure> {
+        let registry = reference.resolve_registry().to_string();
+        let mut plain_http: Vec<String> = options.insecure_registries.clone();
+        if is_loopback(&registry) {
+            plain_http.push(registry.clone());
+        }
+        let client = Client::new(ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(plain_http),
+            ..Default::default()
+        });
+        let config_path = options
+            .docker_config
+            .clone()
+            .unwrap_or_else(default_docker_config);
+        let auth = docker_auth(&config_path, reference.registry());
+        // A registry that lacks the image, or cannot be reached, lets the next one try; one
+        // that answers with something broken ends the pull.
+        let fatal = |err: OciDistributionError| {
+            if is_not_found(&err) || is_unreachable(&err) {
+                PullFailure::NotFound(describe(&err))
+            } else {
+                PullFailure::Fatal(ImageError::Registry {
+                    reference: reference.whole(),
+                    message: describe(&err),
+                })
+            }
+        };
+
+        let mut downloads = Downloads::default();
+        let (bytes, digest) = client
+            .pull_manifest_raw(reference, &auth, &MANIFEST_TYPES)
+            .await
+            .map_err(fatal)?;
+        let top = self
+            .put_manifest(reference, &bytes, &digest)
+            .map_err(PullFailure::Fatal)?;
+        let mut manifest_descriptor = top.clone();
+        if top.is_index() {
+            let index: Index = parse(reference, "image index", &bytes)?;
+            let chosen = index.manifests.iter().find(|d| d.is_linux_amd64()).cloned();
+            let Some(chosen) = chosen else {
+                let available: Vec<String> = index
+                    .manifests
+                    .iter()
+                    .filter_map(|d| {
+                        d.platform
+                            .as_ref()
+                            .map(|p| format!("{}/{}", p.os, p.architecture))
+                    })
+                    .collect();
+                return Err(PullFailure::Fatal(ImageError::NoPlatform {
+                    image: reference.whole(),
+                    available: available.join(", "),
+                }));
+            };
+            let by_digest = reference.clone_with_digest(chosen.digest.clone());
+            let (bytes, digest) = client
+                .pull_manifest_raw(&by_digest, &auth, &MANIFEST_TYPES)
+                .await
+                .map_err(fatal)?;
+            self.put_manifest(reference, &bytes, &digest)
+                .map_err(PullFailure::Fatal)?;
+            manifest_descriptor = chosen;
+        }
+        let manifest: Manifest = parse(
+            reference,
+            "manifest",
+            &self
+                .blobs
+                .read(&manifest_descriptor.digest)
+                .map_err(|e| PullFailure::Fatal(e.into()))?,
+        )?;
+        for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            self.download_blob(&client, reference, blob, &mut downloads)
+                .await
+                .map_err(|e| match e {
+                    DownloadError::Registry(err) => fatal(err),
+                    DownloadError::Store(err) => PullFailure::Fatal(err),
+                })?;
+        }
+        let image = self
+            .store_image(name, top, &|d: &Descriptor| {
+                if self.blobs.contains(&d.digest) {
+                    Ok(())
+                } else {
+                    Err(ImageError::Registry {
+                        reference: reference.whole(),
+                        message: format!("blob {} was not downloaded", d.digest),
+                    })
+                }
+            })
+            .map_err(PullFailure::Fatal)?;
+        self.record(&image).map_err(PullFailure::Fatal)?;
+        Ok(PullOutcome {
+            image,
+            resolved: reference.whole(),
+            blobs_downloaded: downloads.blobs,
+            bytes_downloaded: downloads.bytes,
+        })
+    }
+
+    /// Stores a manifest or index fetched by tag or digest, after checking its digest.
+    fn put_manifest(
+        &self,
+        reference: &Reference,
+        bytes: &[u8],
+        digest: &str,
+    ) -> Result<Descriptor, ImageError> {
+        let actual = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        if actual != digest && !digest.is_empty() {
+            return Err(super::blobs::BlobError::Mismatch {
+                expected: digest.to_string(),
+                actual,
+            }
+            .into());
+        }
+        let json: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|source| ImageError::Json {
+                image: reference.whole(),
+                what: "manifest",
+                source,
+            })?;
+        let media_type = match json.get("mediaType").and_then(|m| m.as_str()) {
+            Some(m) => m.to_string(),
+            None if json.get("manifests").is_some() => MEDIA_OCI_INDEX.to_string(),
+            None => MEDIA_OCI_MANIFEST.to_string(),
+        };
+        self.blobs.put(&actual, Some(bytes.len() as u64), bytes)?;
+        Ok(Descriptor {
+            media_type,
+            digest: actual,
+            size: bytes.len() as u64,
+            platform: None,
+            annotations: Default::default(),
+        })
+    }
+
+    async fn download_blob(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        blob: &Descriptor,
+        downloads: &mut Downloads,
+    ) -> Result<(), DownloadError> {
+        if self.blobs.contains(&blob.digest) {
+            return Ok(());
+        }
+        let hex = sha256_hex(&blob.digest)
+            .map_err(|e| DownloadError::Store(e.into()))?
+            .to_string();
+        let locks = self.root.join("locks");
+        std::fs::create_dir_all(&locks).map_err(|source| {
+            DownloadError::Store(ImageError::Io {
+                path: locks.clone(),
+                source,
+            })
+        })?;
+        let lock_path = locks.join(format!("blob-{hex}.lock"));
+        let _guard = tokio::task::spawn_blocking(move || {
+            boxlite_lockfile::lock(
+                &lock_path,
+                boxlite_lockfile::LockMode::Exclusive,
+                Some(BLOB_LOCK_TIMEOUT),
+            )
+        })
+        .await
+        .expect("lock task panicked")
+        .map_err(|e| DownloadError::Store(e.into()))?;
+        // Another process may have fetched it while this one waited.
+        let Some(mut writer) = self
+            .blobs
+            .writer(&blob.digest)
+            .map_err(|e| DownloadError::Store(e.into()))?
+        else {
+            return Ok(());
+        };
+        let mut stream = client
+            .pull_blob_stream(reference, blob.digest.as_str())
+            .await
+            .map_err(DownloadError::Registry)?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                DownloadError::Store(ImageError::Registry {
+                    reference: reference.whole(),
+                    message: format!("downloading {}: {}", blob.digest, describe(&e)),
+                })
+            })?;
+            writer
+                .write(&chunk)
+                .map_err(|e| DownloadError::Store(e.into()))?;
+        }
+        let size = writer.size();
+        writer
+            .commit(Some(blob.size))
+            .map_err(|e| DownloadError::Store(e.into()))?;
+        downloads.blobs += 1;
+        downloads.bytes += size;
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Downloads {
+    blobs: usize,
+    bytes: u64,
+}
+
+enum PullFailure {
+    NotFound(String),
+    Fatal(ImageError),
+}
+
+enum DownloadError {
+    Registry(OciDistributionError),
+    Store(ImageError),
+}
+
+fn parse<T: serde::de::DeserializeOwned>(
+    reference: &Reference,
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, PullFailure> {
+    serde_json::from_slice(bytes).map_err(|source| {
+        PullFailure::Fatal(ImageError::Json {
+            image: reference.whole(),
+            what,
+            source,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unqualified_names_go_through_the_registries_in_order() {
+        let registries = vec!["127.0.0.1:5000".to_string(), "ghcr.io/".to_string()];
+        assert_eq!(
+            candidates("busybox:1", &registries),
+            ["127.0.0.1:5000/busybox:1", "ghcr.io/busybox:1"]
+        );
+        assert_eq!(candidates("quay.io/x/y:2", &registries), ["quay.io/x/y:2"]);
+        assert_eq!(
+            candidates("localhost:5000/y", &registries),
+            ["localhost:5000/y"]
+        );
+        assert_eq!(candidates("library/alpine", &[]), ["library/alpine"]);
+        let docker_hub: Reference = candidates("alpine", &[])[0].parse().unwrap();
+        assert_eq!(docker_hub.whole(), "docker.io/library/alpine:latest");
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback() {
+        assert!(is_loopback("127.0.0.1:5000"));
+        assert!(is_loopback("localhost:5000"));
+        assert!(is_loopback("localhost"));
+        assert!(!is_loopback("registry.example.com:5000"));
+        assert!(!is_loopback("10.0.0.1:5000"));
+    }
+
+    #[test]
+    fn credentials_come_from_the_docker_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.json");
+        let encoded = base64::engine::general_purpose::STANDARD.encode("user:secret");
+        std::fs::write(
+            &config,
+            format!(r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{encoded}"}},"ghcr.io":{{"auth":"{encoded}"}}}}}}"#),
+        )
+        .unwrap();
+        for registry in ["docker.io", "ghcr.io"] {
+            assert!(
+                matches!(docker_auth(&config, registry), RegistryAuth::Basic(u, p) if u == "user" && p == "secret")
+            );
+        }
+        assert!(matches!(
+            docker_auth(&config, "quay.io"),
+            RegistryAuth::Anonymous
+        ));
+        assert!(matches!(
+            docker_auth(&dir.path().join("missing.json"), "ghcr.io"),
+            RegistryAuth::Anonymous
+        ));
+    }
+}
