@@ -126,10 +126,12 @@ fn install_busybox(root: &Path) {
     std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
 }
 
-/// An OCI image layout built with umoci (Debian's package) from busybox, with two tags:
+/// An OCI image layout built with umoci (Debian's package) from busybox, with three tags:
 /// - `busybox`: one layer; config Env GREETING=from-image, WorkingDir /srv, Cmd sh.
 /// - `layered`: `busybox` plus a layer that deletes /etc/removed (a whiteout), adds a
-///   hardlink /etc/hard and a symlink /etc/link to /etc/marker.
+///   hardlink /etc/hard, a symlink /etc/link to /etc/marker, and /srv/old.
+/// - `opaque`: `layered` plus a layer (written here: umoci never emits opaque markers) that
+///   makes /srv opaque and adds /srv/fresh, so /srv holds only `fresh`.
 ///
 /// Built once per busybox binary and published by rename.
 pub fn oci_layout() -> &'static Path {
@@ -190,12 +192,14 @@ pub fn oci_layout() -> &'static Path {
         std::fs::remove_file(etc.join("removed")).unwrap();
         std::fs::hard_link(etc.join("marker"), etc.join("hard")).unwrap();
         std::os::unix::fs::symlink("marker", etc.join("link")).unwrap();
+        std::fs::write(bundle.join("rootfs/srv/old"), "hidden by the next layer\n").unwrap();
         umoci(&[
             "repack",
             "--image",
             &image("layered"),
             &bundle.display().to_string(),
         ]);
+        add_opaque_layer(&partial, "layered", "opaque");
         // Another test binary may have published it meanwhile; either copy is complete.
         if std::fs::rename(&partial, &layout).is_err() {
             assert!(
@@ -206,6 +210,85 @@ pub fn oci_layout() -> &'static Path {
         }
         layout
     })
+}
+
+/// Adds to an OCI layout a tag `new_tag`: the image `from_tag` plus one uncompressed layer
+/// holding `srv/.wh..wh..opq` and `srv/fresh`.
+fn add_opaque_layer(layout: &Path, from_tag: &str, new_tag: &str) {
+    use serde_json::{json, Value};
+    let blob_path = |digest: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let put_blob = |bytes: &[u8]| -> (String, usize) {
+        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
+        std::fs::write(blob_path(&digest), bytes).unwrap();
+        (digest, bytes.len())
+    };
+    let read_json =
+        |path: PathBuf| -> Value { serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap() };
+
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(0o755);
+    header.set_size(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(1_600_000_000);
+    layer
+        .append_data(&mut header, "srv/", std::io::empty())
+        .unwrap();
+    for (name, data) in [("srv/.wh..wh..opq", ""), ("srv/fresh", "fresh\n")] {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o644);
+        header.set_size(data.len() as u64);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(1_600_000_000);
+        layer
+            .append_data(&mut header, name, data.as_bytes())
+            .unwrap();
+    }
+    let layer = layer.into_inner().unwrap();
+    let (layer_digest, layer_size) = put_blob(&layer);
+
+    let mut index = read_json(layout.join("index.json"));
+    let base = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == from_tag)
+        .expect("the base tag exists")
+        .clone();
+    let mut manifest = read_json(blob_path(base["digest"].as_str().unwrap()));
+    let mut config = read_json(blob_path(manifest["config"]["digest"].as_str().unwrap()));
+    // Uncompressed, so the diff id is the layer digest.
+    config["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!(layer_digest));
+    let (config_digest, config_size) = put_blob(&serde_json::to_vec(&config).unwrap());
+    manifest["config"]["digest"] = json!(config_digest);
+    manifest["config"]["size"] = json!(config_size);
+    manifest["layers"].as_array_mut().unwrap().push(json!({
+        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+        "digest": layer_digest,
+        "size": layer_size,
+    }));
+    let (manifest_digest, manifest_size) = put_blob(&serde_json::to_vec(&manifest).unwrap());
+    index["manifests"].as_array_mut().unwrap().push(json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": manifest_digest,
+        "size": manifest_size,
+        "annotations": { "org.opencontainers.image.ref.name": new_tag },
+    }));
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
 }
 
 /// A fresh box directory with a qcow2 overlay over an ext4 base (busybox by default).

@@ -1,5 +1,6 @@
 //! Boxes booted from OCI images: a layout built with umoci is imported into the blob store,
-//! turned into an ext4 base, and a VM boots from a qcow2 disk over that base.
+//! turned into an ext4 base, and a VM boots from a qcow2 disk over that base. The image has a
+//! whiteout, an opaque directory, a hardlink and a symlink across three layers.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -33,8 +34,8 @@ async fn a_layered_image_boots_with_its_files_and_config() {
     let store = ImageStore::open(home.path());
 
     let busybox = store.import_layout(oci_layout(), Some("busybox")).unwrap();
-    let layered = store.import_layout(oci_layout(), Some("layered")).unwrap();
-    assert_eq!(layered.layers.len(), 2);
+    let layered = store.import_layout(oci_layout(), Some("opaque")).unwrap();
+    assert_eq!(layered.layers.len(), 3);
     assert_eq!(
         layered.layers[0], busybox.layers[0],
         "the images share their first layer"
@@ -42,13 +43,13 @@ async fn a_layered_image_boots_with_its_files_and_config() {
     // Every blob both images need is stored once: manifests, configs, and the shared layer.
     let stored = blob_files(&images);
     let distinct: HashSet<&String> = busybox.layers.iter().chain(&layered.layers).collect();
-    assert_eq!(distinct.len(), 2);
+    assert_eq!(distinct.len(), 3);
     assert_eq!(
         stored.len(),
-        2 /* layers */ + 2 /* manifests */ + 2 /* configs */
+        3 /* layers */ + 2 /* manifests */ + 2 /* configs */
     );
     // Importing again writes nothing.
-    store.import_layout(oci_layout(), Some("layered")).unwrap();
+    store.import_layout(oci_layout(), Some("opaque")).unwrap();
     assert_eq!(blob_files(&images), stored);
 
     assert_eq!(layered.run.working_dir, "/srv");
@@ -77,7 +78,7 @@ async fn a_layered_image_boots_with_its_files_and_config() {
         "cat /etc/marker; \
          test ! -e /etc/removed && echo whiteout-ok; \
          [ \"$(stat -c %i /etc/marker)\" = \"$(stat -c %i /etc/hard)\" ] && echo hardlink-ok; \
-         readlink /etc/link; echo $GREETING; pwd",
+         readlink /etc/link; echo $GREETING; pwd; ls /srv",
     ]);
     options.env = layered.run.env.clone();
     options.working_dir = layered.run.working_dir.clone();
@@ -85,7 +86,7 @@ async fn a_layered_image_boots_with_its_files_and_config() {
     let output = vm.agent().output("check").await.unwrap();
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
-        "marker\nwhiteout-ok\nhardlink-ok\nmarker\nfrom-image\n/srv\n",
+        "marker\nwhiteout-ok\nhardlink-ok\nmarker\nfrom-image\n/srv\nfresh\n",
         "stderr: {}",
         String::from_utf8_lossy(&output.stderr)
     );

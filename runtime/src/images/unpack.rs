@@ -165,8 +165,9 @@ pub fn apply_layer(root: &Path, layer: impl Read) -> Result<(), UnpackError> {
         let header = entry.header().clone();
         let kind = header.entry_type();
         let mode = header.mode().map_err(err)? & 0o7777;
-        let uid = header.uid().map_err(err)? as u32;
-        let gid = header.gid().map_err(err)? as u32;
+        // Blank owner fields read as root, as Go's archive/tar (and so Docker) reads them.
+        let uid = header.uid().unwrap_or(0) as u32;
+        let gid = header.gid().unwrap_or(0) as u32;
         let mtime = header.mtime().unwrap_or(0) as i64;
 
         let existing = fs::symlink_metadata(&target).ok();
@@ -459,6 +460,22 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, UnpackError::Escape { .. }), "{err}");
+    }
+
+    #[test]
+    fn blank_owner_fields_read_as_root() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o600);
+        h.set_size(2);
+        builder.append_data(&mut h, "f", &b"hi"[..]).unwrap();
+        let root = tempfile::tempdir().unwrap();
+        apply_layer(root.path(), &builder.into_inner().unwrap()[..]).unwrap();
+        let meta = fs::metadata(root.path().join("f")).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (0, 0, 0o600)
+        );
     }
 
     #[test]
