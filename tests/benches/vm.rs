@@ -7,53 +7,8 @@ use std::time::{Duration, Instant};
 use boxlite_shim::agent_client::{AgentClient, ExecOptions};
 use boxlite_shim::engine::qemu::{Accel, QemuEngine};
 use boxlite_shim::vm::Vm;
+use boxlite_tests::bench::{ms, report, Series};
 use boxlite_tests::{TestBox, READY_TIMEOUT};
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-struct Series {
-    name: &'static str,
-    unit: &'static str,
-    values: Vec<f64>,
-}
-
-impl Series {
-    fn new(name: &'static str, unit: &'static str) -> Self {
-        Self {
-            name,
-            unit,
-            values: Vec::new(),
-        }
-    }
-
-    fn sorted(&self) -> Vec<f64> {
-        let mut v = self.values.clone();
-        v.sort_by(|a, b| a.total_cmp(b));
-        v
-    }
-
-    fn median(&self) -> f64 {
-        let v = self.sorted();
-        if v.is_empty() {
-            return f64::NAN;
-        }
-        if v.len() % 2 == 1 {
-            v[v.len() / 2]
-        } else {
-            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
-        }
-    }
-
-    fn min(&self) -> f64 {
-        self.sorted().first().copied().unwrap_or(f64::NAN)
-    }
-
-    fn max(&self) -> f64 {
-        self.sorted().last().copied().unwrap_or(f64::NAN)
-    }
-}
 
 /// Runs a command to completion; returns the bytes of stdout.
 async fn run(agent: &AgentClient, id: &str, args: &[&str]) -> usize {
@@ -123,52 +78,21 @@ async fn main() {
         shutdown.values.push(ms(t.elapsed()));
     }
 
-    let all = [
-        &spawn_to_ready,
-        &guest_ready_at,
-        &first_exec,
-        &spawn_to_first_exec,
-        &exec_rtt,
-        &ping_rtt,
-        &throughput,
-        &shutdown,
-    ];
     let accel = match engine.accel {
         Accel::Kvm => "kvm",
         Accel::Tcg => "tcg",
     };
-    let metrics: Vec<String> = all
-        .iter()
-        .map(|s| {
-            format!(
-                "\"{}\":{{\"unit\":\"{}\",\"n\":{},\"min\":{:.3},\"median\":{:.3},\"max\":{:.3}}}",
-                s.name,
-                s.unit,
-                s.values.len(),
-                s.min(),
-                s.median(),
-                s.max()
-            )
-        })
-        .collect();
-    println!(
-        "{{\"engine\":\"qemu\",\"accel\":\"{accel}\",\"boots\":{boots},{}}}",
-        metrics.join(",")
+    report(
+        &format!("\"engine\":\"qemu\",\"accel\":\"{accel}\",\"boots\":{boots}"),
+        &[
+            &spawn_to_ready,
+            &guest_ready_at,
+            &first_exec,
+            &spawn_to_first_exec,
+            &exec_rtt,
+            &ping_rtt,
+            &throughput,
+            &shutdown,
+        ],
     );
-    println!();
-    println!(
-        "{:<28} {:>6} {:>4} {:>10} {:>10} {:>10}",
-        "metric", "unit", "n", "min", "median", "max"
-    );
-    for s in all {
-        println!(
-            "{:<28} {:>6} {:>4} {:>10.2} {:>10.2} {:>10.2}",
-            s.name,
-            s.unit,
-            s.values.len(),
-            s.min(),
-            s.median(),
-            s.max()
-        );
-    }
 }

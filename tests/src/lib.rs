@@ -9,6 +9,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+pub mod bench;
+
 use boxlite::guest::GuestAssets;
 use boxlite_shim::engine::{DiskFormat, DiskSpec, VmSpec};
 use sha2::Digest;
