@@ -1,7 +1,7 @@
 use ttrpc_codegen::{Codegen, Customize, ProtobufCustomize};
 
 fn main() {
-    let protos = ["proto/agent.proto"];
+    let protos = ["proto/agent.proto", "proto/shim.proto"];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

@@ -48,6 +48,8 @@ pub enum ExecError {
     StdinClosed(String),
     #[error("writing stdin of exec {id:?}: {source}")]
     StdinWrite { id: String, source: std::io::Error },
+    #[error(transparent)]
+    User(#[from] crate::users::UserError),
     #[error("signal {0} is not a valid signal number")]
     BadSignal(i32),
     #[error("sending a signal to exec {id:?}: {source}")]
@@ -68,7 +70,13 @@ pub struct ExecSpec {
     pub env: Vec<String>,
     pub working_dir: String,
     pub stdin: bool,
+    pub user: String,
+    /// SIGTERM after this long, SIGKILL [`KILL_GRACE`] later.
+    pub timeout: Option<std::time::Duration>,
 }
+
+/// Time between the SIGTERM of a timed-out exec and its SIGKILL.
+pub const KILL_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Which output stream of a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +101,7 @@ struct Exec {
     stderr: AsyncMutex<OutputReader>,
     exit: watch::Receiver<Option<ExitState>>,
     exit_delivered: Mutex<bool>,
+    timed_out: std::sync::atomic::AtomicBool,
 }
 
 /// Every live exec, and the reaper's table of children waiting for their exit status.
@@ -158,6 +167,11 @@ impl ExecTable {
         };
         let workdir = CString::new(workdir).map_err(|_| ExecError::NulByte)?;
         let chroot_needed = self.root != Path::new("/");
+        let identity = crate::users::resolve(&self.root, &spec.user)?;
+        // SAFETY: geteuid/getegid only read the process's credentials.
+        let switch_user = identity.uid != unsafe { libc::geteuid() }
+            || identity.gid != unsafe { libc::getegid() };
+        let (uid, gid) = (identity.uid, identity.gid);
 
         let mut command = Command::new(&program);
         command
@@ -173,6 +187,9 @@ impl ExecTable {
         if !spec.env.iter().any(|e| e.starts_with("PATH=")) {
             command.env("PATH", DEFAULT_PATH);
         }
+        if !spec.env.iter().any(|e| e.starts_with("HOME=")) {
+            command.env("HOME", &identity.home);
+        }
         for entry in &spec.env {
             match entry.split_once('=') {
                 Some((key, value)) => command.env(key, value),
@@ -180,10 +197,18 @@ impl ExecTable {
             };
         }
         // SAFETY: the closure runs in the forked child before exec and only calls
-        // async-signal-safe functions (chroot, chdir, setsid) on data prepared before the fork.
+        // async-signal-safe functions (chroot, setgroups, setgid, setuid, chdir, setsid) on
+        // data prepared before the fork.
         unsafe {
             command.pre_exec(move || {
                 if chroot_needed && libc::chroot(root.as_ptr()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if switch_user
+                    && (libc::setgroups(1, &gid) != 0
+                        || libc::setgid(gid) != 0
+                        || libc::setuid(uid) != 0)
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 if libc::chdir(workdir.as_ptr()) != 0 {
@@ -225,7 +250,11 @@ impl ExecTable {
             stderr: AsyncMutex::new(pump(stderr.into())),
             exit: exit_rx,
             exit_delivered: Mutex::new(false),
+            timed_out: std::sync::atomic::AtomicBool::new(false),
         });
+        if let Some(timeout) = spec.timeout {
+            tokio::spawn(enforce_timeout(Arc::clone(&exec), timeout));
+        }
         execs.insert(spec.id, exec);
         Ok(pid.as_raw() as u32)
     }
@@ -301,7 +330,8 @@ impl ExecTable {
         Ok(())
     }
 
-    pub async fn wait(&self, id: &str) -> Result<ExitState, ExecError> {
+    /// How the exec ended, and whether its timeout ended it.
+    pub async fn wait(&self, id: &str) -> Result<(ExitState, bool), ExecError> {
         let exec = self.get(id)?;
         let mut exit = exec.exit.clone();
         let state = exit
@@ -311,7 +341,10 @@ impl ExecTable {
             .map_err(|_| ExecError::UnknownId(id.to_string()))?;
         *exec.exit_delivered.lock().expect("exit lock poisoned") = true;
         self.release_if_done(id, &exec).await;
-        Ok(state)
+        Ok((
+            state,
+            exec.timed_out.load(std::sync::atomic::Ordering::SeqCst),
+        ))
     }
 
     pub fn signal(&self, id: &str, signal: i32) -> Result<(), ExecError> {
@@ -349,6 +382,34 @@ impl ExecTable {
             let _ = kill(*pid, Signal::SIGKILL);
         }
     }
+}
+
+/// SIGTERM once `timeout` has passed, SIGKILL after [`KILL_GRACE`] more; nothing if the
+/// process ends first.
+async fn enforce_timeout(exec: Arc<Exec>, timeout: std::time::Duration) {
+    let mut exit = exec.exit.clone();
+    let ended = |exit: &mut watch::Receiver<Option<ExitState>>| {
+        let mut exit = exit.clone();
+        async move {
+            let _ = exit.wait_for(Option::is_some).await;
+        }
+    };
+    if tokio::time::timeout(timeout, ended(&mut exit))
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    exec.timed_out
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = kill(exec.pid, Signal::SIGTERM);
+    if tokio::time::timeout(KILL_GRACE, ended(&mut exit))
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    let _ = kill(exec.pid, Signal::SIGKILL);
 }
 
 fn pipe_sender(fd: OwnedFd) -> std::io::Result<pipe::Sender> {

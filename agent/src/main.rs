@@ -9,6 +9,7 @@ mod channel;
 mod exec;
 mod init;
 mod service;
+mod users;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -40,7 +40,8 @@ fn status(err: ExecError) -> Error {
         ExecError::EmptyArgs
         | ExecError::NulByte
         | ExecError::BadSignal(_)
-        | ExecError::NoStdin(_) => Code::INVALID_ARGUMENT,
+        | ExecError::NoStdin(_)
+        | ExecError::User(_) => Code::INVALID_ARGUMENT,
         ExecError::StdinClosed(_) => Code::FAILED_PRECONDITION,
         _ => Code::INTERNAL,
     };
@@ -67,6 +68,9 @@ impl Agent for AgentService {
                 env: req.env,
                 working_dir: req.working_dir,
                 stdin: req.stdin,
+                user: req.user,
+                timeout: (req.timeout_ms > 0)
+                    .then(|| std::time::Duration::from_millis(req.timeout_ms)),
             })
             .map_err(status)?;
         Ok(ExecResponse {
@@ -110,13 +114,15 @@ impl Agent for AgentService {
     }
 
     async fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
-        let (exit_code, signal) = match self.execs.wait(&req.exec_id).await.map_err(status)? {
+        let (state, timed_out) = self.execs.wait(&req.exec_id).await.map_err(status)?;
+        let (exit_code, signal) = match state {
             ExitState::Exited(code) => (code, 0),
             ExitState::Signaled(sig) => (-1, sig),
         };
         Ok(WaitResponse {
             exit_code,
             signal,
+            timed_out,
             ..Default::default()
         })
     }

@@ -63,6 +63,8 @@ pub struct ExitStatus {
     pub code: i32,
     /// The signal that ended the command, 0 when it exited.
     pub signal: i32,
+    /// Whether the exec's timeout ended it.
+    pub timed_out: bool,
 }
 
 /// Everything a finished command printed, and how it ended.
@@ -80,6 +82,10 @@ pub struct ExecOptions {
     pub env: Vec<String>,
     pub working_dir: String,
     pub stdin: bool,
+    /// "name", "uid", "name:group" or "uid:gid" inside the box; empty is root.
+    pub user: String,
+    /// Ended with SIGTERM after this long (SIGKILL 2 s later), enforced by the agent.
+    pub timeout: Option<Duration>,
 }
 
 impl ExecOptions {
@@ -109,10 +115,19 @@ impl AgentClient {
     /// Speaks ttrpc over an established stream (from `RunningVm::connect_agent`, or a unix
     /// socket of an agent running on the host).
     pub fn new(stream: UnixStream) -> Self {
-        let client = ttrpc::r#async::Client::new(stream.into());
+        Self::from_ttrpc(ttrpc::r#async::Client::new(stream.into()))
+    }
+
+    /// Speaks to the Agent service on an existing ttrpc connection (the shim serves it too).
+    pub fn from_ttrpc(client: ttrpc::r#async::Client) -> Self {
         Self {
             inner: agent_ttrpc::AgentClient::new(client),
         }
+    }
+
+    /// The generated client underneath, for relaying requests as they are.
+    pub fn raw(&self) -> agent_ttrpc::AgentClient {
+        self.inner.clone()
     }
 
     pub async fn ping(&self, timeout: Duration) -> Result<PingResponse, AgentError> {
@@ -135,6 +150,8 @@ impl AgentClient {
             env: options.env.clone(),
             working_dir: options.working_dir.clone(),
             stdin: options.stdin,
+            user: options.user.clone(),
+            timeout_ms: options.timeout.map(|t| t.as_millis() as u64).unwrap_or(0),
             ..Default::default()
         };
         let resp = self
@@ -234,6 +251,7 @@ impl AgentClient {
         Ok(ExitStatus {
             code: resp.exit_code,
             signal: resp.signal,
+            timed_out: resp.timed_out,
         })
     }
 

@@ -5,7 +5,31 @@
 //! - [`vm`]: boots a VM through an engine and waits for its agent, racing the wait against
 //!   the VMM's death so a failed boot is reported at once, with the console's last lines.
 //! - [`agent_client`]: a typed client of the guest agent's ttrpc service.
+//! - [`server`], [`client`]: the shim process's socket (Shim service + Agent relay) and its
+//!   client; [`process`]: pid + start time identities.
+//! - the `boxlite-shim` binary (src/main.rs): one process per box.
 
 pub mod agent_client;
+pub mod client;
 pub mod engine;
+pub mod entry;
+pub mod launch;
+pub mod process;
+pub mod server;
 pub mod vm;
+
+use std::time::Duration;
+
+/// What the runtime tells a shim, in `shim.json` in the box directory.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ShimConfig {
+    pub vm: engine::VmSpec,
+    /// How long the agent may take to answer after the VM starts.
+    pub ready_timeout_ms: u64,
+}
+
+impl ShimConfig {
+    pub fn ready_timeout(&self) -> Duration {
+        Duration::from_millis(self.ready_timeout_ms)
+    }
+}

@@ -144,7 +144,7 @@ impl Vm {
 
     /// Asks the agent to power off and waits up to `timeout` for the VM to end; kills it when
     /// the agent cannot be asked or the VM does not end in time. The VM is gone either way.
-    pub async fn shutdown(self, timeout: Duration) -> Result<VmExit, ShutdownError> {
+    pub async fn shutdown(&self, timeout: Duration) -> Result<VmExit, ShutdownError> {
         if let Err(err) = self.agent.shutdown(timeout).await {
             self.running.kill().await;
             return Err(err.into());
@@ -159,7 +159,7 @@ impl Vm {
     }
 
     /// Ends the VM at once.
-    pub async fn kill(self) -> VmExit {
+    pub async fn kill(&self) -> VmExit {
         self.running.kill().await
     }
 }

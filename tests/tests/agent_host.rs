@@ -70,7 +70,14 @@ async fn a_slow_command_is_waited_for() {
     .unwrap();
     let (out, _, status) = output(c, "slow").await;
     assert_eq!(out, "done\n");
-    assert_eq!(status, ExitStatus { code: 3, signal: 0 });
+    assert_eq!(
+        status,
+        ExitStatus {
+            code: 3,
+            signal: 0,
+            timed_out: false
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,7 +173,8 @@ async fn bad_requests_get_clear_errors() {
         status,
         ExitStatus {
             code: -1,
-            signal: 15
+            signal: 15,
+            timed_out: false
         }
     );
 }
@@ -190,4 +198,59 @@ async fn stdin_is_streamed_and_closed() {
     use sha2::{Digest, Sha256};
     let expected = hex::encode(Sha256::digest(vec![b'x'; 16 * 256 * 1024]));
     assert!(out.starts_with(&expected), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_sends_sigterm_then_sigkill() {
+    let agent = start_agent().await;
+    let c = &agent.client;
+    let mut options = ExecOptions::new(["sleep", "30"]);
+    options.timeout = Some(Duration::from_millis(200));
+    c.exec("polite", &options).await.unwrap();
+    let (_, _, status) = output(c, "polite").await;
+    assert_eq!(
+        status,
+        ExitStatus {
+            code: -1,
+            signal: 15,
+            timed_out: true
+        }
+    );
+
+    // A command that ignores SIGTERM is killed after the grace period.
+    let mut options = ExecOptions::new([
+        "sh",
+        "-c",
+        "trap '' TERM; echo ready; while :; do sleep 0.1; done",
+    ]);
+    options.timeout = Some(Duration::from_millis(200));
+    c.exec("stubborn", &options).await.unwrap();
+    let (out, _, status) = output(c, "stubborn").await;
+    assert_eq!(out, "ready\n");
+    assert_eq!((status.signal, status.timed_out), (9, true));
+
+    // One that finishes in time is not marked.
+    let mut options = ExecOptions::new(["true"]);
+    options.timeout = Some(Duration::from_secs(30));
+    c.exec("quick", &options).await.unwrap();
+    let (_, _, status) = output(c, "quick").await;
+    assert_eq!((status.code, status.timed_out), (0, false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_run_as_the_user_asked_for() {
+    let agent = start_agent().await;
+    let c = &agent.client;
+    let mut options = ExecOptions::new(["sh", "-c", "id -u; id -g; echo $HOME"]);
+    options.user = "4242:4343".into();
+    c.exec("as-user", &options).await.unwrap();
+    let (out, err, status) = output(c, "as-user").await;
+    assert_eq!(status.code, 0, "{err}");
+    assert_eq!(out, "4242\n4343\n/\n");
+
+    let mut options = ExecOptions::new(["true"]);
+    options.user = "no-such-user-here".into();
+    let err = c.exec("bad-user", &options).await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::INVALID_ARGUMENT));
+    assert!(err.to_string().contains("no-such-user-here"), "{err}");
 }

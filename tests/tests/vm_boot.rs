@@ -49,7 +49,14 @@ async fn boots_runs_commands_streams_and_shuts_down_cleanly() {
         (out.as_slice(), err.as_slice()),
         (&b"hello\n"[..], &b""[..])
     );
-    assert_eq!(status, ExitStatus { code: 0, signal: 0 });
+    assert_eq!(
+        status,
+        ExitStatus {
+            code: 0,
+            signal: 0,
+            timed_out: false
+        }
+    );
 
     let (_, _, status) = run(agent, "exit7", &["sh", "-c", "exit 7"]).await;
     assert_eq!(status.code, 7);
@@ -106,7 +113,8 @@ async fn boots_runs_commands_streams_and_shuts_down_cleanly() {
         agent.wait("sleep").await.unwrap(),
         ExitStatus {
             code: -1,
-            signal: 9
+            signal: 9,
+            timed_out: false
         }
     );
 

@@ -37,7 +37,7 @@ pub enum EngineError {
 }
 
 /// Disk image formats an engine can attach.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DiskFormat {
     Raw,
     Qcow2,
@@ -53,7 +53,7 @@ impl DiskFormat {
 }
 
 /// The box's root disk, seen by the guest as `/dev/vda`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct DiskSpec {
     pub path: PathBuf,
     pub format: DiskFormat,
@@ -61,7 +61,7 @@ pub struct DiskSpec {
 }
 
 /// Everything an engine needs to start one VM.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct VmSpec {
     pub kernel: PathBuf,
     pub initramfs: PathBuf,

@@ -1,0 +1,123 @@
+//! Starting a box's shim process: detached from its creator (own session, no terminal,
+//! output to `shim.log`), configured through `shim.json`, and watched until it serves its
+//! socket or fails, in which case its own account of the failure is returned.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::client::ShimClient;
+use crate::process::ProcessId;
+use crate::server::files;
+use crate::ShimConfig;
+
+/// Pause between looks at a starting shim.
+const POLL: Duration = Duration::from_millis(5);
+/// Time a shim gets on top of its VM's ready timeout to start and to report.
+const START_MARGIN: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("writing {path}: {source}")]
+    Config {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("starting the shim {shim}: {source} (set BOXLITE_SHIM or install boxlite-shim beside the program)")]
+    Spawn {
+        shim: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the box did not start: {0}")]
+    BootFailed(String),
+    #[error("the shim neither served its socket nor exited within {0:?}; it was killed")]
+    Timeout(Duration),
+}
+
+/// A shim that is serving its box.
+pub struct Launched {
+    pub process: ProcessId,
+    pub client: ShimClient,
+}
+
+/// Starts `shim` for the box in `box_dir` and waits until the box is ready.
+pub async fn launch(
+    shim: &Path,
+    box_dir: &Path,
+    config: &ShimConfig,
+) -> Result<Launched, LaunchError> {
+    let config_path = box_dir.join(files::CONFIG);
+    let json = serde_json::to_vec_pretty(config).expect("shim config serializes");
+    std::fs::write(&config_path, json).map_err(|source| LaunchError::Config {
+        path: config_path,
+        source,
+    })?;
+    for stale in [files::SOCKET, files::BOOT_ERROR, files::PID] {
+        let _ = std::fs::remove_file(box_dir.join(stale));
+    }
+    let log_path = box_dir.join(files::LOG);
+    let log = std::fs::File::create(&log_path).map_err(|source| LaunchError::Config {
+        path: log_path.clone(),
+        source,
+    })?;
+    let log2 = log.try_clone().map_err(|source| LaunchError::Config {
+        path: log_path,
+        source,
+    })?;
+
+    let mut command = Command::new(shim);
+    command
+        .arg(box_dir)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    // SAFETY: setsid is async-signal-safe; it detaches the shim from our session and terminal
+    // so that it outlives us and no signal meant for our process group reaches it.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().map_err(|source| LaunchError::Spawn {
+        shim: shim.to_path_buf(),
+        source,
+    })?;
+    let pid = child.id();
+    let process = ProcessId::of(pid);
+    // Reap the shim whenever it ends, so it never lingers as a zombie of ours.
+    let (exited_tx, mut exited) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = exited_tx.send(child.wait().ok());
+    });
+
+    let deadline = tokio::time::Instant::now() + config.ready_timeout() + START_MARGIN;
+    loop {
+        if let Ok(client) = ShimClient::connect(box_dir).await {
+            if client.state().await.is_ok() {
+                let process =
+                    process.ok_or_else(|| LaunchError::BootFailed("the shim vanished".into()))?;
+                return Ok(Launched { process, client });
+            }
+        }
+        if let Ok(status) = exited.try_recv() {
+            let reason =
+                std::fs::read_to_string(box_dir.join(files::BOOT_ERROR)).unwrap_or_else(|_| {
+                    format!(
+                        "the shim exited ({status:?}) without saying why; see {}",
+                        box_dir.join(files::LOG).display()
+                    )
+                });
+            return Err(LaunchError::BootFailed(reason));
+        }
+        if tokio::time::Instant::now() > deadline {
+            // SAFETY: kill only sends a signal; the pid is our unreaped child, so it is ours.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            return Err(LaunchError::Timeout(config.ready_timeout() + START_MARGIN));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}

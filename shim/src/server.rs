@@ -1,0 +1,117 @@
+//! The shim's ttrpc server: the Shim service (state, stop) and the Agent service relayed to
+//! the guest agent, both on `shim.sock` in the box directory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use boxlite_protocol::agent::{
+    Empty, ExecRequest, ExecResponse, PingRequest, PingResponse, ReadOutputRequest,
+    ReadOutputResponse, ShutdownRequest, SignalRequest, WaitRequest, WaitResponse,
+    WriteStdinRequest,
+};
+use boxlite_protocol::shim::{StateRequest, StateResponse, StopRequest, StopResponse};
+use boxlite_protocol::{agent_ttrpc, shim_ttrpc};
+use ttrpc::r#async::TtrpcContext;
+
+use crate::vm::Vm;
+
+/// Files of a running box in its directory.
+pub mod files {
+    /// The shim's configuration, written by the runtime (never on argv).
+    pub const CONFIG: &str = "shim.json";
+    /// The ttrpc socket; it exists only while the VM runs and its agent answers.
+    pub const SOCKET: &str = "shim.sock";
+    /// "PID START_TIME" of the shim.
+    pub const PID: &str = "shim.pid";
+    /// The shim's own stdout and stderr.
+    pub const LOG: &str = "shim.log";
+    /// Why the VM could not boot, written before the shim exits with failure.
+    pub const BOOT_ERROR: &str = "shim.error";
+}
+
+/// Relays Agent calls to the guest, passing its answers (errors included) through unchanged.
+pub struct AgentRelay {
+    pub agent: agent_ttrpc::AgentClient,
+}
+
+fn relay_err(err: ttrpc::Error) -> ttrpc::Error {
+    match err {
+        status @ ttrpc::Error::RpcStatus(_) => status,
+        other => ttrpc::Error::RpcStatus(ttrpc::get_status(
+            ttrpc::Code::UNAVAILABLE,
+            format!("the box's guest agent is not answering: {other}"),
+        )),
+    }
+}
+
+/// The caller's deadline, passed on to the guest.
+fn ctx(ctx: &TtrpcContext) -> ttrpc::context::Context {
+    ttrpc::context::with_timeout(ctx.timeout_nano)
+}
+
+#[async_trait]
+impl agent_ttrpc::Agent for AgentRelay {
+    async fn ping(&self, c: &TtrpcContext, req: PingRequest) -> ttrpc::Result<PingResponse> {
+        self.agent.ping(ctx(c), &req).await.map_err(relay_err)
+    }
+    async fn exec(&self, c: &TtrpcContext, req: ExecRequest) -> ttrpc::Result<ExecResponse> {
+        self.agent.exec(ctx(c), &req).await.map_err(relay_err)
+    }
+    async fn read_output(
+        &self,
+        c: &TtrpcContext,
+        req: ReadOutputRequest,
+    ) -> ttrpc::Result<ReadOutputResponse> {
+        self.agent
+            .read_output(ctx(c), &req)
+            .await
+            .map_err(relay_err)
+    }
+    async fn write_stdin(&self, c: &TtrpcContext, req: WriteStdinRequest) -> ttrpc::Result<Empty> {
+        self.agent
+            .write_stdin(ctx(c), &req)
+            .await
+            .map_err(relay_err)
+    }
+    async fn wait(&self, c: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
+        self.agent.wait(ctx(c), &req).await.map_err(relay_err)
+    }
+    async fn signal(&self, c: &TtrpcContext, req: SignalRequest) -> ttrpc::Result<Empty> {
+        self.agent.signal(ctx(c), &req).await.map_err(relay_err)
+    }
+    async fn shutdown(&self, c: &TtrpcContext, req: ShutdownRequest) -> ttrpc::Result<Empty> {
+        self.agent.shutdown(ctx(c), &req).await.map_err(relay_err)
+    }
+}
+
+/// The Shim service over the box's VM.
+pub struct ShimService {
+    pub vm: Arc<Vm>,
+    pub engine: &'static str,
+}
+
+#[async_trait]
+impl shim_ttrpc::Shim for ShimService {
+    async fn state(&self, _c: &TtrpcContext, _req: StateRequest) -> ttrpc::Result<StateResponse> {
+        let timings = self.vm.timings();
+        Ok(StateResponse {
+            shim_pid: std::process::id(),
+            vmm_pids: self.vm.pids(),
+            engine: self.engine.to_string(),
+            agent_version: self.vm.agent_version().to_string(),
+            spawn_to_ready_ms: timings.spawn_to_ready.as_millis() as u64,
+            guest_ready_at_ms: timings.guest_ready_at.as_millis() as u64,
+            ..Default::default()
+        })
+    }
+
+    async fn stop(&self, _c: &TtrpcContext, req: StopRequest) -> ttrpc::Result<StopResponse> {
+        let timeout = Duration::from_millis(req.timeout_ms.max(1));
+        let clean = self.vm.shutdown(timeout).await.is_ok();
+        Ok(StopResponse {
+            clean,
+            ..Default::default()
+        })
+    }
+}

@@ -1,0 +1,105 @@
+//! The shim as a process of its own: started detached, it boots the VM, serves exec through
+//! its socket to any connection (a new one can pick up an exec a dropped one started), stops
+//! on request, and reports a failed boot in its own words.
+
+use std::time::Duration;
+
+use boxlite_protocol::agent::OutputStream;
+use boxlite_shim::agent_client::ExecOptions;
+use boxlite_shim::client::ShimClient;
+use boxlite_shim::launch::{launch, LaunchError};
+use boxlite_shim::ShimConfig;
+use boxlite_tests::{process_exists, TestBox, READY_TIMEOUT};
+
+fn shim_binary() -> std::path::PathBuf {
+    env!("CARGO_BIN_EXE_test_shim").into()
+}
+
+fn config(test_box: &TestBox) -> ShimConfig {
+    ShimConfig {
+        vm: test_box.spec.clone(),
+        ready_timeout_ms: READY_TIMEOUT.as_millis() as u64,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shim_serves_any_connection_and_stops_on_request() {
+    let test_box = TestBox::new();
+    let dir = test_box.dir.path();
+    let launched = launch(&shim_binary(), dir, &config(&test_box))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let state = launched.client.state().await.unwrap();
+    assert_eq!(state.engine, "qemu");
+    assert_eq!(state.shim_pid, launched.process.pid);
+    assert!(launched.process.is_alive());
+
+    // A command started on one connection, which then goes away without reading anything.
+    let first = ShimClient::connect(dir).await.unwrap();
+    first
+        .agent()
+        .exec(
+            "counter",
+            &ExecOptions::new([
+                "sh",
+                "-c",
+                "for i in $(seq 1 40); do echo line-$i; sleep 0.02; done; exit 5",
+            ]),
+        )
+        .await
+        .unwrap();
+    drop(first);
+
+    // A second connection gets every line and the exit code.
+    let second = ShimClient::connect(dir).await.unwrap();
+    let mut out = Vec::new();
+    second
+        .agent()
+        .drain("counter", OutputStream::STDOUT, |c| {
+            out.extend_from_slice(c)
+        })
+        .await
+        .unwrap();
+    second
+        .agent()
+        .drain("counter", OutputStream::STDERR, |_| {})
+        .await
+        .unwrap();
+    let expected: String = (1..=40).map(|i| format!("line-{i}\n")).collect();
+    assert_eq!(String::from_utf8(out).unwrap(), expected);
+    assert_eq!(second.agent().wait("counter").await.unwrap().code, 5);
+
+    assert!(
+        second.stop(Duration::from_secs(30)).await.unwrap(),
+        "a clean power-off"
+    );
+    // The shim exits once its VM has ended, and takes QEMU with it.
+    for _ in 0..500 {
+        if !launched.process.is_alive() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!launched.process.is_alive(), "the shim outlived its VM");
+    for pid in state.vmm_pids {
+        assert!(!process_exists(pid), "VMM {pid} outlived the shim");
+    }
+    assert!(!dir.join("shim.sock").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_boot_is_reported_by_the_shim() {
+    let mut test_box = TestBox::new();
+    let bogus = test_box.dir.path().join("not-a-kernel");
+    std::fs::write(&bogus, b"nope").unwrap();
+    test_box.spec.kernel = bogus;
+    let err = launch(&shim_binary(), test_box.dir.path(), &config(&test_box))
+        .await
+        .err()
+        .expect("must fail");
+    assert!(matches!(err, LaunchError::BootFailed(_)), "{err}");
+    assert!(
+        err.to_string().contains("exited") && err.to_string().to_lowercase().contains("kernel"),
+        "{err}"
+    );
+}
