@@ -134,6 +134,8 @@ fn install_busybox(root: &Path) {
 ///   hardlink /etc/hard, a symlink /etc/link to /etc/marker, and /srv/old.
 /// - `opaque`: `layered` plus a layer (written here: umoci never emits opaque markers) that
 ///   makes /srv opaque and adds /srv/fresh, so /srv holds only `fresh`.
+/// - `multiarch`: an image index naming `busybox` as linux/arm64 (first) and `opaque` as
+///   linux/amd64, so a pull must pick `opaque`.
 ///
 /// Built once per busybox binary and published by rename.
 pub fn oci_layout() -> &'static Path {
@@ -202,6 +204,7 @@ pub fn oci_layout() -> &'static Path {
             &bundle.display().to_string(),
         ]);
         add_opaque_layer(&partial, "layered", "opaque");
+        add_index(&partial, "opaque", "busybox", "multiarch");
         // Another test binary may have published it meanwhile; either copy is complete.
         if std::fs::rename(&partial, &layout).is_err() {
             assert!(
@@ -212,6 +215,41 @@ pub fn oci_layout() -> &'static Path {
         }
         layout
     })
+}
+
+/// Adds to an OCI layout a tag `new_tag` for an image index whose linux/amd64 entry is
+/// `amd64_tag` and whose linux/arm64 entry (listed first) is `arm64_tag`.
+fn add_index(layout: &Path, amd64_tag: &str, arm64_tag: &str, new_tag: &str) {
+    use serde_json::{json, Value};
+    let index_path = layout.join("index.json");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let entry = |tag: &str, arch: &str| {
+        let mut m = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+            .expect("tag exists")
+            .clone();
+        m.as_object_mut().unwrap().remove("annotations");
+        m["platform"] = json!({ "architecture": arch, "os": "linux" });
+        m
+    };
+    let image_index = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [entry(arm64_tag, "arm64"), entry(amd64_tag, "amd64")],
+    });
+    let bytes = serde_json::to_vec(&image_index).unwrap();
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+    std::fs::write(layout.join("blobs/sha256").join(&digest[7..]), &bytes).unwrap();
+    index["manifests"].as_array_mut().unwrap().push(json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": digest,
+        "size": bytes.len(),
+        "annotations": { "org.opencontainers.image.ref.name": new_tag },
+    }));
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
 }
 
 /// Adds to an OCI layout a tag `new_tag`: the image `from_tag` plus one uncompressed layer
@@ -390,11 +428,12 @@ impl TestRegistry {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Pushes `tag` of an OCI layout to `repo:tag` with skopeo.
+    /// Pushes `tag` of an OCI layout to `repo:tag` with skopeo (every image of an index).
     pub fn push(&self, layout: &Path, tag: &str, repo: &str) {
         run(Command::new("skopeo").args([
             "--insecure-policy",
             "copy",
+            "--all",
             "--quiet",
             "--dest-tls-verify=false",
             &format!("oci:{}:{tag}", layout.display()),

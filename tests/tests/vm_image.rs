@@ -5,11 +5,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use boxlite::images::ImageStore;
+use boxlite::images::{ImageRunConfig, ImageStore, PullOptions};
 use boxlite_shim::agent_client::ExecOptions;
 use boxlite_shim::engine::qemu::QemuEngine;
 use boxlite_shim::vm::Vm;
-use boxlite_tests::{oci_layout, scratch_root, TestBox, READY_TIMEOUT};
+use boxlite_tests::{oci_layout, scratch_root, TestBox, TestRegistry, READY_TIMEOUT};
 
 fn blob_files(store_dir: &std::path::Path) -> Vec<(String, std::time::SystemTime)> {
     let dir = store_dir.join("blobs/sha256");
@@ -62,36 +62,83 @@ async fn a_layered_image_boots_with_its_files_and_config() {
         base,
         "the base is built once"
     );
-    let test_box = TestBox::with_base(&base);
+    let out = run_in_box(
+        &base,
+        &layered.run,
+        "cat /etc/marker; \
+         test ! -e /etc/removed && echo whiteout-ok; \
+         [ \"$(stat -c %i /etc/marker)\" = \"$(stat -c %i /etc/hard)\" ] && echo hardlink-ok; \
+         readlink /etc/link; echo $GREETING; pwd; ls /srv",
+    )
+    .await;
+    assert_eq!(
+        out,
+        "marker\nwhiteout-ok\nhardlink-ok\nmarker\nfrom-image\n/srv\nfresh\n"
+    );
+}
+
+/// Boots a box over `base` and runs `script` with the image's environment and working
+/// directory; returns its stdout (and fails on a non-zero exit).
+async fn run_in_box(base: &std::path::Path, run: &ImageRunConfig, script: &str) -> String {
+    let test_box = TestBox::with_base(base);
     let disk = test_box.dir.path().join("disk.qcow2");
     assert!(
         disk.metadata().unwrap().len() <= 1 << 20,
         "a new box disk must stay under 1 MiB"
     );
-
     let vm = Vm::boot(&QemuEngine::default(), &test_box.spec, READY_TIMEOUT)
         .await
         .unwrap_or_else(|e| panic!("boot failed: {e}"));
-    let mut options = ExecOptions::new([
-        "sh",
-        "-c",
-        "cat /etc/marker; \
-         test ! -e /etc/removed && echo whiteout-ok; \
-         [ \"$(stat -c %i /etc/marker)\" = \"$(stat -c %i /etc/hard)\" ] && echo hardlink-ok; \
-         readlink /etc/link; echo $GREETING; pwd; ls /srv",
-    ]);
-    options.env = layered.run.env.clone();
-    options.working_dir = layered.run.working_dir.clone();
+    let mut options = ExecOptions::new(["sh", "-c", script]);
+    options.env = run.env.clone();
+    options.working_dir = run.working_dir.clone();
     vm.agent().exec("check", &options).await.unwrap();
     let output = vm.agent().output("check").await.unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&output.stdout),
-        "marker\nwhiteout-ok\nhardlink-ok\nmarker\nfrom-image\n/srv\nfresh\n",
+        output.status.code,
+        0,
         "stderr: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(output.status.code, 0);
     vm.shutdown(Duration::from_secs(30)).await.unwrap();
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Both test images, pulled from a real registry, boot with exactly their files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_pulled_from_a_registry_boot_with_their_files() {
+    let registry = TestRegistry::start();
+    registry.push(oci_layout(), "busybox", "test/img");
+    registry.push(oci_layout(), "opaque", "test/img");
+    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let store = ImageStore::open(home.path());
+    let options = PullOptions::default();
+
+    let busybox = store
+        .pull(&format!("{}/test/img:busybox", registry.host()), &options)
+        .await
+        .unwrap()
+        .image;
+    let out = run_in_box(
+        &store.ensure_base(&busybox).unwrap(),
+        &busybox.run,
+        "cat /etc/marker /etc/removed; ls /srv | wc -l; test ! -e /etc/hard && echo no-hardlink-yet",
+    )
+    .await;
+    assert_eq!(out, "marker\ngone in the next layer\n0\nno-hardlink-yet\n");
+
+    let opaque = store
+        .pull(&format!("{}/test/img:opaque", registry.host()), &options)
+        .await
+        .unwrap()
+        .image;
+    let out = run_in_box(
+        &store.ensure_base(&opaque).unwrap(),
+        &opaque.run,
+        "ls /srv; test ! -e /etc/removed && readlink /etc/link",
+    )
+    .await;
+    assert_eq!(out, "fresh\nmarker\n");
 }
 
 #[test]
@@ -111,4 +158,16 @@ fn an_unknown_tag_names_the_tags_there_are() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("index.json"), "{err}");
+}
+
+#[test]
+fn an_index_in_a_layout_resolves_to_linux_amd64() {
+    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let store = ImageStore::open(home.path());
+    let multi = store
+        .import_layout(oci_layout(), Some("multiarch"))
+        .unwrap();
+    let opaque = store.import_layout(oci_layout(), Some("opaque")).unwrap();
+    assert_eq!(multi.manifest_digest, opaque.manifest_digest);
+    assert_eq!(multi.layers.len(), 3);
 }

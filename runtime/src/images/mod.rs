@@ -113,7 +113,7 @@ pub struct ImageStore {
 }
 
 pub use db::ImageInfo;
-pub use registry::{PullOptions, PullOutcome};
+pub use registry::{ProgressFn, PullOptions, PullOutcome, PullProgress};
 
 impl ImageStore {
     /// The store of the home `home`: `<home>/images/` and `<home>/db/images.db`.

@@ -37,6 +37,26 @@ const MANIFEST_TYPES: [&str; 4] = [
     MEDIA_DOCKER_MANIFEST,
 ];
 
+/// One step of a download, for progress displays.
+#[derive(Debug, Clone)]
+pub struct PullProgress {
+    pub digest: String,
+    /// Bytes of this blob received so far.
+    pub received: u64,
+    /// The blob's size from its descriptor.
+    pub total: u64,
+}
+
+/// A progress callback. Libraries stay silent by leaving it out; the CLI draws bars with it.
+#[derive(Clone)]
+pub struct ProgressFn(pub std::sync::Arc<dyn Fn(&PullProgress) + Send + Sync>);
+
+impl std::fmt::Debug for ProgressFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressFn")
+    }
+}
+
 /// Where and how to pull from.
 #[derive(Debug, Clone, Default)]
 pub struct PullOptions {
@@ -46,6 +66,8 @@ pub struct PullOptions {
     pub insecure_registries: Vec<String>,
     /// Docker config file with credentials; `None` reads the usual place.
     pub docker_config: Option<PathBuf>,
+    /// Called as blob bytes arrive.
+    pub progress: Option<ProgressFn>,
 }
 
 /// What a pull did.
@@ -275,12 +297,18 @@ impl ImageStore {
                 .map_err(|e| PullFailure::Fatal(e.into()))?,
         )?;
         for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
-            self.download_blob(&client, reference, blob, &mut downloads)
-                .await
-                .map_err(|e| match e {
-                    DownloadError::Registry(err) => fatal(err),
-                    DownloadError::Store(err) => PullFailure::Fatal(err),
-                })?;
+            self.download_blob(
+                &client,
+                reference,
+                blob,
+                options.progress.as_ref(),
+                &mut downloads,
+            )
+            .await
+            .map_err(|e| match e {
+                DownloadError::Registry(err) => fatal(err),
+                DownloadError::Store(err) => PullFailure::Fatal(err),
+            })?;
         }
         let image = self
             .store_image(name, top, &|d: &Descriptor| {
@@ -344,6 +372,7 @@ impl ImageStore {
         client: &Client,
         reference: &Reference,
         blob: &Descriptor,
+        progress: Option<&ProgressFn>,
         downloads: &mut Downloads,
     ) -> Result<(), DownloadError> {
         if self.blobs.contains(&blob.digest) {
@@ -392,6 +421,13 @@ impl ImageStore {
             writer
                 .write(&chunk)
                 .map_err(|e| DownloadError::Store(e.into()))?;
+            if let Some(progress) = progress {
+                (progress.0)(&PullProgress {
+                    digest: blob.digest.clone(),
+                    received: writer.size(),
+                    total: blob.size,
+                });
+            }
         }
         let size = writer.size();
         writer
