@@ -84,20 +84,7 @@ pub fn busybox_base() -> &'static Path {
         }
         let dir = tempfile::tempdir_in(scratch_root()).expect("tempdir");
         let root = dir.path().join("root");
-        for sub in ["bin", "etc", "tmp", "root", "proc", "sys", "dev", "run"] {
-            std::fs::create_dir_all(root.join(sub)).unwrap();
-        }
-        std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
-        let list = Command::new(busybox)
-            .arg("--list")
-            .output()
-            .expect("busybox --list");
-        for applet in String::from_utf8_lossy(&list.stdout).lines() {
-            if applet != "busybox" {
-                std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-            }
-        }
-        std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        install_busybox(&root);
         let partial = dir.path().join("busybox.ext4");
         run(Command::new("mkfs.ext4")
             .args(["-q", "-F", "-E", "root_owner=0:0", "-d"])

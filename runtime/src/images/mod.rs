@@ -229,24 +229,7 @@ impl ImageStore {
             fetch(&descriptor)?;
             blobs.push(descriptor.digest.clone());
             let index: Index = self.json(reference, "image index", &descriptor.digest)?;
-            descriptor = match index.manifests.iter().find(|d| d.is_linux_amd64()) {
-                Some(d) => d.clone(),
-                None => {
-                    let available: Vec<String> = index
-                        .manifests
-                        .iter()
-                        .filter_map(|d| {
-                            d.platform
-                                .as_ref()
-                                .map(|p| format!("{}/{}", p.os, p.architecture))
-                        })
-                        .collect();
-                    return Err(ImageError::NoPlatform {
-                        image: reference.to_string(),
-                        available: available.join(", "),
-                    });
-                }
-            };
+            descriptor = select_linux_amd64(&index, reference)?;
         }
         fetch(&descriptor)?;
         let manifest: Manifest = self.json(reference, "manifest", &descriptor.digest)?;
@@ -360,6 +343,26 @@ impl ImageStore {
         fs::rename(&partial, &base).map_err(io_err(&base))?;
         Ok(base)
     }
+}
+
+/// The linux/amd64 entry of a multi-platform index.
+pub(crate) fn select_linux_amd64(index: &Index, image: &str) -> Result<Descriptor, ImageError> {
+    if let Some(d) = index.manifests.iter().find(|d| d.is_linux_amd64()) {
+        return Ok(d.clone());
+    }
+    let available: Vec<String> = index
+        .manifests
+        .iter()
+        .filter_map(|d| {
+            d.platform
+                .as_ref()
+                .map(|p| format!("{}/{}", p.os, p.architecture))
+        })
+        .collect();
+    Err(ImageError::NoPlatform {
+        image: image.to_string(),
+        available: available.join(", "),
+    })
 }
 
 /// Creates a box's disk: a qcow2 overlay whose backing file is the image's ext4 base. Takes

@@ -263,22 +263,8 @@ impl ImageStore {
         let mut manifest_descriptor = top.clone();
         if top.is_index() {
             let index: Index = parse(reference, "image index", &bytes)?;
-            let chosen = index.manifests.iter().find(|d| d.is_linux_amd64()).cloned();
-            let Some(chosen) = chosen else {
-                let available: Vec<String> = index
-                    .manifests
-                    .iter()
-                    .filter_map(|d| {
-                        d.platform
-                            .as_ref()
-                            .map(|p| format!("{}/{}", p.os, p.architecture))
-                    })
-                    .collect();
-                return Err(PullFailure::Fatal(ImageError::NoPlatform {
-                    image: reference.whole(),
-                    available: available.join(", "),
-                }));
-            };
+            let chosen = super::select_linux_amd64(&index, &reference.whole())
+                .map_err(PullFailure::Fatal)?;
             let by_digest = reference.clone_with_digest(chosen.digest.clone());
             let (bytes, digest) = client
                 .pull_manifest_raw(&by_digest, &auth, &MANIFEST_TYPES)
