@@ -1,8 +1,20 @@
 //! boxlite: an embeddable micro-VM sandbox runtime.
 //!
-//! This crate grows into the public API (`BoxliteRuntime`, `LiteBox`, ...). Today it holds
-//! what the runtime prepares for every VM: the guest assets (box kernel and the initramfs
-//! built from the guest agent).
+//! [`BoxliteRuntime`] opens a home (`~/.boxlite`); [`LiteBox`] is one box in it, created from
+//! an OCI image and run by a shim process of its own; [`BoxCommand`] runs in it as an
+//! [`Execution`]. Modules: [`images`] (pulls, blob store, bases, box disks), [`guest`] (box
+//! kernel and initramfs), [`status`], [`options`], and `boxes_db` (db/boxes.db).
 
+pub mod boxes_db;
 pub mod guest;
 pub mod images;
+pub mod options;
+mod runtime;
+pub mod status;
+
+pub use boxes_db::BoxInfo;
+pub use options::{BoxOptions, BoxliteOptions, RootfsSpec};
+pub use runtime::{
+    BoxCommand, BoxliteError, BoxliteRuntime, ExecResult, Execution, LiteBox, HOME_ENV, SHIM_ENV,
+};
+pub use status::BoxStatus;

@@ -1,0 +1,653 @@
+//! The public API: `BoxliteRuntime` (a home and its boxes and images), `LiteBox` (one box),
+//! `BoxCommand` and `Execution` (one command in a box).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use boxlite_protocol::agent::OutputStream;
+use boxlite_shim::agent_client::{AgentError, ExecOptions};
+use boxlite_shim::client::{ShimClient, ShimError};
+use boxlite_shim::engine::{DiskFormat, DiskSpec, VmSpec};
+use boxlite_shim::launch::{launch, LaunchError};
+use boxlite_shim::process::ProcessId;
+use boxlite_shim::ShimConfig;
+
+use crate::boxes_db::{now_ms, BoxInfo, BoxRecord, BoxesDb, DbError};
+use crate::guest::{GuestAssets, GuestError};
+use crate::images::{create_box_disk, ImageError, ImageInfo, ImageStore, PullOptions, StoredImage};
+use crate::options::{validate_name, BoxOptions, BoxliteOptions, RootfsSpec};
+use crate::status::BoxStatus;
+
+/// Environment variable naming the home directory.
+pub const HOME_ENV: &str = "BOXLITE_HOME";
+/// Environment variable naming the shim binary.
+pub const SHIM_ENV: &str = "BOXLITE_SHIM";
+/// How long `stop` lets the guest power off before the VM is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a start/stop/remove waits for another process working on the same box.
+const BOX_LOCK_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BoxliteError {
+    #[error("invalid box options: {0}")]
+    InvalidOptions(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("no box {0:?} (see `boxlite ls -a`)")]
+    NotFound(String),
+    #[error("box {0} is running; stop it first or remove it with force")]
+    Running(String),
+    #[error("box {id} cannot {action} while it is {status}")]
+    WrongState {
+        id: String,
+        action: &'static str,
+        status: BoxStatus,
+    },
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Guest(#[from] GuestError),
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    #[error(transparent)]
+    Shim(#[from] ShimError),
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error(transparent)]
+    Lock(#[from] boxlite_lockfile::LockError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, BoxliteError>;
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BoxliteError + '_ {
+    move |source| BoxliteError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+struct Inner {
+    home: PathBuf,
+    registries: Vec<String>,
+    images: ImageStore,
+    db: BoxesDb,
+}
+
+/// A home directory and everything in it. Cheap to clone; any number of processes may open
+/// the same home at once.
+#[derive(Clone)]
+pub struct BoxliteRuntime {
+    inner: Arc<Inner>,
+}
+
+impl BoxliteRuntime {
+    pub fn new(options: BoxliteOptions) -> Result<Self> {
+        let home = options.home_dir.unwrap_or_else(default_home);
+        for dir in ["boxes", "images", "init", "db", "logs"] {
+            std::fs::create_dir_all(home.join(dir)).map_err(io_err(&home))?;
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                images: ImageStore::open(&home),
+                db: BoxesDb::new(&home.join("db").join("boxes.db")),
+                registries: options.image_registries,
+                home,
+            }),
+        })
+    }
+
+    /// The home from `BOXLITE_HOME`, else `~/.boxlite`.
+    pub fn with_defaults() -> Result<Self> {
+        Self::new(BoxliteOptions::default())
+    }
+
+    pub fn home(&self) -> &Path {
+        &self.inner.home
+    }
+
+    fn box_dir(&self, id: &str) -> PathBuf {
+        self.inner.home.join("boxes").join(id)
+    }
+
+    /// Creates a box (Configured: persisted, disk made, no VM). Pulls its image if needed.
+    pub async fn create(&self, options: BoxOptions, name: Option<&str>) -> Result<LiteBox> {
+        options.validate().map_err(BoxliteError::InvalidOptions)?;
+        if let Some(name) = name {
+            validate_name(name).map_err(BoxliteError::InvalidOptions)?;
+            if self.inner.db.get(name)?.is_some() {
+                return Err(DbError::DuplicateName(name.to_string()).into());
+            }
+        }
+        let image = self.resolve_image(&options.rootfs).await?;
+        let images = self.inner.images.clone();
+        let base_image = image.clone();
+        let base = tokio::task::spawn_blocking(move || images.ensure_base(&base_image))
+            .await
+            .expect("base build panicked")?;
+
+        let id = ulid::Ulid::new().to_string();
+        let dir = self.box_dir(&id);
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let created = (|| -> Result<()> {
+            create_box_disk(&base, &dir.join("disk.qcow2"))?;
+            let config =
+                serde_json::json!({ "id": id, "name": name, "options": options, "image": image });
+            std::fs::write(
+                dir.join("config.json"),
+                serde_json::to_vec_pretty(&config).expect("config serializes"),
+            )
+            .map_err(io_err(&dir))?;
+            let now = now_ms();
+            let info = BoxInfo {
+                id: id.clone(),
+                name: name.map(str::to_string),
+                status: BoxStatus::Configured,
+                created_at: now,
+                last_updated: now,
+                pid: None,
+                image: image.reference.clone(),
+                cpus: options.cpus,
+                memory_mib: options.memory_mib,
+                labels: options.labels.clone(),
+            };
+            self.inner.db.insert(&info, &options)?;
+            Ok(())
+        })();
+        if let Err(err) = created {
+            // Nothing half-made stays behind.
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(err);
+        }
+        Ok(LiteBox {
+            id,
+            name: name.map(str::to_string),
+            runtime: self.clone(),
+        })
+    }
+
+    async fn resolve_image(&self, rootfs: &RootfsSpec) -> Result<StoredImage> {
+        match rootfs {
+            RootfsSpec::Image(reference) => {
+                if let Ok(image) = self.inner.images.image(reference) {
+                    return Ok(image);
+                }
+                Ok(self.pull_image(reference).await?)
+            }
+            RootfsSpec::Layout { path, tag } => {
+                let images = self.inner.images.clone();
+                let (path, tag) = (path.clone(), tag.clone());
+                Ok(
+                    tokio::task::spawn_blocking(move || {
+                        images.import_layout(&path, tag.as_deref())
+                    })
+                    .await
+                    .expect("import panicked")?,
+                )
+            }
+        }
+    }
+
+    /// Pulls an image (unqualified names go through the runtime's registries in order).
+    pub async fn pull_image(&self, reference: &str) -> Result<StoredImage> {
+        let options = PullOptions {
+            registries: self.inner.registries.clone(),
+            ..Default::default()
+        };
+        Ok(self.inner.images.pull(reference, &options).await?.image)
+    }
+
+    pub fn list_images(&self) -> Result<Vec<ImageInfo>> {
+        Ok(self.inner.images.list_images()?)
+    }
+
+    /// The box named or numbered `id_or_name`, its state brought up to date.
+    pub async fn get(&self, id_or_name: &str) -> Result<Option<LiteBox>> {
+        Ok(self.record(id_or_name)?.map(|r| LiteBox {
+            id: r.info.id,
+            name: r.info.name,
+            runtime: self.clone(),
+        }))
+    }
+
+    pub async fn get_info(&self, id_or_name: &str) -> Result<Option<BoxInfo>> {
+        Ok(self.record(id_or_name)?.map(|r| r.info))
+    }
+
+    pub async fn exists(&self, id_or_name: &str) -> Result<bool> {
+        Ok(self.inner.db.get(id_or_name)?.is_some())
+    }
+
+    pub async fn list_info(&self) -> Result<Vec<BoxInfo>> {
+        let records = self.inner.db.list()?;
+        let mut out = Vec::with_capacity(records.len());
+        for record in records {
+            out.push(self.refresh(record)?.info);
+        }
+        Ok(out)
+    }
+
+    /// The box named `name`, created with `options` if there is none.
+    pub async fn get_or_create(&self, options: BoxOptions, name: &str) -> Result<LiteBox> {
+        if let Some(found) = self.get(name).await? {
+            return Ok(found);
+        }
+        match self.create(options, Some(name)).await {
+            // Another process created it meanwhile.
+            Err(BoxliteError::Db(DbError::DuplicateName(_))) => self
+                .get(name)
+                .await?
+                .ok_or_else(|| BoxliteError::NotFound(name.to_string())),
+            other => other,
+        }
+    }
+
+    /// Removes a box and its directory. A running box needs `force`, which kills its VM.
+    pub async fn remove(&self, id_or_name: &str, force: bool) -> Result<()> {
+        let record = self
+            .record(id_or_name)?
+            .ok_or_else(|| BoxliteError::NotFound(id_or_name.to_string()))?;
+        let id = record.info.id.clone();
+        let _lock = self.lock_box(&id).await?;
+        let record = self.refresh(
+            self.inner
+                .db
+                .get(&id)?
+                .ok_or_else(|| BoxliteError::NotFound(id.clone()))?,
+        )?;
+        if record.info.status.is_active() {
+            if !force {
+                return Err(BoxliteError::Running(id));
+            }
+            if let Some(shim) = record.shim {
+                kill_and_wait(shim).await;
+            }
+        }
+        let all = [
+            BoxStatus::Unknown,
+            BoxStatus::Configured,
+            BoxStatus::Running,
+            BoxStatus::Stopping,
+            BoxStatus::Stopped,
+        ];
+        self.inner.db.delete(&id, &all)?;
+        let dir = self.box_dir(&id);
+        std::fs::remove_dir_all(&dir)
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(io_err(&dir))?;
+        Ok(())
+    }
+
+    fn record(&self, id_or_name: &str) -> Result<Option<BoxRecord>> {
+        match self.inner.db.get(id_or_name)? {
+            Some(record) => Ok(Some(self.refresh(record)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A box recorded as running whose shim is gone (crashed, killed, machine rebooted) is
+    /// Stopped: whichever process notices first records it.
+    fn refresh(&self, mut record: BoxRecord) -> Result<BoxRecord> {
+        if record.info.status.is_active() && !record.shim.is_some_and(|s| s.is_alive()) {
+            let (_, moved) = self.inner.db.transition(
+                &record.info.id,
+                &[BoxStatus::Running, BoxStatus::Stopping],
+                BoxStatus::Stopped,
+                None,
+            )?;
+            if moved {
+                let _ = std::fs::remove_file(
+                    self.box_dir(&record.info.id)
+                        .join(boxlite_shim::server::files::SOCKET),
+                );
+            }
+            record = self.inner.db.get(&record.info.id)?.unwrap_or(record);
+        }
+        Ok(record)
+    }
+
+    async fn lock_box(&self, id: &str) -> Result<boxlite_lockfile::LockGuard> {
+        let path = self.box_dir(id).join("lock");
+        Ok(tokio::task::spawn_blocking(move || {
+            boxlite_lockfile::lock(
+                &path,
+                boxlite_lockfile::LockMode::Exclusive,
+                Some(BOX_LOCK_TIMEOUT),
+            )
+        })
+        .await
+        .expect("lock task panicked")?)
+    }
+}
+
+fn default_home() -> PathBuf {
+    std::env::var_os(HOME_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/".into())).join(".boxlite")
+        })
+}
+
+/// `boxlite-shim`: `BOXLITE_SHIM`, else beside the running program.
+fn shim_binary() -> PathBuf {
+    std::env::var_os(SHIM_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|d| d.join("boxlite-shim")))
+                .unwrap_or_else(|| PathBuf::from("boxlite-shim"))
+        })
+}
+
+/// SIGKILL to a shim (its VMM dies with it) and wait until it is gone.
+async fn kill_and_wait(shim: ProcessId) {
+    if shim.is_alive() {
+        // SAFETY: kill only sends a signal; start time was checked just above.
+        unsafe { libc::kill(shim.pid as i32, libc::SIGKILL) };
+    }
+    for _ in 0..1000 {
+        if !shim.is_alive() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// One box of a runtime.
+#[derive(Clone)]
+pub struct LiteBox {
+    id: String,
+    name: Option<String>,
+    runtime: BoxliteRuntime,
+}
+
+impl LiteBox {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.runtime.box_dir(&self.id)
+    }
+
+    fn record(&self) -> Result<BoxRecord> {
+        self.runtime
+            .record(&self.id)?
+            .ok_or_else(|| BoxliteError::NotFound(self.id.clone()))
+    }
+
+    pub async fn info(&self) -> Result<BoxInfo> {
+        Ok(self.record()?.info)
+    }
+
+    /// Boots the box; a no-op when it runs already.
+    pub async fn start(&self) -> Result<()> {
+        if self.record()?.info.status.is_running() {
+            return Ok(());
+        }
+        let _lock = self.runtime.lock_box(&self.id).await?;
+        let record = self.record()?;
+        let status = record.info.status;
+        if status.is_running() {
+            return Ok(());
+        }
+        if !status.can_start() {
+            return Err(BoxliteError::WrongState {
+                id: self.id.clone(),
+                action: "start",
+                status,
+            });
+        }
+        let assets = GuestAssets::prepare(&self.runtime.inner.home, None, None)?;
+        let dir = self.dir();
+        let config = ShimConfig {
+            vm: VmSpec {
+                kernel: assets.kernel,
+                initramfs: assets.initramfs,
+                cpus: record.options.cpus,
+                memory_mib: record.options.memory_mib,
+                root_disk: Some(DiskSpec {
+                    path: dir.join("disk.qcow2"),
+                    format: DiskFormat::Qcow2,
+                    read_only: false,
+                }),
+                agent_port: boxlite_protocol::AGENT_VSOCK_PORT,
+                run_dir: dir.clone(),
+                extra_cmdline: Vec::new(),
+            },
+            ready_timeout_ms: record.options.ready_timeout.as_millis() as u64,
+        };
+        let launched = launch(&shim_binary(), &dir, &config).await?;
+        self.runtime.inner.db.transition(
+            &self.id,
+            &[status],
+            BoxStatus::Running,
+            Some(launched.process),
+        )?;
+        Ok(())
+    }
+
+    /// Powers the box off (killing it after 10 s); it can be started again.
+    pub async fn stop(&self) -> Result<()> {
+        let _lock = self.runtime.lock_box(&self.id).await?;
+        let record = self.record()?;
+        if !record.info.status.can_stop() {
+            return Ok(());
+        }
+        self.runtime.inner.db.transition(
+            &self.id,
+            &[BoxStatus::Running],
+            BoxStatus::Stopping,
+            record.shim,
+        )?;
+        if let Ok(client) = ShimClient::connect(&self.dir()).await {
+            let _ = client.stop(STOP_TIMEOUT).await;
+        }
+        if let Some(shim) = record.shim {
+            // The shim exits once its VM is gone; make sure of it.
+            for _ in 0..400 {
+                if !shim.is_alive() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            kill_and_wait(shim).await;
+        }
+        self.runtime.inner.db.transition(
+            &self.id,
+            &[BoxStatus::Stopping],
+            BoxStatus::Stopped,
+            None,
+        )?;
+        Ok(())
+    }
+
+    /// Runs a command, starting the box first if needed.
+    pub async fn exec(&self, command: BoxCommand) -> Result<Execution> {
+        self.start().await?;
+        let record = self.record()?;
+        let image: serde_json::Value = std::fs::read(self.dir().join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let image: Option<StoredImage> = serde_json::from_value(image["image"].clone()).ok();
+        let run = image.map(|i| i.run).unwrap_or_default();
+
+        let mut env = run.env.clone();
+        let mut set = |key: &str, value: &str| {
+            env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key));
+            env.push(format!("{key}={value}"));
+        };
+        for (k, v) in record.options.env.iter().chain(&command.env) {
+            set(k, v);
+        }
+        let options = ExecOptions {
+            args: command.args,
+            env,
+            working_dir: command
+                .working_dir
+                .or(record.options.working_dir)
+                .unwrap_or(run.working_dir),
+            stdin: command.stdin,
+            user: command.user.unwrap_or(run.user),
+            timeout: command.timeout,
+        };
+        let client = ShimClient::connect(&self.dir()).await?;
+        let id = ulid::Ulid::new().to_string();
+        client.agent().exec(&id, &options).await?;
+        Ok(Execution { id, client })
+    }
+
+    /// Re-attaches to an exec started earlier, by any process, by its id.
+    pub async fn attach(&self, exec_id: &str) -> Result<Execution> {
+        let client = ShimClient::connect(&self.dir()).await?;
+        Ok(Execution {
+            id: exec_id.to_string(),
+            client,
+        })
+    }
+}
+
+/// A command to run in a box.
+#[derive(Debug, Clone, Default)]
+pub struct BoxCommand {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    working_dir: Option<String>,
+    user: Option<String>,
+    timeout: Option<Duration>,
+    stdin: bool,
+}
+
+impl BoxCommand {
+    pub fn new(program: impl Into<String>) -> Self {
+        Self {
+            args: vec![program.into()],
+            ..Default::default()
+        }
+    }
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+    pub fn working_dir(mut self, dir: impl Into<String>) -> Self {
+        self.working_dir = Some(dir.into());
+        self
+    }
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+    /// SIGTERM after this long, SIGKILL 2 s later; `wait` then reports `timed_out`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+    /// Gives the command a stdin pipe (else it reads /dev/null).
+    pub fn stdin(mut self, piped: bool) -> Self {
+        self.stdin = piped;
+        self
+    }
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecResult {
+    /// The exit code, or -1 when a signal ended the command.
+    pub exit_code: i32,
+    /// The signal that ended it, 0 when it exited.
+    pub signal: i32,
+    pub timed_out: bool,
+}
+
+/// A command running in a box. Output is kept in the box until read, by this or any other
+/// process that attaches by [`Execution::id`].
+pub struct Execution {
+    id: String,
+    client: ShimClient,
+}
+
+impl Execution {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The next bytes of stdout; `None` once it has ended.
+    pub async fn read_stdout(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .client
+            .agent()
+            .read(&self.id, OutputStream::STDOUT)
+            .await?)
+    }
+
+    /// The next bytes of stderr; `None` once it has ended.
+    pub async fn read_stderr(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .client
+            .agent()
+            .read(&self.id, OutputStream::STDERR)
+            .await?)
+    }
+
+    pub async fn write_stdin(&self, data: &[u8]) -> Result<()> {
+        Ok(self
+            .client
+            .agent()
+            .write_stdin(&self.id, data, false)
+            .await?)
+    }
+
+    pub async fn close_stdin(&self) -> Result<()> {
+        Ok(self.client.agent().write_stdin(&self.id, &[], true).await?)
+    }
+
+    pub async fn kill(&self, signal: i32) -> Result<()> {
+        Ok(self.client.agent().signal(&self.id, signal).await?)
+    }
+
+    /// Waits for the end; read the output first (or concurrently), it is kept until read.
+    pub async fn wait(&self) -> Result<ExecResult> {
+        let status = self.client.agent().wait(&self.id).await?;
+        Ok(ExecResult {
+            exit_code: status.code,
+            signal: status.signal,
+            timed_out: status.timed_out,
+        })
+    }
+
+    /// Reads both streams to their end, then waits: (stdout, stderr, result).
+    pub async fn output(&self) -> Result<(Vec<u8>, Vec<u8>, ExecResult)> {
+        let out = self.client.agent().output(&self.id).await?;
+        let result = ExecResult {
+            exit_code: out.status.code,
+            signal: out.status.signal,
+            timed_out: out.status.timed_out,
+        };
+        Ok((out.stdout, out.stderr, result))
+    }
+}

@@ -1,0 +1,143 @@
+//! A box's lifecycle: `create` → Configured (persisted, no VM); `start` → Running;
+//! `stop` → Stopped (restartable). Stopping is the short passage between Running and Stopped;
+//! Unknown is a box whose state could not be established (its reason is logged).
+
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BoxStatus {
+    Unknown,
+    Configured,
+    Running,
+    Stopping,
+    Stopped,
+}
+
+impl BoxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BoxStatus::Unknown => "unknown",
+            BoxStatus::Configured => "configured",
+            BoxStatus::Running => "running",
+            BoxStatus::Stopping => "stopping",
+            BoxStatus::Stopped => "stopped",
+        }
+    }
+
+    /// A VM exists (or is being taken down).
+    pub fn is_active(self) -> bool {
+        matches!(self, BoxStatus::Running | BoxStatus::Stopping)
+    }
+
+    pub fn is_running(self) -> bool {
+        self == BoxStatus::Running
+    }
+
+    pub fn is_configured(self) -> bool {
+        self == BoxStatus::Configured
+    }
+
+    pub fn is_stopped(self) -> bool {
+        self == BoxStatus::Stopped
+    }
+
+    /// `start` may boot the box (a running box makes `start` a no-op instead).
+    pub fn can_start(self) -> bool {
+        matches!(
+            self,
+            BoxStatus::Configured | BoxStatus::Stopped | BoxStatus::Unknown
+        )
+    }
+
+    pub fn can_stop(self) -> bool {
+        self == BoxStatus::Running
+    }
+
+    /// Removal without force: only boxes with no VM.
+    pub fn can_remove(self) -> bool {
+        !self.is_active()
+    }
+
+    /// `exec` may run (starting the box first if needed).
+    pub fn can_run(self) -> bool {
+        self.is_running() || self.can_start()
+    }
+}
+
+impl fmt::Display for BoxStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BoxStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "unknown" => BoxStatus::Unknown,
+            "configured" => BoxStatus::Configured,
+            "running" => BoxStatus::Running,
+            "stopping" => BoxStatus::Stopping,
+            "stopped" => BoxStatus::Stopped,
+            other => return Err(format!("unknown box status {other:?}")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [BoxStatus; 5] = [
+        BoxStatus::Unknown,
+        BoxStatus::Configured,
+        BoxStatus::Running,
+        BoxStatus::Stopping,
+        BoxStatus::Stopped,
+    ];
+
+    #[test]
+    fn names_round_trip() {
+        for status in ALL {
+            assert_eq!(status.as_str().parse::<BoxStatus>(), Ok(status));
+        }
+        assert!("paused".parse::<BoxStatus>().is_err());
+    }
+
+    #[test]
+    fn predicates_follow_the_state_machine() {
+        let can = |f: fn(BoxStatus) -> bool| ALL.into_iter().filter(|s| f(*s)).collect::<Vec<_>>();
+        assert_eq!(
+            can(BoxStatus::can_start),
+            [
+                BoxStatus::Unknown,
+                BoxStatus::Configured,
+                BoxStatus::Stopped
+            ]
+        );
+        assert_eq!(can(BoxStatus::can_stop), [BoxStatus::Running]);
+        assert_eq!(
+            can(BoxStatus::can_remove),
+            [
+                BoxStatus::Unknown,
+                BoxStatus::Configured,
+                BoxStatus::Stopped
+            ]
+        );
+        assert_eq!(
+            can(BoxStatus::is_active),
+            [BoxStatus::Running, BoxStatus::Stopping]
+        );
+        assert_eq!(
+            can(BoxStatus::can_run),
+            [
+                BoxStatus::Unknown,
+                BoxStatus::Configured,
+                BoxStatus::Running,
+                BoxStatus::Stopped
+            ]
+        );
+    }
+}

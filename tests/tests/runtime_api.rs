@@ -1,0 +1,173 @@
+//! Boxes through the public API: create, exec (starting the box), env/workdir/stdin, exit
+//! codes, concurrent execs, stop/start keeping the disk, re-attach by exec id, remove; and
+//! bad input that changes nothing.
+
+use std::time::Duration;
+
+use boxlite::{
+    BoxCommand, BoxOptions, BoxStatus, BoxliteError, BoxliteOptions, BoxliteRuntime, RootfsSpec,
+};
+use boxlite_tests::{agent_binary, oci_layout, process_exists, scratch_root};
+
+fn runtime(home: &std::path::Path) -> BoxliteRuntime {
+    // The shim and agent under test, not whatever is installed.
+    std::env::set_var(boxlite::SHIM_ENV, env!("CARGO_BIN_EXE_test_shim"));
+    std::env::set_var(boxlite::guest::AGENT_ENV, agent_binary());
+    BoxliteRuntime::new(BoxliteOptions {
+        home_dir: Some(home.to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn options() -> BoxOptions {
+    let mut options = BoxOptions::with_rootfs(RootfsSpec::Layout {
+        path: oci_layout().to_path_buf(),
+        tag: Some("opaque".into()),
+    });
+    options.memory_mib = 256;
+    options.ready_timeout = Duration::from_secs(120);
+    options
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_box_lives_through_the_api() {
+    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let rt = runtime(home.path());
+
+    // Bad input is refused and leaves nothing behind.
+    for (mutate, needle) in [
+        (
+            (|o: &mut BoxOptions| o.cpus = 0) as fn(&mut BoxOptions),
+            "cpus",
+        ),
+        (|o: &mut BoxOptions| o.memory_mib = 1, "memory"),
+    ] {
+        let mut bad = options();
+        mutate(&mut bad);
+        let err = rt.create(bad, None).await.err().expect("must fail");
+        assert!(
+            matches!(err, BoxliteError::InvalidOptions(_)) && err.to_string().contains(needle),
+            "{err}"
+        );
+    }
+    assert!(rt.create(options(), Some("bad name!")).await.is_err());
+    assert!(rt.list_info().await.unwrap().is_empty());
+
+    let web = rt.create(options(), Some("web")).await.unwrap();
+    let info = rt.get_info("web").await.unwrap().unwrap();
+    assert_eq!(
+        (info.status, info.id.as_str(), info.pid),
+        (BoxStatus::Configured, web.id(), None)
+    );
+    let dup = rt
+        .create(options(), Some("web"))
+        .await
+        .err()
+        .expect("duplicate name");
+    assert!(dup.to_string().contains("already exists"), "{dup}");
+    assert_eq!(rt.list_info().await.unwrap().len(), 1);
+
+    // exec starts the box; the image's env and workdir apply, the command's win.
+    let run = web
+        .exec(
+            BoxCommand::new("sh")
+                .args(["-c", "echo $GREETING $EXTRA; pwd; exit 3"])
+                .env("EXTRA", "x"),
+        )
+        .await
+        .unwrap();
+    let (out, _, result) = run.output().await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out), "from-image x\n/srv\n");
+    assert_eq!(result.exit_code, 3);
+    let info = web.info().await.unwrap();
+    assert_eq!(info.status, BoxStatus::Running);
+    let shim_pid = info.pid.expect("a running box has a shim");
+    assert!(process_exists(shim_pid));
+
+    // stdin.
+    let cat = web.exec(BoxCommand::new("cat").stdin(true)).await.unwrap();
+    cat.write_stdin(b"piped\n").await.unwrap();
+    cat.close_stdin().await.unwrap();
+    assert_eq!(cat.output().await.unwrap().0, b"piped\n");
+
+    // Eight at once.
+    let runs = futures_join(&web).await;
+    for (i, out) in runs.into_iter().enumerate() {
+        assert_eq!(out, format!("{i}\n"));
+    }
+
+    // Re-attach: a second runtime (as another process would) reads an exec by id.
+    let slow = web
+        .exec(BoxCommand::new("sh").args(["-c", "sleep 0.3; echo late; exit 4"]))
+        .await
+        .unwrap();
+    let other = runtime(home.path());
+    let again = other
+        .get("web")
+        .await
+        .unwrap()
+        .unwrap()
+        .attach(slow.id())
+        .await
+        .unwrap();
+    let (out, _, result) = again.output().await.unwrap();
+    assert_eq!((out.as_slice(), result.exit_code), (&b"late\n"[..], 4));
+
+    // A running box is not removed without force.
+    let err = rt.remove("web", false).await.unwrap_err();
+    assert!(matches!(err, BoxliteError::Running(_)), "{err}");
+
+    // Files written survive stop/start.
+    web.exec(BoxCommand::new("sh").args(["-c", "echo kept > /root/note; sync"]))
+        .await
+        .unwrap()
+        .output()
+        .await
+        .unwrap();
+    web.stop().await.unwrap();
+    assert_eq!(web.info().await.unwrap().status, BoxStatus::Stopped);
+    assert!(!process_exists(shim_pid), "the shim outlived stop");
+    let (out, _, _) = web
+        .exec(BoxCommand::new("cat").arg("/root/note"))
+        .await
+        .unwrap()
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out, b"kept\n");
+
+    let running_shim = web.info().await.unwrap().pid.unwrap();
+    rt.remove("web", true).await.unwrap();
+    assert!(
+        !process_exists(running_shim),
+        "remove left the shim running"
+    );
+    assert!(!home.path().join("boxes").join(web.id()).exists());
+    assert!(rt.get("web").await.unwrap().is_none());
+    let err = web
+        .exec(BoxCommand::new("true"))
+        .await
+        .err()
+        .expect("removed");
+    assert!(matches!(err, BoxliteError::NotFound(_)), "{err}");
+}
+
+async fn futures_join(web: &boxlite::LiteBox) -> Vec<String> {
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let web = web.clone();
+        handles.push(tokio::spawn(async move {
+            let run = web
+                .exec(BoxCommand::new("sh").args(["-c", &format!("sleep 0.1; echo {i}")]))
+                .await
+                .unwrap();
+            String::from_utf8(run.output().await.unwrap().0).unwrap()
+        }));
+    }
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
