@@ -23,6 +23,8 @@ pub enum GuestError {
     NoKernel { path: PathBuf },
     #[error("no guest agent at {path}: run scripts/setup.sh (it builds boxlite-agent) or set {AGENT_ENV}")]
     NoAgent { path: PathBuf },
+    #[error("the guest agent {path} is dynamically linked and cannot run as PID 1 of a box: build it with scripts/build-guest.sh (static) or point {AGENT_ENV} at that build")]
+    DynamicAgent { path: PathBuf },
     #[error("writing the initramfs {path}: {source}")]
     Initramfs { path: PathBuf, source: io::Error },
 }
@@ -78,12 +80,51 @@ pub fn default_kernel_path() -> PathBuf {
     cache.join("kernel").join("current").join("vmlinux")
 }
 
-/// `boxlite-agent` beside the running program, where an installation puts it.
+/// `boxlite-agent` beside the running program (an installation), else the static build of
+/// a checkout (`target/x86_64-unknown-linux-gnu/release/`, seen from `target/<profile>/`).
 pub fn default_agent_path() -> PathBuf {
-    std::env::current_exe()
+    let Some(dir) = std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join("boxlite-agent")))
-        .unwrap_or_else(|| PathBuf::from("boxlite-agent"))
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+    else {
+        return PathBuf::from("boxlite-agent");
+    };
+    let beside = dir.join("boxlite-agent");
+    let checkout = dir.join("../x86_64-unknown-linux-gnu/release/boxlite-agent");
+    match (
+        beside.is_file()
+            && !fs::read(&beside)
+                .map(|b| has_interpreter(&b))
+                .unwrap_or(true),
+        checkout.is_file(),
+    ) {
+        (false, true) => checkout,
+        _ => beside,
+    }
+}
+
+/// Whether an ELF executable asks for a dynamic loader (a PT_INTERP program header).
+fn has_interpreter(elf: &[u8]) -> bool {
+    const PT_INTERP: u32 = 3;
+    let u16_at = |o: usize| {
+        elf.get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+    };
+    if elf.get(..5) != Some(b"\x7fELF\x02") {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return false;
+    };
+    (0..phnum).any(|i| {
+        elf.get(phoff + i * phentsize..phoff + i * phentsize + 4)
+            .is_some_and(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) == PT_INTERP)
+    })
 }
 
 fn home_dir() -> PathBuf {
@@ -175,6 +216,14 @@ impl Cpio<'_> {
 mod tests {
     use super::*;
     use std::process::Command;
+
+    #[test]
+    fn dynamic_executables_are_told_from_static_ones() {
+        // /bin/busybox (busybox-static) has no interpreter; /bin/sh (dash) has one.
+        assert!(!has_interpreter(&fs::read("/bin/busybox").unwrap()));
+        assert!(has_interpreter(&fs::read("/bin/sh").unwrap()));
+        assert!(!has_interpreter(b"#!/bin/sh\n"));
+    }
 
     #[test]
     fn initramfs_lists_init_and_device_nodes_with_cpio() {

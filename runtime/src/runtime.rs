@@ -15,7 +15,9 @@ use boxlite_shim::ShimConfig;
 
 use crate::boxes_db::{now_ms, BoxInfo, BoxRecord, BoxesDb, DbError};
 use crate::guest::{GuestAssets, GuestError};
-use crate::images::{create_box_disk, ImageError, ImageInfo, ImageStore, PullOptions, StoredImage};
+use crate::images::{
+    create_box_disk, ImageError, ImageInfo, ImageRunConfig, ImageStore, PullOptions, StoredImage,
+};
 use crate::options::{validate_name, BoxOptions, BoxliteOptions, RootfsSpec};
 use crate::status::BoxStatus;
 
@@ -46,6 +48,8 @@ pub enum BoxliteError {
     },
     #[error(transparent)]
     Image(#[from] ImageError),
+    #[error("image {reference:?} is used by box {box_id}; remove the box first")]
+    ImageInUse { reference: String, box_id: String },
     #[error(transparent)]
     Guest(#[from] GuestError),
     #[error(transparent)]
@@ -204,6 +208,20 @@ impl BoxliteRuntime {
 
     pub fn list_images(&self) -> Result<Vec<ImageInfo>> {
         Ok(self.inner.images.list_images()?)
+    }
+
+    /// Removes a stored image that no box uses.
+    pub async fn remove_image(&self, reference: &str) -> Result<()> {
+        let image = self.inner.images.image(reference)?;
+        for record in self.inner.db.list()? {
+            if record.info.image == image.reference {
+                return Err(BoxliteError::ImageInUse {
+                    reference: reference.to_string(),
+                    box_id: record.info.id,
+                });
+            }
+        }
+        Ok(self.inner.images.remove_image(reference)?)
     }
 
     /// The box named or numbered `id_or_name`, its state brought up to date.
@@ -482,12 +500,7 @@ impl LiteBox {
     pub async fn exec(&self, command: BoxCommand) -> Result<Execution> {
         self.start().await?;
         let record = self.record()?;
-        let image: serde_json::Value = std::fs::read(self.dir().join("config.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        let image: Option<StoredImage> = serde_json::from_value(image["image"].clone()).ok();
-        let run = image.map(|i| i.run).unwrap_or_default();
+        let run = self.image_config();
 
         let mut env = run.env.clone();
         let mut set = |key: &str, value: &str| {
@@ -512,6 +525,17 @@ impl LiteBox {
         let id = ulid::Ulid::new().to_string();
         client.agent().exec(&id, &options).await?;
         Ok(Execution { id, client })
+    }
+
+    /// What the box's image says about running it (env, workdir, user, entrypoint, cmd).
+    pub fn image_config(&self) -> ImageRunConfig {
+        let config: serde_json::Value = std::fs::read(self.dir().join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        serde_json::from_value::<StoredImage>(config["image"].clone())
+            .map(|image| image.run)
+            .unwrap_or_default()
     }
 
     /// Re-attaches to an exec started earlier, by any process, by its id.

@@ -454,3 +454,25 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("binding 127.0.0.1:0")
 }
+
+/// The `boxlite` CLI and `boxlite-shim` of this checkout, built fresh (once per test binary)
+/// so a CLI test never runs stale code. Returns the directory holding both.
+pub fn cli_bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        run(Command::new(env!("CARGO"))
+            .current_dir(workspace_root())
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "boxlite-cli",
+                "-p",
+                "boxlite-shim",
+                "--bins",
+            ]));
+        let dir = workspace_root().join("target/debug");
+        assert!(dir.join("boxlite").is_file() && dir.join("boxlite-shim").is_file());
+        dir
+    })
+}

@@ -1,0 +1,426 @@
+//! `boxlite`: the command-line face of the runtime, shaped like `docker`.
+//! `run` and `exec` exit with the command's exit code (128 + signal when a signal ended it);
+//! boxlite's own failures exit with 125, a command that cannot start with 127.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use boxlite::{
+    BoxCommand, BoxInfo, BoxOptions, BoxliteOptions, BoxliteRuntime, Execution, RootfsSpec,
+};
+use clap::{Parser, Subcommand};
+use tokio::io::AsyncReadExt;
+
+#[derive(Parser)]
+#[command(
+    name = "boxlite",
+    version,
+    about = "Micro-VM sandboxes from OCI images"
+)]
+struct Cli {
+    /// Home directory of boxes and images.
+    #[arg(long, global = true, env = "BOXLITE_HOME")]
+    home: Option<PathBuf>,
+    /// Registry tried for unqualified image names (repeatable, in order; default docker.io).
+    #[arg(long = "registry", global = true)]
+    registries: Vec<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct CreateArgs {
+    /// Name of the box.
+    #[arg(long)]
+    name: Option<String>,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Working directory inside the box.
+    #[arg(short = 'w', long = "workdir")]
+    workdir: Option<String>,
+    #[arg(long, default_value_t = 1)]
+    cpus: u8,
+    /// Memory in MiB.
+    #[arg(long, default_value_t = 512)]
+    memory: u32,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a box from IMAGE, start it and run CMD (or the image's command) in it.
+    /// IMAGE is a reference, or oci:PATH[:TAG] for an OCI image layout on this host.
+    Run {
+        /// Remove the box when the command ends.
+        #[arg(long)]
+        rm: bool,
+        /// Start the command and print the box id without waiting.
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Keep stdin open and pass it to the command.
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        #[command(flatten)]
+        create: CreateArgs,
+        image: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<String>,
+    },
+    /// Run CMD in a box (starting it if needed).
+    Exec {
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        /// Allocate a terminal (not supported yet).
+        #[arg(short = 't', long)]
+        tty: bool,
+        #[arg(short = 'e', long = "env")]
+        env: Vec<String>,
+        #[arg(short = 'w', long = "workdir")]
+        workdir: Option<String>,
+        #[arg(short = 'u', long)]
+        user: Option<String>,
+        #[arg(name = "BOX")]
+        target: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// List running boxes (all with -a).
+    Ls {
+        #[arg(short = 'a', long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a box as JSON.
+    Inspect { target: String },
+    /// Start boxes.
+    Start { targets: Vec<String> },
+    /// Stop boxes.
+    Stop { targets: Vec<String> },
+    /// Remove boxes (-f also stops running ones).
+    Rm {
+        #[arg(short = 'f', long)]
+        force: bool,
+        targets: Vec<String>,
+    },
+    /// Pull an image.
+    Pull { image: String },
+    /// List images.
+    Images,
+    /// Remove images no box uses.
+    Rmi { images: Vec<String> },
+}
+
+/// Exit code for boxlite's own failures, as docker uses it.
+const FAILURE: u8 = 125;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("boxlite: {err}");
+            return ExitCode::from(FAILURE);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(message) => {
+            eprintln!("boxlite: {message}");
+            ExitCode::from(FAILURE)
+        }
+    }
+}
+
+fn parse_env(entries: &[String]) -> Result<Vec<(String, String)>, String> {
+    entries
+        .iter()
+        .map(|e| match e.split_once('=') {
+            Some((k, v)) => Ok((k.to_string(), v.to_string())),
+            None => std::env::var(e)
+                .map(|v| (e.clone(), v))
+                .map_err(|_| format!("-e {e}: expected KEY=VALUE")),
+        })
+        .collect()
+}
+
+fn rootfs(image: &str) -> RootfsSpec {
+    match image.strip_prefix("oci:") {
+        Some(rest) => {
+            // oci:PATH[:TAG]; a PATH may not contain ':' then.
+            let (path, tag) = match rest.rsplit_once(':') {
+                Some((p, t)) if !t.contains('/') => (p, Some(t.to_string())),
+                _ => (rest, None),
+            };
+            RootfsSpec::Layout {
+                path: PathBuf::from(path),
+                tag,
+            }
+        }
+        None => RootfsSpec::Image(image.to_string()),
+    }
+}
+
+fn info_json(info: &BoxInfo) -> serde_json::Value {
+    serde_json::json!({
+        "id": info.id,
+        "name": info.name,
+        "status": info.status.as_str(),
+        "created_at": info.created_at,
+        "last_updated": info.last_updated,
+        "pid": info.pid,
+        "image": info.image,
+        "cpus": info.cpus,
+        "memory_mib": info.memory_mib,
+        "labels": info.labels,
+    })
+}
+
+async fn run(cli: Cli) -> Result<u8, String> {
+    let rt = BoxliteRuntime::new(BoxliteOptions {
+        home_dir: cli.home,
+        image_registries: cli.registries,
+    })
+    .map_err(|e| e.to_string())?;
+    let e = |err: boxlite::BoxliteError| err.to_string();
+    match cli.command {
+        Command::Run {
+            rm,
+            detach,
+            interactive,
+            create,
+            image,
+            cmd,
+        } => {
+            let mut options = BoxOptions::with_rootfs(rootfs(&image));
+            options.cpus = create.cpus;
+            options.memory_mib = create.memory;
+            options.env = parse_env(&create.env)?;
+            options.working_dir = create.workdir;
+            let b = rt
+                .create(options, create.name.as_deref())
+                .await
+                .map_err(e)?;
+            let run_config = b.image_config();
+            let args: Vec<String> = run_config
+                .entrypoint
+                .iter()
+                .cloned()
+                .chain(if cmd.is_empty() {
+                    run_config.cmd.clone()
+                } else {
+                    cmd
+                })
+                .collect();
+            if args.is_empty() {
+                return Err(format!(
+                    "{image} has no command; give one after the image name"
+                ));
+            }
+            let command = BoxCommand::new(&args[0])
+                .args(&args[1..])
+                .stdin(interactive && !detach);
+            let execution = match b.exec(command).await {
+                Ok(execution) => execution,
+                Err(err) => {
+                    if rm {
+                        let _ = rt.remove(b.id(), true).await;
+                    }
+                    return Err(err.to_string());
+                }
+            };
+            if detach {
+                println!("{}", b.id());
+                return Ok(0);
+            }
+            let code = stream(&execution, interactive).await;
+            if rm {
+                rt.remove(b.id(), true).await.map_err(e)?;
+            }
+            code
+        }
+        Command::Exec {
+            interactive,
+            tty,
+            env,
+            workdir,
+            user,
+            target,
+            cmd,
+        } => {
+            if tty {
+                return Err("-t (a terminal) is not supported yet; run without -t".into());
+            }
+            let b = rt
+                .get(&target)
+                .await
+                .map_err(e)?
+                .ok_or_else(|| format!("no box {target:?}"))?;
+            let mut command = BoxCommand::new(&cmd[0]).args(&cmd[1..]).stdin(interactive);
+            for (k, v) in parse_env(&env)? {
+                command = command.env(k, v);
+            }
+            if let Some(dir) = workdir {
+                command = command.working_dir(dir);
+            }
+            if let Some(user) = user {
+                command = command.user(user);
+            }
+            let execution = b.exec(command).await.map_err(e)?;
+            stream(&execution, interactive).await
+        }
+        Command::Ls { all, json } => {
+            let boxes: Vec<BoxInfo> = rt
+                .list_info()
+                .await
+                .map_err(e)?
+                .into_iter()
+                .filter(|b| all || b.status.is_active())
+                .collect();
+            if json {
+                let list: Vec<_> = boxes.iter().map(info_json).collect();
+                println!("{}", serde_json::to_string_pretty(&list).expect("json"));
+            } else {
+                println!(
+                    "{:<26}  {:<16}  {:<10}  {:>7}  IMAGE",
+                    "ID", "NAME", "STATUS", "PID"
+                );
+                for b in boxes {
+                    let pid = b.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:<26}  {:<16}  {:<10}  {:>7}  {}",
+                        b.id,
+                        b.name.as_deref().unwrap_or("-"),
+                        b.status.as_str(),
+                        pid,
+                        b.image
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Command::Inspect { target } => {
+            let info = rt
+                .get_info(&target)
+                .await
+                .map_err(e)?
+                .ok_or_else(|| format!("no box {target:?}"))?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&info_json(&info)).expect("json")
+            );
+            Ok(0)
+        }
+        Command::Start { targets } => {
+            for target in targets {
+                let b = rt
+                    .get(&target)
+                    .await
+                    .map_err(e)?
+                    .ok_or_else(|| format!("no box {target:?}"))?;
+                b.start().await.map_err(e)?;
+                println!("{target}");
+            }
+            Ok(0)
+        }
+        Command::Stop { targets } => {
+            for target in targets {
+                let b = rt
+                    .get(&target)
+                    .await
+                    .map_err(e)?
+                    .ok_or_else(|| format!("no box {target:?}"))?;
+                b.stop().await.map_err(e)?;
+                println!("{target}");
+            }
+            Ok(0)
+        }
+        Command::Rm { force, targets } => {
+            for target in targets {
+                rt.remove(&target, force).await.map_err(e)?;
+                println!("{target}");
+            }
+            Ok(0)
+        }
+        Command::Pull { image } => {
+            let pulled = rt.pull_image(&image).await.map_err(e)?;
+            println!("{} {}", pulled.reference, pulled.manifest_digest);
+            Ok(0)
+        }
+        Command::Images => {
+            println!("{:<50}  {:<20}  {:>10}", "REFERENCE", "DIGEST", "SIZE");
+            for image in rt.list_images().map_err(e)? {
+                println!(
+                    "{:<50}  {:<20}  {:>10}",
+                    image.reference,
+                    &image.manifest_digest[..19.min(image.manifest_digest.len())],
+                    image.size
+                );
+            }
+            Ok(0)
+        }
+        Command::Rmi { images } => {
+            for image in images {
+                rt.remove_image(&image).await.map_err(e)?;
+                println!("{image}");
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Copies the command's output to ours (and our stdin to it with -i) and returns its exit
+/// code the way a shell reports it.
+async fn stream(execution: &Execution, interactive: bool) -> Result<u8, String> {
+    let stdin = async {
+        if !interactive {
+            return Ok::<(), String>(());
+        }
+        let mut input = tokio::io::stdin();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = input
+                .read(&mut buf)
+                .await
+                .map_err(|e| format!("reading stdin: {e}"))?;
+            if n == 0 {
+                return execution.close_stdin().await.map_err(|e| e.to_string());
+            }
+            execution
+                .write_stdin(&buf[..n])
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    };
+    let stdout = async {
+        while let Some(chunk) = execution.read_stdout().await.map_err(|e| e.to_string())? {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&chunk)
+                .and_then(|_| out.flush())
+                .map_err(|e| format!("writing stdout: {e}"))?;
+        }
+        Ok::<(), String>(())
+    };
+    let stderr = async {
+        while let Some(chunk) = execution.read_stderr().await.map_err(|e| e.to_string())? {
+            let _ = std::io::stderr().lock().write_all(&chunk);
+        }
+        Ok::<(), String>(())
+    };
+    let (input, out, err) = tokio::join!(stdin, stdout, stderr);
+    out?;
+    err?;
+    // The command may end without reading all of stdin; that is not our failure.
+    let _ = input;
+    let result = execution.wait().await.map_err(|e| e.to_string())?;
+    Ok(if result.signal != 0 {
+        (128 + result.signal) as u8
+    } else {
+        result.exit_code as u8
+    })
+}

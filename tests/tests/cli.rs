@@ -1,0 +1,133 @@
+//! The `boxlite` command, run as a user would: real processes, a real home, real VMs.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use boxlite_tests::{agent_binary, cli_bin_dir, oci_layout, scratch_root};
+
+struct Cli {
+    home: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new() -> Self {
+        Self {
+            home: tempfile::tempdir_in(scratch_root()).unwrap(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(cli_bin_dir().join("boxlite"));
+        command
+            .arg("--home")
+            .arg(self.home.path())
+            .args(args)
+            .env("BOXLITE_AGENT", agent_binary())
+            .env_remove("BOXLITE_SHIM");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).stdin(Stdio::null()).output().unwrap()
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn run_exec_ls_stop_rm_through_the_cli() {
+    let cli = Cli::new();
+    let image = format!("oci:{}:opaque", oci_layout().display());
+
+    // run: exit code, env, workdir, and the image's config.
+    let out = cli.run(&[
+        "run",
+        "--name",
+        "web",
+        "-e",
+        "EXTRA=e",
+        "--memory",
+        "256",
+        &image,
+        "sh",
+        "-c",
+        "echo $GREETING $EXTRA; pwd; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "from-image e\n/srv\n");
+
+    // exec with stdin: `echo x | boxlite exec -i web cat`.
+    let mut child = cli
+        .command(&["exec", "-i", "web", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"x\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        (out.status.code(), text(&out.stdout).as_str()),
+        (Some(0), "x\n")
+    );
+
+    let out = cli.run(&["exec", "-w", "/etc", "web", "pwd"]);
+    assert_eq!(text(&out.stdout), "/etc\n");
+
+    let out = cli.run(&["ls", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["name"], "web");
+    assert_eq!(listed[0]["status"], "running");
+
+    // Bad input: clear errors, nothing changed.
+    let out = cli.run(&["exec", "nope", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("no box \"nope\""),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = cli.run(&["run", "--name", "web", &image, "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("already exists"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = cli.run(&["run", "--cpus", "0", &image, "true"]);
+    assert!(text(&out.stderr).contains("cpus"), "{}", text(&out.stderr));
+    let out = cli.run(&["rm", "web"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("is running"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    assert!(cli.run(&["stop", "web"]).status.success());
+    let out = cli.run(&["ls"]);
+    assert!(
+        !text(&out.stdout).contains("web"),
+        "ls shows only running boxes"
+    );
+    let out = cli.run(&["ls", "-a"]);
+    assert!(text(&out.stdout).contains("stopped"));
+    let out = cli.run(&["inspect", "web"]);
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["status"], "stopped");
+
+    // rmi refuses an image a box uses.
+    let out = cli.run(&["rmi", &format!("{}:opaque", oci_layout().display())]);
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+
+    assert!(cli.run(&["rm", "web"]).status.success());
+    let out = cli.run(&["ls", "-a", "--json"]);
+    assert_eq!(text(&out.stdout).trim(), "[]");
+
+    // run --rm leaves nothing.
+    let out = cli.run(&["run", "--rm", "--memory", "256", &image, "true"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = cli.run(&["ls", "-a", "--json"]);
+    assert_eq!(text(&out.stdout).trim(), "[]");
+}
