@@ -15,6 +15,7 @@ pub mod status;
 pub use boxes_db::BoxInfo;
 pub use options::{BoxOptions, BoxliteOptions, RootfsSpec};
 pub use runtime::{
-    BoxCommand, BoxliteError, BoxliteRuntime, ExecResult, Execution, LiteBox, HOME_ENV, SHIM_ENV,
+    default_runtime, init_default_runtime, try_default_runtime, BoxCommand, BoxliteError,
+    BoxliteRuntime, ExecResult, Execution, LiteBox, HOME_ENV, SHIM_ENV,
 };
 pub use status::BoxStatus;

@@ -307,6 +307,25 @@ impl BoxliteRuntime {
         Ok(())
     }
 
+    /// Stops every running box of the home, each given `timeout` to power off before its VM
+    /// is killed. Boxes outlive the processes that made them, so nothing else is implied.
+    pub async fn shutdown(&self, timeout: Duration) -> Result<()> {
+        let mut first_error = None;
+        for info in self.list_info().await? {
+            if info.status.is_running() {
+                let b = LiteBox {
+                    id: info.id,
+                    name: info.name,
+                    runtime: self.clone(),
+                };
+                if let Err(err) = b.stop_within(timeout).await {
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     fn record(&self, id_or_name: &str) -> Result<Option<BoxRecord>> {
         match self.inner.db.get(id_or_name)? {
             Some(record) => Ok(Some(self.refresh(record)?)),
@@ -347,6 +366,34 @@ impl BoxliteRuntime {
         .await
         .expect("lock task panicked")?)
     }
+}
+
+static DEFAULT_RUNTIME: std::sync::OnceLock<BoxliteRuntime> = std::sync::OnceLock::new();
+
+/// The process-wide runtime, opened with defaults on first use.
+///
+/// # Panics
+/// When the default home cannot be opened; [`try_default_runtime`] returns the error instead.
+pub fn default_runtime() -> BoxliteRuntime {
+    try_default_runtime().unwrap_or_else(|e| panic!("opening the default boxlite runtime: {e}"))
+}
+
+/// The process-wide runtime, opened with defaults on first use.
+pub fn try_default_runtime() -> Result<BoxliteRuntime> {
+    if let Some(rt) = DEFAULT_RUNTIME.get() {
+        return Ok(rt.clone());
+    }
+    let rt = BoxliteRuntime::with_defaults()?;
+    Ok(DEFAULT_RUNTIME.get_or_init(|| rt).clone())
+}
+
+/// Sets the process-wide runtime's options; fails if it is already open.
+pub fn init_default_runtime(options: BoxliteOptions) -> Result<BoxliteRuntime> {
+    let rt = BoxliteRuntime::new(options)?;
+    DEFAULT_RUNTIME.set(rt.clone()).map_err(|_| {
+        BoxliteError::InvalidOptions("the default runtime is already initialised".into())
+    })?;
+    Ok(rt)
 }
 
 fn default_home() -> PathBuf {
@@ -463,6 +510,11 @@ impl LiteBox {
 
     /// Powers the box off (killing it after 10 s); it can be started again.
     pub async fn stop(&self) -> Result<()> {
+        self.stop_within(STOP_TIMEOUT).await
+    }
+
+    /// Powers the box off, killing it after `timeout`.
+    pub async fn stop_within(&self, timeout: Duration) -> Result<()> {
         let _lock = self.runtime.lock_box(&self.id).await?;
         let record = self.record()?;
         if !record.info.status.can_stop() {
@@ -475,7 +527,7 @@ impl LiteBox {
             record.shim,
         )?;
         if let Ok(client) = ShimClient::connect(&self.dir()).await {
-            let _ = client.stop(STOP_TIMEOUT).await;
+            let _ = client.stop(timeout).await;
         }
         if let Some(shim) = record.shim {
             // The shim exits once its VM is gone; make sure of it.

@@ -114,6 +114,42 @@ async fn a_box_lives_through_the_api() {
     let (out, _, result) = again.output().await.unwrap();
     assert_eq!((out.as_slice(), result.exit_code), (&b"late\n"[..], 4));
 
+    // 100 MB of stdout through the shim arrives intact (the guest's sha256 against ours).
+    let (out, _, _) = web
+        .exec(BoxCommand::new("sh").args([
+            "-c",
+            "head -c 104857600 /dev/urandom > /root/big && sha256sum /root/big",
+        ]))
+        .await
+        .unwrap()
+        .output()
+        .await
+        .unwrap();
+    let guest_digest = String::from_utf8_lossy(&out)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let big = web
+        .exec(BoxCommand::new("cat").arg("/root/big"))
+        .await
+        .unwrap();
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    let mut size = 0usize;
+    while let Some(chunk) = big.read_stdout().await.unwrap() {
+        size += chunk.len();
+        sha2::Digest::update(&mut hasher, &chunk);
+    }
+    assert_eq!(big.wait().await.unwrap().exit_code, 0);
+    assert_eq!(size, 104_857_600);
+    assert_eq!(hex::encode(sha2::Digest::finalize(hasher)), guest_digest);
+    web.exec(BoxCommand::new("rm").arg("/root/big"))
+        .await
+        .unwrap()
+        .output()
+        .await
+        .unwrap();
+
     // A running box is not removed without force.
     let err = rt.remove("web", false).await.unwrap_err();
     assert!(matches!(err, BoxliteError::Running(_)), "{err}");
@@ -136,6 +172,11 @@ async fn a_box_lives_through_the_api() {
         .await
         .unwrap();
     assert_eq!(out, b"kept\n");
+
+    // shutdown stops every running box of the home.
+    rt.shutdown(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(web.info().await.unwrap().status, BoxStatus::Stopped);
+    web.start().await.unwrap();
 
     let running_shim = web.info().await.unwrap().pid.unwrap();
     rt.remove("web", true).await.unwrap();
@@ -170,4 +211,21 @@ async fn futures_join(web: &boxlite::LiteBox) -> Vec<String> {
         out.push(h.await.unwrap());
     }
     out
+}
+
+#[test]
+fn the_default_runtime_is_one_per_process() {
+    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let options = BoxliteOptions {
+        home_dir: Some(home.path().to_path_buf()),
+        ..Default::default()
+    };
+    let rt = boxlite::init_default_runtime(options.clone()).unwrap();
+    assert_eq!(rt.home(), home.path());
+    assert_eq!(boxlite::default_runtime().home(), home.path());
+    assert_eq!(boxlite::try_default_runtime().unwrap().home(), home.path());
+    let err = boxlite::init_default_runtime(options)
+        .err()
+        .expect("only once");
+    assert!(err.to_string().contains("already"), "{err}");
 }
