@@ -256,11 +256,7 @@ async fn run(cli: Cli) -> Result<u8, String> {
             if tty {
                 return Err("-t (a terminal) is not supported yet; run without -t".into());
             }
-            let b = rt
-                .get(&target)
-                .await
-                .map_err(e)?
-                .ok_or_else(|| format!("no box {target:?}"))?;
+            let b = find(&rt, &target).await?;
             let mut command = BoxCommand::new(&cmd[0]).args(&cmd[1..]).stdin(interactive);
             for (k, v) in parse_env(&env)? {
                 command = command.env(k, v);
@@ -318,11 +314,7 @@ async fn run(cli: Cli) -> Result<u8, String> {
         }
         Command::Start { targets } => {
             for target in targets {
-                let b = rt
-                    .get(&target)
-                    .await
-                    .map_err(e)?
-                    .ok_or_else(|| format!("no box {target:?}"))?;
+                let b = find(&rt, &target).await?;
                 b.start().await.map_err(e)?;
                 println!("{target}");
             }
@@ -330,11 +322,7 @@ async fn run(cli: Cli) -> Result<u8, String> {
         }
         Command::Stop { targets } => {
             for target in targets {
-                let b = rt
-                    .get(&target)
-                    .await
-                    .map_err(e)?
-                    .ok_or_else(|| format!("no box {target:?}"))?;
+                let b = find(&rt, &target).await?;
                 b.stop().await.map_err(e)?;
                 println!("{target}");
             }
@@ -372,6 +360,14 @@ async fn run(cli: Cli) -> Result<u8, String> {
             Ok(0)
         }
     }
+}
+
+/// The box named or numbered `target`.
+async fn find(rt: &BoxliteRuntime, target: &str) -> Result<boxlite::LiteBox, String> {
+    rt.get(target)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no box {target:?}"))
 }
 
 /// Copies the command's output to ours (and our stdin to it with -i) and returns its exit

@@ -3,20 +3,14 @@
 //! Prints one JSON object and a table. `BOXLITE_BENCH_BOOTS` sets the number of boots (5).
 
 use std::os::unix::fs::MetadataExt;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use boxlite::{BoxCommand, BoxOptions, BoxliteOptions, BoxliteRuntime, RootfsSpec};
+use boxlite::{BoxCommand, BoxOptions, BoxliteOptions, BoxliteRuntime};
 use boxlite_tests::bench::{ms, report, Series};
-use boxlite_tests::{agent_binary, cli_bin_dir, oci_layout, scratch_root};
+use boxlite_tests::{agent_binary, cli_bin_dir, layout_box_options, scratch_root};
 
 fn options() -> BoxOptions {
-    let mut options = BoxOptions::with_rootfs(RootfsSpec::Layout {
-        path: oci_layout().to_path_buf(),
-        tag: Some("busybox".into()),
-    });
-    options.memory_mib = 256;
-    options.ready_timeout = Duration::from_secs(120);
-    options
+    layout_box_options("busybox")
 }
 
 fn rss_kib(pid: u32) -> f64 {

@@ -476,3 +476,14 @@ pub fn cli_bin_dir() -> &'static Path {
         dir
     })
 }
+
+/// Options for a box from the test layout's image `tag`, sized for TCG test runs.
+pub fn layout_box_options(tag: &str) -> boxlite::BoxOptions {
+    let mut options = boxlite::BoxOptions::with_rootfs(boxlite::RootfsSpec::Layout {
+        path: oci_layout().to_path_buf(),
+        tag: Some(tag.into()),
+    });
+    options.memory_mib = 256;
+    options.ready_timeout = READY_TIMEOUT;
+    options
+}
