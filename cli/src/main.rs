@@ -336,7 +336,10 @@ async fn run(cli: Cli) -> Result<u8, String> {
             Ok(0)
         }
         Command::Pull { image } => {
-            let pulled = rt.pull_image(&image).await.map_err(e)?;
+            let pulled = rt
+                .pull_image_with_progress(&image, Some(progress_bar()))
+                .await
+                .map_err(e)?;
             println!("{} {}", pulled.reference, pulled.manifest_digest);
             Ok(0)
         }
@@ -360,6 +363,27 @@ async fn run(cli: Cli) -> Result<u8, String> {
             Ok(0)
         }
     }
+}
+
+/// A progress bar of downloaded bytes, drawn on stderr only when it is a terminal.
+fn progress_bar() -> boxlite::images::ProgressFn {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:20} {bytes:>10} / {total_bytes:10} {bar:30} {bytes_per_sec}",
+        )
+        .expect("a valid template"),
+    );
+    let blobs = std::sync::Mutex::new(std::collections::HashMap::<String, (u64, u64)>::new());
+    boxlite::images::ProgressFn(std::sync::Arc::new(
+        move |p: &boxlite::images::PullProgress| {
+            let mut blobs = blobs.lock().expect("progress lock");
+            blobs.insert(p.digest.clone(), (p.received, p.total));
+            bar.set_length(blobs.values().map(|(_, total)| total).sum());
+            bar.set_position(blobs.values().map(|(received, _)| received).sum());
+            bar.set_message(p.digest.chars().take(19).collect::<String>());
+        },
+    ))
 }
 
 /// The box named or numbered `target`.

@@ -16,7 +16,8 @@ use boxlite_shim::ShimConfig;
 use crate::boxes_db::{now_ms, BoxInfo, BoxRecord, BoxesDb, DbError};
 use crate::guest::{GuestAssets, GuestError};
 use crate::images::{
-    create_box_disk, ImageError, ImageInfo, ImageRunConfig, ImageStore, PullOptions, StoredImage,
+    create_box_disk, ImageError, ImageInfo, ImageRunConfig, ImageStore, ProgressFn, PullOptions,
+    StoredImage,
 };
 use crate::options::{validate_name, BoxOptions, BoxliteOptions, RootfsSpec};
 use crate::status::BoxStatus;
@@ -199,8 +200,18 @@ impl BoxliteRuntime {
 
     /// Pulls an image (unqualified names go through the runtime's registries in order).
     pub async fn pull_image(&self, reference: &str) -> Result<StoredImage> {
+        self.pull_image_with_progress(reference, None).await
+    }
+
+    /// `pull_image`, reporting downloaded bytes to `progress` (the CLI draws bars with it).
+    pub async fn pull_image_with_progress(
+        &self,
+        reference: &str,
+        progress: Option<ProgressFn>,
+    ) -> Result<StoredImage> {
         let options = PullOptions {
             registries: self.inner.registries.clone(),
+            progress,
             ..Default::default()
         };
         Ok(self.inner.images.pull(reference, &options).await?.image)

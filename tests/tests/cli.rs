@@ -131,3 +131,36 @@ fn run_exec_ls_stop_rm_through_the_cli() {
     let out = cli.run(&["ls", "-a", "--json"]);
     assert_eq!(text(&out.stdout).trim(), "[]");
 }
+
+#[test]
+fn pull_images_rmi_through_the_cli() {
+    let registry = boxlite_tests::TestRegistry::start();
+    registry.push(oci_layout(), "busybox", "test/img");
+    let cli = Cli::new();
+    let reference = format!("{}/test/img:busybox", registry.host());
+    let out = cli.run(&["pull", &reference]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with(&format!("{reference} sha256:")));
+    let out = cli.run(&["images"]);
+    assert!(text(&out.stdout).contains(&reference));
+    // Unqualified, through --registry.
+    let out = cli.run(&["--registry", &registry.host(), "pull", "test/img:busybox"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = cli.run(&["pull", &format!("{}/test/nope:1", registry.host())]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("not found"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(cli
+        .run(&["rmi", &reference, "test/img:busybox"])
+        .status
+        .success());
+    let out = cli.run(&["images"]);
+    assert!(
+        !text(&out.stdout).contains("test/img"),
+        "{}",
+        text(&out.stdout)
+    );
+}
