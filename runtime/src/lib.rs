@@ -15,7 +15,8 @@ pub mod status;
 pub use boxes_db::BoxInfo;
 pub use options::{BoxOptions, BoxliteOptions, RootfsSpec};
 pub use runtime::{
-    default_runtime, init_default_runtime, try_default_runtime, BoxCommand, BoxliteError,
-    BoxliteRuntime, ExecResult, Execution, LiteBox, HOME_ENV, SHIM_ENV,
+    default_runtime, init_default_runtime, try_default_runtime, BoxCommand, BoxMetrics,
+    BoxliteError, BoxliteRuntime, ExecResult, Execution, LiteBox, RuntimeMetrics, HOME_ENV,
+    SHIM_ENV,
 };
 pub use status::BoxStatus;

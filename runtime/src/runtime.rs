@@ -78,6 +78,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BoxliteError + '_ {
 }
 
 struct Inner {
+    /// Execs this runtime started (process-local: boxes outlive processes, counters do not).
+    execs_started: std::sync::atomic::AtomicU64,
     home: PathBuf,
     registries: Vec<String>,
     images: ImageStore,
@@ -102,6 +104,7 @@ impl BoxliteRuntime {
                 images: ImageStore::open(&home),
                 db: BoxesDb::new(&home.join("db").join("boxes.db")),
                 registries: options.image_registries,
+                execs_started: std::sync::atomic::AtomicU64::new(0),
                 home,
             }),
         })
@@ -316,6 +319,25 @@ impl BoxliteRuntime {
             })
             .map_err(io_err(&dir))?;
         Ok(())
+    }
+
+    /// Boxes of the home by status, and execs this runtime started.
+    pub async fn metrics(&self) -> Result<RuntimeMetrics> {
+        let mut boxes_by_status = std::collections::BTreeMap::new();
+        let infos = self.list_info().await?;
+        for info in &infos {
+            *boxes_by_status
+                .entry(info.status.as_str().to_string())
+                .or_insert(0) += 1;
+        }
+        Ok(RuntimeMetrics {
+            boxes_total: infos.len(),
+            boxes_by_status,
+            execs_started: self
+                .inner
+                .execs_started
+                .load(std::sync::atomic::Ordering::Relaxed),
+        })
     }
 
     /// Stops every running box of the home, each given `timeout` to power off before its VM
@@ -587,6 +609,10 @@ impl LiteBox {
         let client = ShimClient::connect(&self.dir()).await?;
         let id = ulid::Ulid::new().to_string();
         client.agent().exec(&id, &options).await?;
+        self.runtime
+            .inner
+            .execs_started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Execution { id, client })
     }
 
@@ -601,6 +627,32 @@ impl LiteBox {
             .unwrap_or_default()
     }
 
+    /// The running box's VM: CPU use over a 200 ms sample, memory, boot timings.
+    pub async fn metrics(&self) -> Result<BoxMetrics> {
+        if !self.record()?.info.status.is_running() {
+            return Err(BoxliteError::WrongState {
+                id: self.id.clone(),
+                action: "report metrics",
+                status: self.info().await?.status,
+            });
+        }
+        let state = ShimClient::connect(&self.dir()).await?.state().await?;
+        let ticks = |pids: &[u32]| -> u64 { pids.iter().filter_map(|p| cpu_ticks(*p)).sum() };
+        let before = ticks(&state.vmm_pids);
+        let sample = Duration::from_millis(200);
+        tokio::time::sleep(sample).await;
+        let used = ticks(&state.vmm_pids).saturating_sub(before);
+        // SAFETY: sysconf only reads a constant of the system.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        Ok(BoxMetrics {
+            cpu_percent: used as f64 / hz / sample.as_secs_f64() * 100.0,
+            memory_bytes: state.vmm_pids.iter().filter_map(|p| rss_bytes(*p)).sum(),
+            guest_boot_duration_ms: state.guest_ready_at_ms,
+            spawn_to_ready_ms: state.spawn_to_ready_ms,
+            shim_pid: state.shim_pid,
+        })
+    }
+
     /// Re-attaches to an exec started earlier, by any process, by its id.
     pub async fn attach(&self, exec_id: &str) -> Result<Execution> {
         let client = ShimClient::connect(&self.dir()).await?;
@@ -609,6 +661,48 @@ impl LiteBox {
             client,
         })
     }
+}
+
+/// A running box's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoxMetrics {
+    /// CPU used by the VMM, in percent of one core (can exceed 100 with several vCPUs).
+    pub cpu_percent: f64,
+    /// Resident memory of the VMM process(es), guest RAM it touched included.
+    pub memory_bytes: u64,
+    /// Guest uptime when its agent began serving.
+    pub guest_boot_duration_ms: u64,
+    /// From starting the VMM to the agent's first answer.
+    pub spawn_to_ready_ms: u64,
+    pub shim_pid: u32,
+}
+
+/// A runtime's figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeMetrics {
+    pub boxes_total: usize,
+    pub boxes_by_status: std::collections::BTreeMap<String, usize>,
+    /// Execs started through this runtime object.
+    pub execs_started: u64,
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// A command to run in a box.

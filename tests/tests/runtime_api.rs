@@ -77,6 +77,27 @@ async fn a_box_lives_through_the_api() {
     let shim_pid = info.pid.expect("a running box has a shim");
     assert!(running(shim_pid));
 
+    let metrics = web.metrics().await.unwrap();
+    assert_eq!(metrics.shim_pid, shim_pid);
+    assert!(
+        metrics.guest_boot_duration_ms > 0 && metrics.spawn_to_ready_ms > 0,
+        "{metrics:?}"
+    );
+    assert!(
+        metrics.memory_bytes > 10 << 20,
+        "QEMU holds the guest's memory: {metrics:?}"
+    );
+    assert!(metrics.cpu_percent >= 0.0);
+    let rt_metrics = rt.metrics().await.unwrap();
+    assert_eq!(
+        (
+            rt_metrics.boxes_total,
+            rt_metrics.boxes_by_status.get("running")
+        ),
+        (1, Some(&1))
+    );
+    assert_eq!(rt_metrics.execs_started, 1);
+
     // stdin.
     let cat = web.exec(BoxCommand::new("cat").stdin(true)).await.unwrap();
     cat.write_stdin(b"piped\n").await.unwrap();
