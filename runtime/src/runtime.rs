@@ -532,13 +532,32 @@ impl LiteBox {
             ready_timeout_ms: record.options.ready_timeout.as_millis() as u64,
         };
         let launched = launch(&shim_binary(), &dir, &config).await?;
-        self.runtime.inner.db.transition(
+        let recorded = self.runtime.inner.db.transition(
             &self.id,
             &[status],
             BoxStatus::Running,
             Some(launched.process),
-        )?;
-        Ok(())
+        );
+        match recorded {
+            Ok((_, true)) => Ok(()),
+            // The row changed under us (removed by force, say): a VM nobody records must not
+            // keep running.
+            Ok((found, false)) => {
+                kill_and_wait(launched.process).await;
+                Err(match found {
+                    None => BoxliteError::NotFound(self.id.clone()),
+                    Some(status) => BoxliteError::WrongState {
+                        id: self.id.clone(),
+                        action: "start",
+                        status,
+                    },
+                })
+            }
+            Err(err) => {
+                kill_and_wait(launched.process).await;
+                Err(err.into())
+            }
+        }
     }
 
     /// Powers the box off (killing it after 10 s); it can be started again.
