@@ -4,18 +4,19 @@
 //!   the host side goes away). See docs/ARCHITECTURE.md for why QEMU does not use vsock.
 //! - libkrun and any VMM with virtio-vsock: a vsock listener on the agent port.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::OpenOptions;
+use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::fdio::FdStream;
 
 /// Name of the virtio-serial port the QEMU engine creates for the agent.
 pub const SERIAL_PORT_NAME: &str = "boxlite.agent";
@@ -35,52 +36,35 @@ pub fn find_serial_port(name: &str) -> Option<PathBuf> {
 /// One open session on the serial port. Holding the permit keeps the listener from opening a
 /// second session while this one lives.
 pub struct SerialStream {
-    port: AsyncFd<File>,
+    port: FdStream,
     _session: OwnedSemaphorePermit,
 }
 
 impl AsyncRead for SerialStream {
     fn poll_read(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        loop {
-            let mut guard = ready!(self.port.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
-            match guard.try_io(|port| port.get_ref().read(unfilled)) {
-                Ok(Ok(n)) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Ok(Err(err)) => return Poll::Ready(Err(err)),
-                Err(_would_block) => continue,
-            }
-        }
+        Pin::new(&mut self.port).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for SerialStream {
     fn poll_write(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            let mut guard = ready!(self.port.poll_write_ready(cx))?;
-            match guard.try_io(|port| port.get_ref().write(data)) {
-                Ok(result) => return Poll::Ready(result),
-                Err(_would_block) => continue,
-            }
-        }
+        Pin::new(&mut self.port).poll_write(cx, data)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.port).poll_flush(cx)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.port).poll_shutdown(cx)
     }
 }
 
@@ -98,13 +82,9 @@ pub fn serial_listener(device: PathBuf) -> ttrpc::r#async::transport::Listener {
             let opened = OpenOptions::new()
                 .read(true)
                 .write(true)
-                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .custom_flags(libc::O_CLOEXEC)
                 .open(&device)
-                .and_then(|file| {
-                    // SAFETY: the AsyncFd owns the File, whose descriptor stays open and unchanged
-                    // until the AsyncFd is dropped.
-                    unsafe { AsyncFd::register(file) }.map_err(|e| io::Error::other(e.to_string()))
-                })
+                .and_then(FdStream::new)
                 .map(|port| SerialStream {
                     port,
                     _session: permit,

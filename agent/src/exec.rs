@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -50,6 +50,10 @@ pub enum ExecError {
     StdinWrite { id: String, source: std::io::Error },
     #[error(transparent)]
     User(#[from] crate::users::UserError),
+    #[error("exec {0:?} has no terminal; start it with tty = true to resize one")]
+    NoTty(String),
+    #[error("creating a pseudo-terminal: {0}")]
+    Pty(nix::Error),
     #[error("signal {0} is not a valid signal number")]
     BadSignal(i32),
     #[error("sending a signal to exec {id:?}: {source}")]
@@ -71,6 +75,8 @@ pub struct ExecSpec {
     pub working_dir: String,
     pub stdin: bool,
     pub user: String,
+    /// Run on a pseudo-terminal.
+    pub tty: bool,
     /// SIGTERM after this long, SIGKILL [`KILL_GRACE`] later.
     pub timeout: Option<std::time::Duration>,
 }
@@ -95,7 +101,9 @@ struct OutputReader {
 
 struct Exec {
     pid: Pid,
-    stdin: AsyncMutex<Option<pipe::Sender>>,
+    stdin: AsyncMutex<Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>>>,
+    /// The terminal's master side, for resizing; `None` without a tty.
+    tty: Option<OwnedFd>,
     stdin_requested: bool,
     stdout: AsyncMutex<OutputReader>,
     stderr: AsyncMutex<OutputReader>,
@@ -173,17 +181,34 @@ impl ExecTable {
             || identity.gid != unsafe { libc::getegid() };
         let (uid, gid) = (identity.uid, identity.gid);
 
+        let pty = if spec.tty {
+            Some(nix::pty::openpty(None, None).map_err(ExecError::Pty)?)
+        } else {
+            None
+        };
+        let spawn_err = |source: std::io::Error| ExecError::Spawn {
+            program: program.clone(),
+            source,
+        };
         let mut command = Command::new(&program);
-        command
-            .args(&spec.args[1..])
-            .env_clear()
-            .stdin(if spec.stdin {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        command.args(&spec.args[1..]).env_clear();
+        match &pty {
+            Some(pty) => {
+                let slave = || pty.slave.try_clone().map(Stdio::from).map_err(spawn_err);
+                command.stdin(slave()?).stdout(slave()?).stderr(slave()?);
+            }
+            None => {
+                command
+                    .stdin(if spec.stdin {
+                        Stdio::piped()
+                    } else {
+                        Stdio::null()
+                    })
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+            }
+        }
+        let with_tty = spec.tty;
         if !spec.env.iter().any(|e| e.starts_with("PATH=")) {
             command.env("PATH", DEFAULT_PATH);
         }
@@ -217,6 +242,10 @@ impl ExecTable {
                 // Own session: signals sent to the agent's group never reach commands, and a
                 // command's children can be found by session later.
                 libc::setsid();
+                // The terminal on fds 0-2 becomes the session's controlling terminal.
+                if with_tty && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 Ok(())
             });
         }
@@ -232,22 +261,56 @@ impl ExecTable {
         let (exit_tx, exit_rx) = watch::channel(None);
         children.insert(pid, exit_tx);
         drop(children);
+        // Our copies of the terminal's slave side must go, or its output never ends.
+        drop(command);
 
-        let stdin = match child.stdin.take() {
-            Some(s) => Some(pipe_sender(s.into()).map_err(|source| ExecError::Spawn {
-                program: program.clone(),
-                source,
-            })?),
-            None => None,
+        type Writer = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+        let (stdin, stdout, stderr, tty): (
+            Option<Writer>,
+            OutputReader,
+            OutputReader,
+            Option<OwnedFd>,
+        ) = match pty {
+            Some(pty) => {
+                drop(pty.slave);
+                let master = |()| {
+                    pty.master
+                        .try_clone()
+                        .map(std::fs::File::from)
+                        .and_then(crate::fdio::FdStream::new)
+                };
+                let input: Writer = Box::new(master(()).map_err(spawn_err)?);
+                let output = pump(master(()).map_err(spawn_err)?);
+                (Some(input), output, finished_stream(), Some(pty.master))
+            }
+            None => {
+                let stdin = match child.stdin.take() {
+                    Some(s) => Some(Box::new(
+                        pipe::Sender::from_owned_fd(s.into()).map_err(spawn_err)?,
+                    ) as Writer),
+                    None => None,
+                };
+                let out = pipe::Receiver::from_owned_fd(
+                    child.stdout.take().expect("stdout was piped").into(),
+                );
+                let err = pipe::Receiver::from_owned_fd(
+                    child.stderr.take().expect("stderr was piped").into(),
+                );
+                (
+                    stdin,
+                    pump(out.map_err(spawn_err)?),
+                    pump(err.map_err(spawn_err)?),
+                    None,
+                )
+            }
         };
-        let stdout = child.stdout.take().expect("stdout was piped");
-        let stderr = child.stderr.take().expect("stderr was piped");
         let exec = Arc::new(Exec {
             pid,
             stdin: AsyncMutex::new(stdin),
-            stdin_requested: spec.stdin,
-            stdout: AsyncMutex::new(pump(stdout.into())),
-            stderr: AsyncMutex::new(pump(stderr.into())),
+            tty,
+            stdin_requested: spec.stdin || spec.tty,
+            stdout: AsyncMutex::new(stdout),
+            stderr: AsyncMutex::new(stderr),
             exit: exit_rx,
             exit_delivered: Mutex::new(false),
             timed_out: std::sync::atomic::AtomicBool::new(false),
@@ -325,7 +388,30 @@ impl ExecTable {
             }
         }
         if close {
+            // A terminal is not closed but told: its EOF character ends the input.
+            if exec.tty.is_some() {
+                let _ = pipe.write_all(&[0x04]).await;
+            }
             *stdin = None;
+        }
+        Ok(())
+    }
+
+    /// Sets the window size of an exec's terminal.
+    pub fn resize(&self, id: &str, rows: u16, cols: u16) -> Result<(), ExecError> {
+        let exec = self.get(id)?;
+        let Some(master) = &exec.tty else {
+            return Err(ExecError::NoTty(id.to_string()));
+        };
+        let size = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which is valid for the call.
+        if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) } != 0 {
+            return Err(ExecError::Pty(nix::Error::last()));
         }
         Ok(())
     }
@@ -412,17 +498,21 @@ async fn enforce_timeout(exec: Arc<Exec>, timeout: std::time::Duration) {
     let _ = kill(exec.pid, Signal::SIGKILL);
 }
 
-fn pipe_sender(fd: OwnedFd) -> std::io::Result<pipe::Sender> {
-    pipe::Sender::from_owned_fd(fd)
+/// A stream that has already ended (stderr of a terminal exec).
+fn finished_stream() -> OutputReader {
+    let (_, rx) = mpsc::channel(1);
+    OutputReader {
+        chunks: rx,
+        leftover: Vec::new(),
+        eof_delivered: false,
+    }
 }
 
-/// Reads a pipe into a bounded channel until EOF; the channel's bound is the backpressure.
-fn pump(fd: OwnedFd) -> OutputReader {
+/// Reads a pipe or terminal into a bounded channel until EOF (a terminal reports EIO once
+/// its last writer is gone, which also ends it); the channel's bound is the backpressure.
+fn pump(mut pipe: impl tokio::io::AsyncRead + Send + Unpin + 'static) -> OutputReader {
     let (tx, rx) = mpsc::channel(CHUNKS_BUFFERED);
     tokio::spawn(async move {
-        let Ok(mut pipe) = pipe::Receiver::from_owned_fd(fd) else {
-            return;
-        };
         loop {
             let mut chunk = vec![0u8; CHUNK_BYTES];
             match pipe.read(&mut chunk).await {

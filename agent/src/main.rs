@@ -7,6 +7,7 @@
 
 mod channel;
 mod exec;
+mod fdio;
 mod init;
 mod service;
 mod users;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use boxlite_protocol::agent::{
     Empty, ExecRequest, ExecResponse, OutputStream, PingRequest, PingResponse, ReadOutputRequest,
-    ReadOutputResponse, ShutdownRequest, SignalRequest, WaitRequest, WaitResponse,
-    WriteStdinRequest,
+    ReadOutputResponse, ResizeTtyRequest, ShutdownRequest, SignalRequest, WaitRequest,
+    WaitResponse, WriteStdinRequest,
 };
 use boxlite_protocol::agent_ttrpc::Agent;
 use boxlite_protocol::MAX_READ_CHUNK;
@@ -41,7 +41,8 @@ fn status(err: ExecError) -> Error {
         | ExecError::NulByte
         | ExecError::BadSignal(_)
         | ExecError::NoStdin(_)
-        | ExecError::User(_) => Code::INVALID_ARGUMENT,
+        | ExecError::User(_)
+        | ExecError::NoTty(_) => Code::INVALID_ARGUMENT,
         ExecError::StdinClosed(_) => Code::FAILED_PRECONDITION,
         _ => Code::INTERNAL,
     };
@@ -69,6 +70,7 @@ impl Agent for AgentService {
                 working_dir: req.working_dir,
                 stdin: req.stdin,
                 user: req.user,
+                tty: req.tty,
                 timeout: (req.timeout_ms > 0)
                     .then(|| std::time::Duration::from_millis(req.timeout_ms)),
             })
@@ -130,6 +132,14 @@ impl Agent for AgentService {
     async fn signal(&self, _ctx: &TtrpcContext, req: SignalRequest) -> ttrpc::Result<Empty> {
         self.execs
             .signal(&req.exec_id, req.signal)
+            .map_err(status)?;
+        Ok(Empty::default())
+    }
+
+    async fn resize_tty(&self, _ctx: &TtrpcContext, req: ResizeTtyRequest) -> ttrpc::Result<Empty> {
+        let clamp = |v: u32| v.min(u16::MAX as u32) as u16;
+        self.execs
+            .resize(&req.exec_id, clamp(req.rows), clamp(req.cols))
             .map_err(status)?;
         Ok(Empty::default())
     }

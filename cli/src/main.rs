@@ -71,7 +71,7 @@ enum Command {
     Exec {
         #[arg(short = 'i', long)]
         interactive: bool,
-        /// Allocate a terminal (not supported yet).
+        /// Run on a terminal (raw mode here while it runs, when stdin is a terminal).
         #[arg(short = 't', long)]
         tty: bool,
         #[arg(short = 'e', long = "env")]
@@ -253,11 +253,11 @@ async fn run(cli: Cli) -> Result<u8, String> {
             target,
             cmd,
         } => {
-            if tty {
-                return Err("-t (a terminal) is not supported yet; run without -t".into());
-            }
             let b = find(&rt, &target).await?;
-            let mut command = BoxCommand::new(&cmd[0]).args(&cmd[1..]).stdin(interactive);
+            let mut command = BoxCommand::new(&cmd[0])
+                .args(&cmd[1..])
+                .stdin(interactive)
+                .tty(tty);
             for (k, v) in parse_env(&env)? {
                 command = command.env(k, v);
             }
@@ -268,6 +268,15 @@ async fn run(cli: Cli) -> Result<u8, String> {
                 command = command.user(user);
             }
             let execution = b.exec(command).await.map_err(e)?;
+            // With -t and a terminal here: raw mode while it runs, and its size follows ours.
+            let _raw = if tty {
+                terminal::RawMode::enter()
+            } else {
+                None
+            };
+            if tty {
+                terminal::follow_window_size(&execution).await;
+            }
             stream(&execution, interactive).await
         }
         Command::Ls { all, json } => {
@@ -443,4 +452,64 @@ async fn stream(execution: &Execution, interactive: bool) -> Result<u8, String> 
     } else {
         result.exit_code as u8
     })
+}
+
+/// The local terminal, for `exec -t`.
+mod terminal {
+    use std::os::fd::AsFd;
+
+    use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
+
+    /// Raw mode on stdin until dropped; `None` when stdin is not a terminal.
+    pub struct RawMode(Termios);
+
+    impl RawMode {
+        pub fn enter() -> Option<Self> {
+            let stdin = std::io::stdin();
+            let saved = tcgetattr(stdin.as_fd()).ok()?;
+            let mut raw = saved.clone();
+            cfmakeraw(&mut raw);
+            tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).ok()?;
+            Some(Self(saved))
+        }
+    }
+
+    impl Drop for RawMode {
+        fn drop(&mut self) {
+            let _ = tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, &self.0);
+        }
+    }
+
+    fn window_size() -> Option<(u16, u16)> {
+        let mut size = libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCGWINSZ writes one winsize into the valid pointer.
+        let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) };
+        (rc == 0 && size.ws_row > 0).then_some((size.ws_row, size.ws_col))
+    }
+
+    /// Sends our window size now and whenever it changes (SIGWINCH).
+    pub async fn follow_window_size(execution: &boxlite::Execution) {
+        let Some((rows, cols)) = window_size() else {
+            return;
+        };
+        let _ = execution.resize(rows, cols).await;
+        let Ok(mut winch) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+        else {
+            return;
+        };
+        let execution = execution.clone_handle();
+        tokio::spawn(async move {
+            while winch.recv().await.is_some() {
+                if let Some((rows, cols)) = window_size() {
+                    let _ = execution.resize(rows, cols).await;
+                }
+            }
+        });
+    }
 }

@@ -624,6 +624,7 @@ impl LiteBox {
             stdin: command.stdin,
             user: command.user.unwrap_or(run.user),
             timeout: command.timeout,
+            tty: command.tty,
         };
         let client = ShimClient::connect(&self.dir()).await?;
         let id = ulid::Ulid::new().to_string();
@@ -733,6 +734,7 @@ pub struct BoxCommand {
     user: Option<String>,
     timeout: Option<Duration>,
     stdin: bool,
+    tty: bool,
 }
 
 impl BoxCommand {
@@ -767,6 +769,12 @@ impl BoxCommand {
         self.timeout = Some(timeout);
         self
     }
+    /// Runs the command on a pseudo-terminal: its output arrives on stdout, stdin is open.
+    pub fn tty(mut self, tty: bool) -> Self {
+        self.tty = tty;
+        self
+    }
+
     /// Gives the command a stdin pipe (else it reads /dev/null).
     pub fn stdin(mut self, piped: bool) -> Self {
         self.stdin = piped;
@@ -824,6 +832,19 @@ impl Execution {
 
     pub async fn close_stdin(&self) -> Result<()> {
         Ok(self.client.agent().write_stdin(&self.id, &[], true).await?)
+    }
+
+    /// A second handle on the same exec (one reads while another resizes or signals).
+    pub fn clone_handle(&self) -> Execution {
+        Execution {
+            id: self.id.clone(),
+            client: self.client.clone(),
+        }
+    }
+
+    /// Sets the window size of a tty exec.
+    pub async fn resize(&self, rows: u16, cols: u16) -> Result<()> {
+        Ok(self.client.agent().resize(&self.id, rows, cols).await?)
     }
 
     pub async fn kill(&self, signal: i32) -> Result<()> {

@@ -86,6 +86,8 @@ pub struct ExecOptions {
     pub user: String,
     /// Ended with SIGTERM after this long (SIGKILL 2 s later), enforced by the agent.
     pub timeout: Option<Duration>,
+    /// Run on a pseudo-terminal (output on stdout only; stdin always open).
+    pub tty: bool,
 }
 
 impl ExecOptions {
@@ -152,6 +154,7 @@ impl AgentClient {
             stdin: options.stdin,
             user: options.user.clone(),
             timeout_ms: options.timeout.map(|t| t.as_millis() as u64).unwrap_or(0),
+            tty: options.tty,
             ..Default::default()
         };
         let resp = self
@@ -253,6 +256,21 @@ impl AgentClient {
             signal: resp.signal,
             timed_out: resp.timed_out,
         })
+    }
+
+    /// Sets the window size of an exec's terminal.
+    pub async fn resize(&self, exec_id: &str, rows: u16, cols: u16) -> Result<(), AgentError> {
+        let req = boxlite_protocol::agent::ResizeTtyRequest {
+            exec_id: exec_id.to_string(),
+            rows: rows.into(),
+            cols: cols.into(),
+            ..Default::default()
+        };
+        self.inner
+            .resize_tty(ctx(), &req)
+            .await
+            .map(|_| ())
+            .map_err(|e| AgentError::from_ttrpc("ResizeTty", e))
     }
 
     pub async fn signal(&self, exec_id: &str, signal: i32) -> Result<(), AgentError> {

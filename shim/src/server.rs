@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use boxlite_protocol::agent::{
     Empty, ExecRequest, ExecResponse, PingRequest, PingResponse, ReadOutputRequest,
-    ReadOutputResponse, ShutdownRequest, SignalRequest, WaitRequest, WaitResponse,
-    WriteStdinRequest,
+    ReadOutputResponse, ResizeTtyRequest, ShutdownRequest, SignalRequest, WaitRequest,
+    WaitResponse, WriteStdinRequest,
 };
 use boxlite_protocol::shim::{StateRequest, StateResponse, StopRequest, StopResponse};
 use boxlite_protocol::{agent_ttrpc, shim_ttrpc};
@@ -79,6 +79,9 @@ impl agent_ttrpc::Agent for AgentRelay {
     }
     async fn signal(&self, c: &TtrpcContext, req: SignalRequest) -> ttrpc::Result<Empty> {
         self.agent.signal(ctx(c), &req).await.map_err(relay_err)
+    }
+    async fn resize_tty(&self, c: &TtrpcContext, req: ResizeTtyRequest) -> ttrpc::Result<Empty> {
+        self.agent.resize_tty(ctx(c), &req).await.map_err(relay_err)
     }
     async fn shutdown(&self, c: &TtrpcContext, req: ShutdownRequest) -> ttrpc::Result<Empty> {
         self.agent.shutdown(ctx(c), &req).await.map_err(relay_err)

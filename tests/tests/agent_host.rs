@@ -254,3 +254,39 @@ async fn commands_run_as_the_user_asked_for() {
     assert_eq!(err.code(), Some(Code::INVALID_ARGUMENT));
     assert!(err.to_string().contains("no-such-user-here"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tty_exec_gets_a_terminal_that_can_be_resized() {
+    let agent = start_agent().await;
+    let c = &agent.client;
+    let mut options = ExecOptions::new([
+        "sh",
+        "-c",
+        "test -t 0 && test -t 1 && echo on-a-tty; read line; stty size; echo got:$line",
+    ]);
+    options.tty = true;
+    c.exec("term", &options).await.unwrap();
+    c.resize("term", 40, 100).await.unwrap();
+    c.write_stdin("term", b"hello\n", false).await.unwrap();
+    let (out, err, status) = output(c, "term").await;
+    assert_eq!(status.code, 0, "{out}");
+    assert!(err.is_empty(), "a terminal has no separate stderr: {err:?}");
+    assert!(out.contains("on-a-tty\r\n"), "{out:?}");
+    assert!(out.contains("40 100\r\n"), "{out:?}");
+    assert!(out.contains("got:hello\r\n"), "{out:?}");
+
+    // Closing a terminal's stdin sends EOF: cat ends.
+    let mut options = ExecOptions::new(["cat"]);
+    options.tty = true;
+    c.exec("eof", &options).await.unwrap();
+    c.write_stdin("eof", b"", true).await.unwrap();
+    assert_eq!(output(c, "eof").await.2.code, 0);
+
+    // Resizing something without a terminal is refused.
+    c.exec("plain", &ExecOptions::new(["sleep", "5"]))
+        .await
+        .unwrap();
+    let err = c.resize("plain", 1, 1).await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::INVALID_ARGUMENT));
+    c.signal("plain", 9).await.unwrap();
+}

@@ -75,6 +75,27 @@ fn run_exec_ls_stop_rm_through_the_cli() {
     let out = cli.run(&["exec", "-w", "/etc", "web", "pwd"]);
     assert_eq!(text(&out.stdout), "/etc\n");
 
+    // -t: the command runs on a terminal inside the box.
+    let out = cli.run(&[
+        "exec",
+        "-t",
+        "web",
+        "sh",
+        "-c",
+        "tty; test -t 1 && echo yes",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("/dev/pts/"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stdout).contains("yes\r\n"),
+        "{}",
+        text(&out.stdout)
+    );
+
     let out = cli.run(&["ls", "--json"]);
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed[0]["name"], "web");
