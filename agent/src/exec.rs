@@ -273,14 +273,17 @@ impl ExecTable {
         ) = match pty {
             Some(pty) => {
                 drop(pty.slave);
-                let master = |()| {
+                // One descriptor of the master each for writing and reading, one kept for
+                // resizing.
+                let open_master = || {
                     pty.master
                         .try_clone()
                         .map(std::fs::File::from)
                         .and_then(crate::fdio::FdStream::new)
+                        .map_err(spawn_err)
                 };
-                let input: Writer = Box::new(master(()).map_err(spawn_err)?);
-                let output = pump(master(()).map_err(spawn_err)?);
+                let input: Writer = Box::new(open_master()?);
+                let output = pump(open_master()?);
                 (Some(input), output, finished_stream(), Some(pty.master))
             }
             None => {
