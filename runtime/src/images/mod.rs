@@ -7,6 +7,7 @@
 
 pub mod blobs;
 mod db;
+pub mod qcow2;
 pub mod registry;
 pub mod spec;
 pub mod unpack;
@@ -368,12 +369,7 @@ pub(crate) fn select_linux_amd64(index: &Index, image: &str) -> Result<Descripto
 /// Creates a box's disk: a qcow2 overlay whose backing file is the image's ext4 base. Takes
 /// the same time whatever the image's size: nothing of the base is copied.
 pub fn create_box_disk(base: &Path, disk: &Path) -> Result<(), ImageError> {
-    run_tool(
-        Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-            .arg(base)
-            .arg(disk),
-    )
+    qcow2::create_overlay(base, disk).map_err(io_err(disk))
 }
 
 fn run_tool(command: &mut Command) -> Result<(), ImageError> {
