@@ -449,18 +449,25 @@ fn shim_binary() -> PathBuf {
         })
 }
 
+/// Waits up to `limit` for a shim to be gone; returns whether it is.
+async fn wait_gone(shim: ProcessId, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while shim.is_alive() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    true
+}
+
 /// SIGKILL to a shim (its VMM dies with it) and wait until it is gone.
 async fn kill_and_wait(shim: ProcessId) {
     if shim.is_alive() {
         // SAFETY: kill only sends a signal; start time was checked just above.
         unsafe { libc::kill(shim.pid as i32, libc::SIGKILL) };
     }
-    for _ in 0..1000 {
-        if !shim.is_alive() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_gone(shim, Duration::from_secs(5)).await;
 }
 
 /// One box of a runtime.
@@ -583,13 +590,9 @@ impl LiteBox {
         }
         if let Some(shim) = record.shim {
             // The shim exits once its VM is gone; make sure of it.
-            for _ in 0..400 {
-                if !shim.is_alive() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
+            if !wait_gone(shim, Duration::from_secs(2)).await {
+                kill_and_wait(shim).await;
             }
-            kill_and_wait(shim).await;
         }
         self.runtime.inner.db.transition(
             &self.id,
