@@ -58,6 +58,12 @@ pub enum ExecError {
     BadSignal(i32),
     #[error("sending a signal to exec {id:?}: {source}")]
     Kill { id: String, source: nix::Error },
+    #[error("exec {id:?}: cannot acknowledge output up to offset {offset}; only {sent_end} bytes were sent")]
+    BadOffset {
+        id: String,
+        offset: u64,
+        sent_end: u64,
+    },
 }
 
 /// How a process ended.
@@ -96,7 +102,41 @@ pub enum Stream {
 struct OutputReader {
     chunks: mpsc::Receiver<Vec<u8>>,
     leftover: Vec<u8>,
+    /// Bytes the last response carried, kept until a reader acknowledges them.
+    unacked: Vec<u8>,
+    /// Stream offset of `unacked`'s first byte: everything before it was acknowledged.
+    acked: u64,
     eof_delivered: bool,
+}
+
+impl OutputReader {
+    fn new(chunks: mpsc::Receiver<Vec<u8>>) -> Self {
+        Self {
+            chunks,
+            leftover: Vec::new(),
+            unacked: Vec::new(),
+            acked: 0,
+            eof_delivered: false,
+        }
+    }
+
+    /// Drops the unacknowledged bytes before `offset`. An offset at or before what is already
+    /// acknowledged is a slower reader's and changes nothing.
+    fn acknowledge(&mut self, id: &str, offset: u64) -> Result<(), ExecError> {
+        let sent_end = self.acked + self.unacked.len() as u64;
+        if offset > sent_end {
+            return Err(ExecError::BadOffset {
+                id: id.to_string(),
+                offset,
+                sent_end,
+            });
+        }
+        if offset > self.acked {
+            self.unacked.drain(..(offset - self.acked) as usize);
+            self.acked = offset;
+        }
+        Ok(())
+    }
 }
 
 struct Exec {
@@ -334,29 +374,39 @@ impl ExecTable {
             .ok_or_else(|| ExecError::UnknownId(id.to_string()))
     }
 
-    /// Up to `max` bytes of one stream, waiting until there is something to return.
-    /// An empty result with `true` means the stream has ended.
+    /// Up to `max` bytes of one stream from its first unacknowledged byte, waiting until there
+    /// is something to return; first acknowledges (drops) the bytes before offset `ack`.
+    /// Returns the offset of the first byte, the bytes, and whether the stream has ended (then
+    /// with no bytes).
     pub async fn read(
         &self,
         id: &str,
         stream: Stream,
         max: usize,
-    ) -> Result<(Vec<u8>, bool), ExecError> {
+        ack: u64,
+    ) -> Result<(u64, Vec<u8>, bool), ExecError> {
         let exec = self.get(id)?;
         let mut reader = match stream {
             Stream::Stdout => exec.stdout.lock().await,
             Stream::Stderr => exec.stderr.lock().await,
         };
+        reader.acknowledge(id, ack)?;
         let max = max.max(1);
+        if !reader.unacked.is_empty() {
+            // The previous response was not acknowledged: its reader may be gone. Send again.
+            let n = reader.unacked.len().min(max);
+            return Ok((reader.acked, reader.unacked[..n].to_vec(), false));
+        }
         let mut data = std::mem::take(&mut reader.leftover);
         if data.is_empty() {
             match reader.chunks.recv().await {
                 Some(chunk) => data = chunk,
                 None => {
                     reader.eof_delivered = true;
+                    let end = reader.acked;
                     drop(reader);
                     self.release_if_done(id, &exec).await;
-                    return Ok((Vec::new(), true));
+                    return Ok((end, Vec::new(), true));
                 }
             }
         }
@@ -369,7 +419,8 @@ impl ExecTable {
         if data.len() > max {
             reader.leftover = data.split_off(max);
         }
-        Ok((data, false))
+        reader.unacked.clone_from(&data);
+        Ok((reader.acked, data, false))
     }
 
     pub async fn write_stdin(&self, id: &str, data: &[u8], close: bool) -> Result<(), ExecError> {
@@ -504,11 +555,7 @@ async fn enforce_timeout(exec: Arc<Exec>, timeout: std::time::Duration) {
 /// A stream that has already ended (stderr of a terminal exec).
 fn finished_stream() -> OutputReader {
     let (_, rx) = mpsc::channel(1);
-    OutputReader {
-        chunks: rx,
-        leftover: Vec::new(),
-        eof_delivered: false,
-    }
+    OutputReader::new(rx)
 }
 
 /// Reads a pipe or terminal into a bounded channel until EOF (a terminal reports EIO once
@@ -529,9 +576,5 @@ fn pump(mut pipe: impl tokio::io::AsyncRead + Send + Unpin + 'static) -> OutputR
             }
         }
     });
-    OutputReader {
-        chunks: rx,
-        leftover: Vec::new(),
-        eof_delivered: false,
-    }
+    OutputReader::new(rx)
 }

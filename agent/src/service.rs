@@ -44,6 +44,7 @@ fn status(err: ExecError) -> Error {
         | ExecError::User(_)
         | ExecError::NoTty(_) => Code::INVALID_ARGUMENT,
         ExecError::StdinClosed(_) => Code::FAILED_PRECONDITION,
+        ExecError::BadOffset { .. } => Code::OUT_OF_RANGE,
         _ => Code::INTERNAL,
     };
     Error::RpcStatus(ttrpc::get_status(code, err.to_string()))
@@ -91,14 +92,15 @@ impl Agent for AgentService {
             OutputStream::STDERR => Stream::Stderr,
         };
         let max = req.max_bytes.clamp(1, MAX_READ_CHUNK) as usize;
-        let (data, eof) = self
+        let (offset, data, eof) = self
             .execs
-            .read(&req.exec_id, stream, max)
+            .read(&req.exec_id, stream, max, req.offset)
             .await
             .map_err(status)?;
         Ok(ReadOutputResponse {
             data,
             eof,
+            offset,
             ..Default::default()
         })
     }

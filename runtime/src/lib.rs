@@ -16,7 +16,7 @@ pub use boxes_db::BoxInfo;
 pub use options::{BoxOptions, BoxliteOptions, RootfsSpec};
 pub use runtime::{
     default_runtime, init_default_runtime, try_default_runtime, BoxCommand, BoxMetrics,
-    BoxliteError, BoxliteRuntime, ExecResult, Execution, LiteBox, RuntimeMetrics, HOME_ENV,
-    SHIM_ENV,
+    BoxliteError, BoxliteRuntime, ExecResult, Execution, LiteBox, OutputChunk, RuntimeMetrics,
+    HOME_ENV, SHIM_ENV,
 };
 pub use status::BoxStatus;

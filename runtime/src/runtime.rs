@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use boxlite_protocol::agent::OutputStream;
+pub use boxlite_shim::agent_client::OutputChunk;
 use boxlite_shim::agent_client::{AgentError, ExecOptions};
 use boxlite_shim::client::{ShimClient, ShimError};
 use boxlite_shim::engine::{DiskFormat, DiskSpec, VmSpec};
@@ -636,7 +637,7 @@ impl LiteBox {
             .inner
             .execs_started
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(Execution { id, client })
+        Ok(Execution::new(id, client))
     }
 
     /// What the box's image says about running it (env, workdir, user, entrypoint, cmd).
@@ -679,10 +680,7 @@ impl LiteBox {
     /// Re-attaches to an exec started earlier, by any process, by its id.
     pub async fn attach(&self, exec_id: &str) -> Result<Execution> {
         let client = ShimClient::connect(&self.dir()).await?;
-        Ok(Execution {
-            id: exec_id.to_string(),
-            client,
-        })
+        Ok(Execution::new(exec_id.to_string(), client))
     }
 }
 
@@ -796,33 +794,80 @@ pub struct ExecResult {
 }
 
 /// A command running in a box. Output is kept in the box until read, by this or any other
-/// process that attaches by [`Execution::id`].
+/// process that attaches by [`Execution::id`]: up to 4 MiB per stream wait in the box (then the
+/// command's writes block until someone reads), and a read is acknowledged by the next one, so
+/// a reader killed mid-read loses nothing (see [`Execution::read_stdout_chunk`]).
 pub struct Execution {
     id: String,
     client: ShimClient,
+    /// Stream offsets this handle (and its clones) have read up to: stdout, stderr.
+    positions: Arc<[std::sync::atomic::AtomicU64; 2]>,
 }
 
 impl Execution {
+    fn new(id: String, client: ShimClient) -> Self {
+        Self {
+            id,
+            client,
+            positions: Arc::default(),
+        }
+    }
+
     pub fn id(&self) -> &str {
         &self.id
     }
 
-    /// The next bytes of stdout; `None` once it has ended.
+    /// The next bytes of stdout this handle has not seen; `None` once it has ended.
     pub async fn read_stdout(&self) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .client
-            .agent()
-            .read(&self.id, OutputStream::STDOUT)
-            .await?)
+        self.read_new(OutputStream::STDOUT).await
     }
 
-    /// The next bytes of stderr; `None` once it has ended.
+    /// The next bytes of stderr this handle has not seen; `None` once it has ended.
     pub async fn read_stderr(&self) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .client
-            .agent()
-            .read(&self.id, OutputStream::STDERR)
-            .await?)
+        self.read_new(OutputStream::STDERR).await
+    }
+
+    /// The next stdout bytes with their offset in the stream. After re-attaching, the first
+    /// chunk may start before the end of what a dead reader received: bytes it never
+    /// acknowledged are sent again rather than lost, and the offset says where they belong.
+    pub async fn read_stdout_chunk(&self) -> Result<Option<OutputChunk>> {
+        self.read_chunk(OutputStream::STDOUT).await
+    }
+
+    /// [`Execution::read_stdout_chunk`] for stderr.
+    pub async fn read_stderr_chunk(&self) -> Result<Option<OutputChunk>> {
+        self.read_chunk(OutputStream::STDERR).await
+    }
+
+    fn position(&self, stream: OutputStream) -> &std::sync::atomic::AtomicU64 {
+        &self.positions[stream as usize]
+    }
+
+    async fn read_chunk(&self, stream: OutputStream) -> Result<Option<OutputChunk>> {
+        use std::sync::atomic::Ordering;
+        let from = self.position(stream).load(Ordering::Acquire);
+        let chunk = self.client.agent().read(&self.id, stream, from).await?;
+        if let Some(chunk) = &chunk {
+            self.position(stream)
+                .fetch_max(chunk.end(), Ordering::AcqRel);
+        }
+        Ok(chunk)
+    }
+
+    async fn read_new(&self, stream: OutputStream) -> Result<Option<Vec<u8>>> {
+        loop {
+            let seen = self
+                .position(stream)
+                .load(std::sync::atomic::Ordering::Acquire);
+            let Some(mut chunk) = self.read_chunk(stream).await? else {
+                return Ok(None);
+            };
+            let skip = seen.saturating_sub(chunk.offset) as usize;
+            if skip < chunk.data.len() {
+                chunk.data.drain(..skip);
+                return Ok(Some(chunk.data));
+            }
+        }
     }
 
     pub async fn write_stdin(&self, data: &[u8]) -> Result<()> {
@@ -842,6 +887,7 @@ impl Execution {
         Execution {
             id: self.id.clone(),
             client: self.client.clone(),
+            positions: Arc::clone(&self.positions),
         }
     }
 
@@ -864,14 +910,18 @@ impl Execution {
         })
     }
 
-    /// Reads both streams to their end, then waits: (stdout, stderr, result).
+    /// Reads both streams to their end (from where this handle is), then waits:
+    /// (stdout, stderr, result).
     pub async fn output(&self) -> Result<(Vec<u8>, Vec<u8>, ExecResult)> {
-        let out = self.client.agent().output(&self.id).await?;
-        let result = ExecResult {
-            exit_code: out.status.code,
-            signal: out.status.signal,
-            timed_out: out.status.timed_out,
+        let drain = |stream| async move {
+            let mut all = Vec::new();
+            while let Some(data) = self.read_new(stream).await? {
+                all.extend_from_slice(&data);
+            }
+            Ok::<_, BoxliteError>(all)
         };
-        Ok((out.stdout, out.stderr, result))
+        let (stdout, stderr) =
+            tokio::join!(drain(OutputStream::STDOUT), drain(OutputStream::STDERR));
+        Ok((stdout?, stderr?, self.wait().await?))
     }
 }

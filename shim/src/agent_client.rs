@@ -56,6 +56,20 @@ impl AgentError {
     }
 }
 
+/// Bytes of an output stream and where they start in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputChunk {
+    pub offset: u64,
+    pub data: Vec<u8>,
+}
+
+impl OutputChunk {
+    /// Offset just past the chunk.
+    pub fn end(&self) -> u64 {
+        self.offset + self.data.len() as u64
+    }
+}
+
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExitStatus {
@@ -166,15 +180,20 @@ impl AgentClient {
     }
 
     /// The next bytes of one stream; `None` once it has ended.
+    /// The next bytes of one stream after offset `from` (which also acknowledges everything
+    /// before it); `None` once the stream has ended. The chunk's offset is below `from` when
+    /// bytes a reader never acknowledged are sent again (see agent.proto).
     pub async fn read(
         &self,
         exec_id: &str,
         stream: OutputStream,
-    ) -> Result<Option<Vec<u8>>, AgentError> {
+        from: u64,
+    ) -> Result<Option<OutputChunk>, AgentError> {
         let req = ReadOutputRequest {
             exec_id: exec_id.to_string(),
             stream: stream.into(),
             max_bytes: MAX_READ_CHUNK,
+            offset: from,
             ..Default::default()
         };
         let resp = self
@@ -185,19 +204,28 @@ impl AgentClient {
         Ok(if resp.eof && resp.data.is_empty() {
             None
         } else {
-            Some(resp.data)
+            Some(OutputChunk {
+                offset: resp.offset,
+                data: resp.data,
+            })
         })
     }
 
-    /// Feeds every chunk of one stream to `sink` until the stream ends.
+    /// Feeds one stream to `sink` from its first unacknowledged byte until it ends.
     pub async fn drain(
         &self,
         exec_id: &str,
         stream: OutputStream,
         mut sink: impl FnMut(&[u8]),
     ) -> Result<(), AgentError> {
-        while let Some(chunk) = self.read(exec_id, stream).await? {
-            sink(&chunk);
+        let mut position = 0;
+        while let Some(chunk) = self.read(exec_id, stream, position).await? {
+            // Bytes sent again that this reader already has are skipped.
+            let skip = position.saturating_sub(chunk.offset) as usize;
+            if skip < chunk.data.len() {
+                sink(&chunk.data[skip..]);
+            }
+            position = position.max(chunk.end());
         }
         Ok(())
     }

@@ -290,3 +290,42 @@ async fn a_tty_exec_gets_a_terminal_that_can_be_resized() {
     assert_eq!(err.code(), Some(Code::INVALID_ARGUMENT));
     c.signal("plain", 9).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_a_reader_never_acknowledged_is_sent_again() {
+    let agent = start_agent().await;
+    let c = &agent.client;
+    let script = "printf first; sleep 0.3; printf second";
+    c.exec("acked", &ExecOptions::new(["sh", "-c", script]))
+        .await
+        .unwrap();
+    let first = c
+        .read("acked", OutputStream::STDOUT, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((first.offset, &first.data[..]), (0, &b"first"[..]));
+    // A reader that died with that response unacknowledged: the next one gets it again.
+    let again = c
+        .read("acked", OutputStream::STDOUT, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again, first);
+    // Acknowledging past what was sent is refused and changes nothing.
+    let err = c.read("acked", OutputStream::STDOUT, 99).await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::OUT_OF_RANGE), "{err}");
+    assert!(err.to_string().contains("only 5 bytes were sent"), "{err}");
+    let second = c
+        .read("acked", OutputStream::STDOUT, first.end())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((second.offset, &second.data[..]), (5, &b"second"[..]));
+    assert_eq!(
+        c.read("acked", OutputStream::STDOUT, second.end())
+            .await
+            .unwrap(),
+        None
+    );
+}
