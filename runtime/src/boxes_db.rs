@@ -38,6 +38,8 @@ pub struct BoxRecord {
     pub info: BoxInfo,
     pub options: BoxOptions,
     pub shim: Option<ProcessId>,
+    /// The host boot the shim was started in (`/proc/sys/kernel/random/boot_id`).
+    pub shim_boot: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,13 +64,23 @@ pub fn now_ms() -> u64 {
 
 pub struct BoxesDb {
     path: PathBuf,
+    boot_id: Option<String>,
 }
+
+/// Schema version in `PRAGMA user_version`: 1 added `shim_boot`.
+const SCHEMA_VERSION: i64 = 1;
 
 impl BoxesDb {
     pub fn new(path: &Path) -> Self {
         Self {
             path: path.to_path_buf(),
+            boot_id: boxlite_shim::process::boot_id(),
         }
+    }
+
+    /// This host boot, recorded with every shim started in it.
+    pub fn boot_id(&self) -> Option<&str> {
+        self.boot_id.as_deref()
     }
 
     fn err(&self) -> impl FnOnce(rusqlite::Error) -> DbError + '_ {
@@ -82,7 +94,7 @@ impl BoxesDb {
         if let Some(dir) = self.path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let conn = Connection::open(&self.path).map_err(self.err())?;
+        let mut conn = Connection::open(&self.path).map_err(self.err())?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(self.err())?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(self.err())?;
@@ -96,11 +108,40 @@ impl BoxesDb {
                  shim_pid INTEGER,
                  shim_start INTEGER,
                  image TEXT NOT NULL,
-                 options TEXT NOT NULL
+                 options TEXT NOT NULL,
+                 shim_boot TEXT
              );",
         )
         .map_err(self.err())?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(self.err())?;
+        if version < SCHEMA_VERSION {
+            self.migrate(&mut conn)?;
+        }
         Ok(conn)
+    }
+
+    /// Brings a home made by an older boxlite up to date, once, whichever process comes first.
+    fn migrate(&self, conn: &mut Connection) -> Result<(), DbError> {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.err())?;
+        let has_boot: bool = tx
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('boxes') WHERE name = 'shim_boot'",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .map_err(self.err())?
+            > 0;
+        if !has_boot {
+            tx.execute("ALTER TABLE boxes ADD COLUMN shim_boot TEXT", [])
+                .map_err(self.err())?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(self.err())?;
+        tx.commit().map_err(self.err())
     }
 
     pub fn insert(&self, info: &BoxInfo, options: &BoxOptions) -> Result<(), DbError> {
@@ -142,6 +183,7 @@ impl BoxesDb {
             })?;
         let shim_pid: Option<i64> = row.get(5).map_err(self.err())?;
         let shim_start: Option<i64> = row.get(6).map_err(self.err())?;
+        let shim_boot: Option<String> = get(9)?;
         let shim = match (shim_pid, shim_start) {
             (Some(pid), Some(start)) => Some(ProcessId {
                 pid: pid as u32,
@@ -167,11 +209,12 @@ impl BoxesDb {
             },
             options,
             shim,
+            shim_boot,
         })
     }
 
     const COLUMNS: &'static str =
-        "id, name, status, created_at, last_updated, shim_pid, shim_start, image, options";
+        "id, name, status, created_at, last_updated, shim_pid, shim_start, image, options, shim_boot";
 
     /// The box whose id or name is `id_or_name`.
     pub fn get(&self, id_or_name: &str) -> Result<Option<BoxRecord>, DbError> {
@@ -233,12 +276,44 @@ impl BoxesDb {
             return Ok((Some(current), false));
         }
         tx.execute(
-            "UPDATE boxes SET status = ?2, last_updated = ?3, shim_pid = ?4, shim_start = ?5 WHERE id = ?1",
-            params![id, to.as_str(), now_ms() as i64, shim.map(|s| s.pid as i64), shim.map(|s| s.start_time as i64)],
+            "UPDATE boxes SET status = ?2, last_updated = ?3, shim_pid = ?4, shim_start = ?5,
+                 shim_boot = ?6 WHERE id = ?1",
+            params![
+                id,
+                to.as_str(),
+                now_ms() as i64,
+                shim.map(|s| s.pid as i64),
+                shim.map(|s| s.start_time as i64),
+                shim.and(self.boot_id.as_deref())
+            ],
         )
         .map_err(self.err())?;
         tx.commit().map_err(self.err())?;
         Ok((Some(current), true))
+    }
+
+    /// Records an active box Stopped because its shim `shim` is gone, unless the row moved on
+    /// meanwhile (stopped, restarted with another shim, removed). Returns whether it did.
+    pub fn mark_stopped(&self, id: &str, shim: Option<ProcessId>) -> Result<bool, DbError> {
+        let conn = self.connect()?;
+        let changed = conn
+            .execute(
+                "UPDATE boxes SET status = ?2, last_updated = ?3, shim_pid = NULL,
+                     shim_start = NULL, shim_boot = NULL
+                 WHERE id = ?1 AND status IN (?4, ?5)
+                     AND shim_pid IS ?6 AND shim_start IS ?7",
+                params![
+                    id,
+                    BoxStatus::Stopped.as_str(),
+                    now_ms() as i64,
+                    BoxStatus::Running.as_str(),
+                    BoxStatus::Stopping.as_str(),
+                    shim.map(|s| s.pid as i64),
+                    shim.map(|s| s.start_time as i64)
+                ],
+            )
+            .map_err(self.err())?;
+        Ok(changed == 1)
     }
 
     /// Deletes box `id` if its status is one of `from`; returns whether it did.
@@ -258,5 +333,70 @@ impl BoxesDb {
         let deleted = tx.execute(&sql, values.as_slice()).map_err(self.err())?;
         tx.commit().map_err(self.err())?;
         Ok(deleted == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: &str) -> BoxInfo {
+        BoxInfo {
+            id: id.to_string(),
+            name: None,
+            status: BoxStatus::Configured,
+            created_at: now_ms(),
+            last_updated: now_ms(),
+            pid: None,
+            image: "busybox".into(),
+            cpus: 1,
+            memory_mib: 128,
+            labels: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_home_from_before_boot_ids_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("boxes.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE boxes (id TEXT PRIMARY KEY, name TEXT UNIQUE, status TEXT NOT NULL,
+                 created_at INTEGER NOT NULL, last_updated INTEGER NOT NULL, shim_pid INTEGER,
+                 shim_start INTEGER, image TEXT NOT NULL, options TEXT NOT NULL);",
+        )
+        .unwrap();
+        drop(old);
+        let db = BoxesDb::new(&path);
+        db.insert(&info("a"), &BoxOptions::image("busybox")).unwrap();
+        let me = ProcessId::current().unwrap();
+        db.transition("a", &[BoxStatus::Configured], BoxStatus::Running, Some(me))
+            .unwrap();
+        let record = db.get("a").unwrap().unwrap();
+        assert_eq!(record.shim, Some(me));
+        assert_eq!(record.shim_boot.as_deref(), db.boot_id());
+        assert!(db.boot_id().is_some());
+    }
+
+    #[test]
+    fn only_the_recorded_shim_marks_a_box_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = BoxesDb::new(&dir.path().join("boxes.db"));
+        db.insert(&info("a"), &BoxOptions::image("busybox")).unwrap();
+        let me = ProcessId::current().unwrap();
+        let other = ProcessId {
+            start_time: me.start_time + 1,
+            ..me
+        };
+        db.transition("a", &[BoxStatus::Configured], BoxStatus::Running, Some(me))
+            .unwrap();
+        // A process that saw an older shim of this box must not stop the new one.
+        assert!(!db.mark_stopped("a", Some(other)).unwrap());
+        assert_eq!(db.get("a").unwrap().unwrap().info.status, BoxStatus::Running);
+        assert!(db.mark_stopped("a", Some(me)).unwrap());
+        let record = db.get("a").unwrap().unwrap();
+        assert_eq!(record.info.status, BoxStatus::Stopped);
+        assert_eq!((record.shim, record.shim_boot), (None, None));
+        assert!(!db.mark_stopped("a", Some(me)).unwrap());
     }
 }

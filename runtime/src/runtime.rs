@@ -11,7 +11,7 @@ use boxlite_shim::agent_client::{AgentError, ExecOptions};
 use boxlite_shim::client::{ShimClient, ShimError};
 use boxlite_shim::engine::{DiskFormat, DiskSpec, VmSpec};
 use boxlite_shim::launch::{launch, LaunchError};
-use boxlite_shim::process::ProcessId;
+use boxlite_shim::process::{self, ProcessId};
 use boxlite_shim::ShimConfig;
 
 use crate::boxes_db::{now_ms, BoxInfo, BoxRecord, BoxesDb, DbError};
@@ -100,6 +100,7 @@ impl BoxliteRuntime {
         for dir in ["boxes", "images", "init", "db", "logs"] {
             std::fs::create_dir_all(home.join(dir)).map_err(io_err(&home))?;
         }
+        remove_leftovers_of_removed_boxes(&home.join("boxes"));
         Ok(Self {
             inner: Arc::new(Inner {
                 images: ImageStore::open(&home),
@@ -298,7 +299,7 @@ impl BoxliteRuntime {
                 return Err(BoxliteError::Running(id));
             }
             if let Some(shim) = record.shim {
-                kill_and_wait(shim).await;
+                kill_and_wait(&self.box_dir(&id), shim).await;
             }
         }
         let all = [
@@ -309,17 +310,19 @@ impl BoxliteRuntime {
             BoxStatus::Stopped,
         ];
         self.inner.db.delete(&id, &all)?;
+        // Renamed away first: a process that looks at the box meanwhile (and might create its
+        // lock file again) finds nothing instead of making the directory non-empty again.
         let dir = self.box_dir(&id);
-        std::fs::remove_dir_all(&dir)
-            .or_else(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-            .map_err(io_err(&dir))?;
-        Ok(())
+        let removed = self
+            .inner
+            .home
+            .join("boxes")
+            .join(format!("{REMOVED_PREFIX}{id}"));
+        match std::fs::rename(&dir, &removed) {
+            Ok(()) => std::fs::remove_dir_all(&removed).map_err(io_err(&removed)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&dir)(e)),
+        }
     }
 
     /// Boxes of the home by status, and execs this runtime started.
@@ -367,25 +370,33 @@ impl BoxliteRuntime {
         }
     }
 
-    /// A box recorded as running whose shim is gone (crashed, killed, machine rebooted) is
-    /// Stopped: whichever process notices first records it.
-    fn refresh(&self, mut record: BoxRecord) -> Result<BoxRecord> {
-        if record.info.status.is_active() && !record.shim.is_some_and(|s| s.is_alive()) {
-            let (_, moved) = self.inner.db.transition(
-                &record.info.id,
-                &[BoxStatus::Running, BoxStatus::Stopping],
-                BoxStatus::Stopped,
-                None,
-            )?;
-            if moved {
-                let _ = std::fs::remove_file(
-                    self.box_dir(&record.info.id)
-                        .join(boxlite_shim::server::files::SOCKET),
-                );
-            }
-            record = self.inner.db.get(&record.info.id)?.unwrap_or(record);
+    /// A box recorded as running whose shim is gone (crashed, killed, its VMM died, the host
+    /// rebooted) is Stopped: whichever process notices first records it, after killing what
+    /// is left of the VM. Stale files go too unless another process holds the box's lock (it
+    /// is starting, stopping or removing the box and tidies up itself).
+    fn refresh(&self, record: BoxRecord) -> Result<BoxRecord> {
+        if !record.info.status.is_active() {
+            return Ok(record);
         }
-        Ok(record)
+        let this_boot = record.shim_boot.as_deref() == self.inner.db.boot_id();
+        if this_boot && record.shim.is_some_and(|s| s.is_alive()) {
+            return Ok(record);
+        }
+        let id = &record.info.id;
+        let dir = self.box_dir(id);
+        if let (true, Some(shim)) = (this_boot, record.shim) {
+            kill_box_processes(&dir, shim);
+        }
+        if self.inner.db.mark_stopped(id, record.shim)? {
+            if boxlite_lockfile::try_lock(&dir.join("lock"), boxlite_lockfile::LockMode::Exclusive)
+                .is_ok()
+            {
+                for file in boxlite_shim::server::files::STALE_AFTER_SHIM {
+                    let _ = std::fs::remove_file(dir.join(file));
+                }
+            }
+        }
+        Ok(self.inner.db.get(id)?.unwrap_or(record))
     }
 
     async fn lock_box(&self, id: &str) -> Result<boxlite_lockfile::LockGuard> {
@@ -399,6 +410,25 @@ impl BoxliteRuntime {
         })
         .await
         .expect("lock task panicked")?)
+    }
+}
+
+/// Box directories being deleted are renamed to this prefix + id first.
+const REMOVED_PREFIX: &str = ".removed-";
+
+/// Directories a `remove` renamed and then did not finish deleting (its process died).
+fn remove_leftovers_of_removed_boxes(boxes: &Path) {
+    let Ok(entries) = std::fs::read_dir(boxes) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(REMOVED_PREFIX)
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -462,13 +492,30 @@ async fn wait_gone(shim: ProcessId, limit: Duration) -> bool {
     true
 }
 
-/// SIGKILL to a shim (its VMM dies with it) and wait until it is gone.
-async fn kill_and_wait(shim: ProcessId) {
-    if shim.is_alive() {
-        // SAFETY: kill only sends a signal; start time was checked just above.
-        unsafe { libc::kill(shim.pid as i32, libc::SIGKILL) };
+/// SIGKILL to a box's shim and to the VMM processes it recorded in `vmm.pid` (only when the
+/// file is that shim's), so that nothing of the box survives even if PR_SET_PDEATHSIG did not
+/// fire. Returns what was recorded, for waiting on.
+fn kill_box_processes(dir: &Path, shim: ProcessId) -> Vec<ProcessId> {
+    shim.kill();
+    let mut recorded =
+        boxlite_shim::process::read_all(&dir.join(boxlite_shim::server::files::VMM_PID));
+    if recorded.first() != Some(&shim) {
+        recorded.clear();
     }
-    wait_gone(shim, Duration::from_secs(5)).await;
+    for vmm in recorded.iter().skip(1) {
+        vmm.kill();
+    }
+    if recorded.is_empty() {
+        recorded.push(shim);
+    }
+    recorded
+}
+
+/// Kills a box's processes (see [`kill_box_processes`]) and waits until they are gone.
+async fn kill_and_wait(dir: &Path, shim: ProcessId) {
+    for process in kill_box_processes(dir, shim) {
+        wait_gone(process, Duration::from_secs(5)).await;
+    }
 }
 
 /// One box of a runtime.
@@ -551,7 +598,7 @@ impl LiteBox {
             // The row changed under us (removed by force, say): a VM nobody records must not
             // keep running.
             Ok((found, false)) => {
-                kill_and_wait(launched.process).await;
+                kill_and_wait(&dir, launched.process).await;
                 Err(match found {
                     None => BoxliteError::NotFound(self.id.clone()),
                     Some(status) => BoxliteError::WrongState {
@@ -562,7 +609,7 @@ impl LiteBox {
                 })
             }
             Err(err) => {
-                kill_and_wait(launched.process).await;
+                kill_and_wait(&dir, launched.process).await;
                 Err(err.into())
             }
         }
@@ -592,7 +639,7 @@ impl LiteBox {
         if let Some(shim) = record.shim {
             // The shim exits once its VM is gone; make sure of it.
             if !wait_gone(shim, Duration::from_secs(2)).await {
-                kill_and_wait(shim).await;
+                kill_and_wait(&self.dir(), shim).await;
             }
         }
         self.runtime.inner.db.transition(
@@ -661,7 +708,8 @@ impl LiteBox {
             });
         }
         let state = ShimClient::connect(&self.dir()).await?.state().await?;
-        let ticks = |pids: &[u32]| -> u64 { pids.iter().filter_map(|p| cpu_ticks(*p)).sum() };
+        let ticks =
+            |pids: &[u32]| -> u64 { pids.iter().filter_map(|p| process::cpu_ticks(*p)).sum() };
         let before = ticks(&state.vmm_pids);
         let sample = Duration::from_millis(200);
         tokio::time::sleep(sample).await;
@@ -670,7 +718,11 @@ impl LiteBox {
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         Ok(BoxMetrics {
             cpu_percent: used as f64 / hz / sample.as_secs_f64() * 100.0,
-            memory_bytes: state.vmm_pids.iter().filter_map(|p| rss_bytes(*p)).sum(),
+            memory_bytes: state
+                .vmm_pids
+                .iter()
+                .filter_map(|p| process::rss_bytes(*p))
+                .sum(),
             guest_boot_duration_ms: state.guest_ready_at_ms,
             spawn_to_ready_ms: state.spawn_to_ready_ms,
             shim_pid: state.shim_pid,
@@ -705,25 +757,6 @@ pub struct RuntimeMetrics {
     pub boxes_by_status: std::collections::BTreeMap<String, usize>,
     /// Execs started through this runtime object.
     pub execs_started: u64,
-}
-
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-}
-
-fn rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
 }
 
 /// A command to run in a box.

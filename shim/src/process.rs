@@ -1,19 +1,48 @@
-//! Identifying host processes by pid *and* start time, so that a recycled pid is never taken
-//! for the shim or VMM that once had it.
+//! Host processes as /proc shows them: identified by pid *and* start time (and the boot they
+//! belong to), so that a recycled pid is never taken for the shim or VMM that once had it;
+//! their CPU time and memory; and killing them.
 
 use std::path::Path;
 
+/// Field `n` (1-based, as proc(5) numbers them) of /proc/PID/stat, from field 3 on.
+fn stat_field(stat: &str, n: usize) -> Option<&str> {
+    // The command name (field 2) may hold spaces and parentheses; fields resume after the
+    // last ')' with field 3.
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(n - 3)
+}
+
+fn read_stat(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()
+}
+
 /// Start time of `pid` in clock ticks since boot (field 22 of /proc/PID/stat).
 pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_start_time(&stat)
+    parse_start_time(&read_stat(pid)?)
 }
 
 fn parse_start_time(stat: &str) -> Option<u64> {
-    // The command name (field 2) may hold spaces and parentheses; fields resume after the
-    // last ')'. Field 3 is then the first, so field 22 is the 20th.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    stat_field(stat, 22)?.parse().ok()
+}
+
+/// CPU time used by `pid` (user + system), in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = read_stat(pid)?;
+    Some(stat_field(&stat, 14)?.parse::<u64>().ok()? + stat_field(&stat, 15)?.parse::<u64>().ok()?)
+}
+
+/// Resident memory of `pid` in bytes (VmRSS).
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// This boot of the host: pids and start times only mean something within one.
+pub fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// A process as recorded in a pid file: "PID START_TIME".
@@ -42,29 +71,58 @@ impl ProcessId {
 
     /// Whether this very process still runs (a zombie counts as gone).
     pub fn is_alive(&self) -> bool {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
+        let Some(stat) = read_stat(self.pid) else {
             return false;
         };
-        let state = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next());
-        state != Some("Z") && parse_start_time(&stat) == Some(self.start_time)
+        stat_field(&stat, 3) != Some("Z") && parse_start_time(&stat) == Some(self.start_time)
     }
 
+    /// SIGKILL, if this very process still runs; returns whether it did.
+    pub fn kill(&self) -> bool {
+        if !self.is_alive() {
+            return false;
+        }
+        // SAFETY: kill(2) only sends a signal. The start time was checked just above; a pid
+        // freed and reused within these microseconds is the accepted residual race (pidfds
+        // would close it, at the cost of holding one per process across host processes).
+        unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) == 0 }
+    }
+
+    /// Writes "PID START_TIME" (atomically: other processes read it at any time).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, format!("{} {}\n", self.pid, self.start_time))?;
-        std::fs::rename(tmp, path)
+        write_all(path, &[*self])
     }
 
     pub fn read(path: &Path) -> Option<Self> {
-        let text = std::fs::read_to_string(path).ok()?;
-        let mut parts = text.split_whitespace();
-        Some(Self {
-            pid: parts.next()?.parse().ok()?,
-            start_time: parts.next()?.parse().ok()?,
-        })
+        read_all(path).into_iter().next()
     }
+}
+
+/// Writes one "PID START_TIME" line per process, atomically.
+pub fn write_all(path: &Path, ids: &[ProcessId]) -> std::io::Result<()> {
+    let text: String = ids
+        .iter()
+        .map(|id| format!("{} {}\n", id.pid, id.start_time))
+        .collect();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(tmp, path)
+}
+
+/// The processes of a file [`write_all`] wrote; none when it is missing or unreadable.
+pub fn read_all(path: &Path) -> Vec<ProcessId> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .map_while(|line| {
+            let mut parts = line.split_whitespace();
+            Some(ProcessId {
+                pid: parts.next()?.parse().ok()?,
+                start_time: parts.next()?.parse().ok()?,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -91,6 +149,30 @@ mod tests {
         let file = dir.path().join("shim.pid");
         me.write(&file).unwrap();
         assert_eq!(ProcessId::read(&file), Some(me));
+        write_all(&file, &[me, me]).unwrap();
+        assert_eq!(read_all(&file), vec![me, me]);
+        assert_eq!(read_all(&dir.path().join("missing")), vec![]);
+    }
+
+    #[test]
+    fn cpu_memory_and_boot_are_read() {
+        let me = std::process::id();
+        assert!(cpu_ticks(me).is_some());
+        assert!(rss_bytes(me).unwrap() > 1024 * 1024);
+        assert_eq!(boot_id().unwrap().len(), 36);
+    }
+
+    #[test]
+    fn a_killed_process_is_gone() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let id = ProcessId::of(child.id()).unwrap();
+        assert!(id.kill());
+        child.wait().unwrap();
+        assert!(!id.is_alive());
+        assert!(!id.kill());
     }
 
     #[test]

@@ -28,6 +28,11 @@ pub mod files {
     pub const LOG: &str = "shim.log";
     /// Why the VM could not boot, written before the shim exits with failure.
     pub const BOOT_ERROR: &str = "shim.error";
+    /// The shim, then each VMM process it started, one "PID START_TIME" per line: whoever
+    /// finds the shim dead kills what is left of its VM (when the first line is that shim).
+    pub const VMM_PID: &str = "vmm.pid";
+    /// Files that mean nothing once the shim is gone.
+    pub const STALE_AFTER_SHIM: [&str; 3] = [SOCKET, PID, VMM_PID];
 }
 
 /// Relays Agent calls to the guest, passing its answers (errors included) through unchanged.

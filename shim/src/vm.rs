@@ -7,6 +7,8 @@ use boxlite_protocol::agent::PingResponse;
 
 use crate::agent_client::{AgentClient, AgentError};
 use crate::engine::{console_tail, Engine, EngineError, RunningVm, VmExit, VmSpec};
+use crate::process::{write_all, ProcessId};
+use crate::server::files;
 
 /// Console lines quoted in boot errors.
 const CONSOLE_TAIL_LINES: usize = 20;
@@ -62,6 +64,7 @@ impl Vm {
     ) -> Result<Vm, BootError> {
         let started = Instant::now();
         let running = engine.start(spec).await?;
+        record_vmm_processes(spec, running.as_ref());
         let console_log = spec.console_log();
         let deadline = tokio::time::Instant::now() + ready_timeout;
 
@@ -161,5 +164,18 @@ impl Vm {
     /// Ends the VM at once.
     pub async fn kill(&self) -> VmExit {
         self.running.kill().await
+    }
+}
+
+/// Writes `vmm.pid` (see [`files::VMM_PID`]) so that a VMM outliving its shim can be found.
+/// Best effort: without the file, PR_SET_PDEATHSIG still takes the VMM down with the shim.
+fn record_vmm_processes(spec: &VmSpec, running: &dyn RunningVm) {
+    let owner = ProcessId::current();
+    let ids: Vec<ProcessId> = owner
+        .into_iter()
+        .chain(running.pids().into_iter().filter_map(ProcessId::of))
+        .collect();
+    if let Err(err) = write_all(&spec.run_dir.join(files::VMM_PID), &ids) {
+        log::warn!("recording the VMM's pids: {err}");
     }
 }

@@ -14,12 +14,7 @@ fn options() -> BoxOptions {
 }
 
 fn rss_kib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(f64::NAN)
+    boxlite_shim::process::rss_bytes(pid).map_or(f64::NAN, |b| b as f64 / 1024.0)
 }
 
 fn allocated_kib(dir: &std::path::Path) -> f64 {
