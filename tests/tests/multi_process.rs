@@ -1,0 +1,255 @@
+//! One home, many host processes (tests/src/bin/box_worker.rs): concurrent lifecycles with no
+//! lost or duplicated rows and no orphan processes; boxes that outlive the process that made
+//! them; re-attaching after the reader was killed; a killed shim or VMM noticed by whoever
+//! looks next. Slow: every box is a TCG guest, several at once on two cores.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use boxlite::{BoxCommand, BoxStatus, BoxliteOptions, BoxliteRuntime};
+use boxlite_shim::process::{read_all, ProcessId};
+use boxlite_tests::{agent_binary, oci_layout, scratch_root};
+use sha2::{Digest, Sha256};
+
+const WORKERS: usize = 4;
+const CYCLES: usize = 25;
+
+fn runtime(home: &Path) -> BoxliteRuntime {
+    set_binaries();
+    BoxliteRuntime::new(BoxliteOptions {
+        home_dir: Some(home.to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// The shim and agent under test, for this process and the workers it starts.
+fn set_binaries() {
+    std::env::set_var(boxlite::SHIM_ENV, env!("CARGO_BIN_EXE_test_shim"));
+    std::env::set_var(boxlite::guest::AGENT_ENV, agent_binary());
+}
+
+fn worker(args: &[&str]) -> Command {
+    set_binaries();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_box_worker"));
+    command.args(args);
+    command
+}
+
+fn run_worker(args: &[&str]) -> String {
+    let out = worker(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "box_worker {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Host processes (other than this one) whose command line names something in `home`:
+/// shims and VMMs of its boxes.
+fn processes_of(home: &Path) -> Vec<String> {
+    let needle = home.display().to_string();
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| e.file_name().to_string_lossy() != me)
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline
+                .contains(&needle)
+                .then(|| format!("{}: {cmdline}", e.file_name().to_string_lossy()))
+        })
+        .collect()
+}
+
+fn layout() -> String {
+    oci_layout().display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_processes_cycle_boxes_on_one_home() {
+    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let home_arg = home.path().display().to_string();
+    let layout = layout();
+    let cycles = CYCLES.to_string();
+    let children: Vec<_> = (0..WORKERS)
+        .map(|i| {
+            let prefix = format!("w{i}");
+            worker(&["cycles", &home_arg, &layout, &prefix, &cycles])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        if !out.status.success() {
+            failures.push(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "worker errors:\n{}", failures.join("\n"));
+
+    let rt = runtime(home.path());
+    assert_eq!(rt.list_info().await.unwrap(), vec![], "rows left behind");
+    let dirs: Vec<_> = std::fs::read_dir(home.path().join("boxes"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(dirs.is_empty(), "box directories left behind: {dirs:?}");
+    assert_eq!(processes_of(home.path()), Vec::<String>::new());
+}
+
+/// The shim's and VMM's pids of a running box, from the file its shim writes.
+fn box_processes(home: &Path, id: &str) -> Vec<ProcessId> {
+    let recorded = read_all(&home.join("boxes").join(id).join("vmm.pid"));
+    assert!(recorded.len() >= 2, "vmm.pid of {id}: {recorded:?}");
+    recorded
+}
+
+async fn wait_stopped(rt: &BoxliteRuntime, id: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let status = rt.get_info(id).await.unwrap().unwrap().status;
+        if status == BoxStatus::Stopped {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "still {status} a second after its VM was killed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boxes_outlive_their_processes_and_survive_crashes() {
+    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let home_arg = home.path().display().to_string();
+    let layout = layout();
+
+    // Several processes ask for the same name at once: one box.
+    let children: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            worker(&["get-or-create", &home_arg, &layout, "shared"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let ids: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success());
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        })
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    let rt = runtime(home.path());
+    let infos = rt.list_info().await.unwrap();
+    assert_eq!(infos.len(), 1, "{infos:?}");
+    let id = ids[0].clone();
+
+    // Process A starts it and exits; this process finds it running and execs in it.
+    assert_eq!(run_worker(&["start-exec", &home_arg, "shared"]), "started\n");
+    let b = rt.get("shared").await.unwrap().unwrap();
+    assert_eq!(b.info().await.unwrap().status, BoxStatus::Running);
+    let (stdout, _, _) = b
+        .exec(BoxCommand::new("echo").arg("from B"))
+        .await
+        .unwrap()
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(stdout, b"from B\n");
+
+    // A reader killed mid-stream: a new reader attaches by exec id and gets the rest.
+    let lines = 1_500_000u32;
+    let expected: Vec<u8> = (1..=lines).flat_map(|i| format!("{i}\n").into_bytes()).collect();
+    let received_by_a = home.path().join("a.out");
+    let mut reader = worker(&[
+        "read-slowly",
+        &home_arg,
+        "shared",
+        &lines.to_string(),
+        &received_by_a.display().to_string(),
+    ])
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut exec_id = String::new();
+    std::io::BufReader::new(reader.stdout.take().unwrap())
+        .read_line(&mut exec_id)
+        .unwrap();
+    let exec_id = exec_id.trim().to_string();
+    while std::fs::metadata(&received_by_a).map_or(0, |m| m.len()) < 1024 * 1024 {
+        assert!(reader.try_wait().unwrap().is_none(), "the reader ended early");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    reader.kill().unwrap(); // SIGKILL
+    reader.wait().unwrap();
+    let a_got = std::fs::read(&received_by_a).unwrap();
+    assert!(a_got.len() < expected.len(), "the reader finished before it was killed");
+
+    let exec = b.attach(&exec_id).await.unwrap();
+    let first = exec.read_stdout_chunk().await.unwrap().unwrap();
+    assert!(
+        first.offset <= a_got.len() as u64,
+        "bytes {}..{} were never delivered to anyone",
+        a_got.len(),
+        first.offset
+    );
+    let mut whole = a_got[..first.offset as usize].to_vec();
+    whole.extend_from_slice(&first.data);
+    let (rest, _, result) = exec.output().await.unwrap();
+    whole.extend_from_slice(&rest);
+    assert_eq!(whole.len(), expected.len());
+    assert_eq!(
+        hex::encode(Sha256::digest(&whole)),
+        hex::encode(Sha256::digest(&expected))
+    );
+    assert_eq!(result.exit_code, 7);
+
+    // kill -9 of the shim: the very next call anywhere sees the box Stopped, nothing left.
+    let recorded = box_processes(home.path(), &id);
+    assert!(recorded[0].kill());
+    assert_eq!(rt.get_info(&id).await.unwrap().unwrap().status, BoxStatus::Stopped);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(recorded.iter().all(|p| !p.is_alive()), "{recorded:?}");
+    assert_eq!(processes_of(home.path()), Vec::<String>::new());
+    assert!(!home.path().join("boxes").join(&id).join("shim.sock").exists());
+
+    // kill -9 of the VMM alone: its shim notices and exits; the box is Stopped within 1 s.
+    b.start().await.unwrap();
+    let recorded = box_processes(home.path(), &id);
+    assert!(recorded[1].kill());
+    wait_stopped(&rt, &id).await;
+    assert!(recorded.iter().all(|p| !p.is_alive()), "{recorded:?}");
+    assert_eq!(processes_of(home.path()), Vec::<String>::new());
+
+    // And the box still works after both.
+    let (stdout, _, _) = b
+        .exec(BoxCommand::new("echo").arg("again"))
+        .await
+        .unwrap()
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(stdout, b"again\n");
+    rt.remove(&id, true).await.unwrap();
+    assert_eq!(processes_of(home.path()), Vec::<String>::new());
+}
