@@ -85,6 +85,13 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         cmd: Vec<String>,
     },
+    /// Stream the output of a command started earlier (`run -d` prints its exec id) from
+    /// where its last reader stopped, and exit with its exit code.
+    Attach {
+        #[arg(name = "BOX")]
+        target: String,
+        exec_id: String,
+    },
     /// List running boxes (all with -a).
     Ls {
         #[arg(short = 'a', long)]
@@ -236,6 +243,12 @@ async fn run(cli: Cli) -> Result<u8, String> {
             };
             if detach {
                 println!("{}", b.id());
+                eprintln!(
+                    "exec {id}: its output waits in the box (up to 4 MiB per stream, then the \
+                     command blocks); read it with `boxlite attach {} {id}`",
+                    b.id(),
+                    id = execution.id()
+                );
                 return Ok(0);
             }
             let code = stream(&execution, interactive).await;
@@ -278,6 +291,11 @@ async fn run(cli: Cli) -> Result<u8, String> {
                 terminal::follow_window_size(&execution).await;
             }
             stream(&execution, interactive).await
+        }
+        Command::Attach { target, exec_id } => {
+            let b = find(&rt, &target).await?;
+            let execution = b.attach(&exec_id).await.map_err(e)?;
+            stream(&execution, false).await
         }
         Command::Ls { all, json } => {
             let boxes: Vec<BoxInfo> = rt

@@ -368,7 +368,8 @@ mod tests {
         .unwrap();
         drop(old);
         let db = BoxesDb::new(&path);
-        db.insert(&info("a"), &BoxOptions::image("busybox")).unwrap();
+        db.insert(&info("a"), &BoxOptions::image("busybox"))
+            .unwrap();
         let me = ProcessId::current().unwrap();
         db.transition("a", &[BoxStatus::Configured], BoxStatus::Running, Some(me))
             .unwrap();
@@ -382,7 +383,8 @@ mod tests {
     fn only_the_recorded_shim_marks_a_box_stopped() {
         let dir = tempfile::tempdir().unwrap();
         let db = BoxesDb::new(&dir.path().join("boxes.db"));
-        db.insert(&info("a"), &BoxOptions::image("busybox")).unwrap();
+        db.insert(&info("a"), &BoxOptions::image("busybox"))
+            .unwrap();
         let me = ProcessId::current().unwrap();
         let other = ProcessId {
             start_time: me.start_time + 1,
@@ -392,7 +394,10 @@ mod tests {
             .unwrap();
         // A process that saw an older shim of this box must not stop the new one.
         assert!(!db.mark_stopped("a", Some(other)).unwrap());
-        assert_eq!(db.get("a").unwrap().unwrap().info.status, BoxStatus::Running);
+        assert_eq!(
+            db.get("a").unwrap().unwrap().info.status,
+            BoxStatus::Running
+        );
         assert!(db.mark_stopped("a", Some(me)).unwrap());
         let record = db.get("a").unwrap().unwrap();
         assert_eq!(record.info.status, BoxStatus::Stopped);

@@ -101,6 +101,42 @@ fn run_exec_ls_stop_rm_through_the_cli() {
     assert_eq!(listed[0]["name"], "web");
     assert_eq!(listed[0]["status"], "running");
 
+    // run -d: the output waits in the box until `attach` reads it, then the exit code.
+    let out = cli.run(&[
+        "run",
+        "-d",
+        "--name",
+        "bg",
+        "--memory",
+        "256",
+        &image,
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let hint = text(&out.stderr);
+    let exec_id = hint
+        .split_whitespace()
+        .nth(1)
+        .expect("run -d names the exec")
+        .trim_end_matches(':')
+        .to_string();
+    let out = cli.run(&["attach", "bg", &exec_id]);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout), text(&out.stderr)),
+        (Some(3), "out\n".into(), "err\n".into()),
+        "{hint}"
+    );
+    let out = cli.run(&["attach", "bg", "no-such-exec"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("no exec with id"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(cli.run(&["rm", "-f", "bg"]).status.success());
+
     // Bad input: clear errors, nothing changed.
     let out = cli.run(&["exec", "nope", "true"]);
     assert_eq!(out.status.code(), Some(125));

@@ -57,7 +57,12 @@ fn processes_of(home: &Path) -> Vec<String> {
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
         .filter(|e| e.file_name().to_string_lossy() != me)
         .filter_map(|e| {
             let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
@@ -100,7 +105,11 @@ async fn many_processes_cycle_boxes_on_one_home() {
             ));
         }
     }
-    assert!(failures.is_empty(), "worker errors:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "worker errors:\n{}",
+        failures.join("\n")
+    );
 
     let rt = runtime(home.path());
     assert_eq!(rt.list_info().await.unwrap(), vec![], "rows left behind");
@@ -165,7 +174,10 @@ async fn boxes_outlive_their_processes_and_survive_crashes() {
     let id = ids[0].clone();
 
     // Process A starts it and exits; this process finds it running and execs in it.
-    assert_eq!(run_worker(&["start-exec", &home_arg, "shared"]), "started\n");
+    assert_eq!(
+        run_worker(&["start-exec", &home_arg, "shared"]),
+        "started\n"
+    );
     let b = rt.get("shared").await.unwrap().unwrap();
     assert_eq!(b.info().await.unwrap().status, BoxStatus::Running);
     let (stdout, _, _) = b
@@ -179,7 +191,9 @@ async fn boxes_outlive_their_processes_and_survive_crashes() {
 
     // A reader killed mid-stream: a new reader attaches by exec id and gets the rest.
     let lines = 1_500_000u32;
-    let expected: Vec<u8> = (1..=lines).flat_map(|i| format!("{i}\n").into_bytes()).collect();
+    let expected: Vec<u8> = (1..=lines)
+        .flat_map(|i| format!("{i}\n").into_bytes())
+        .collect();
     let received_by_a = home.path().join("a.out");
     let mut reader = worker(&[
         "read-slowly",
@@ -197,13 +211,19 @@ async fn boxes_outlive_their_processes_and_survive_crashes() {
         .unwrap();
     let exec_id = exec_id.trim().to_string();
     while std::fs::metadata(&received_by_a).map_or(0, |m| m.len()) < 1024 * 1024 {
-        assert!(reader.try_wait().unwrap().is_none(), "the reader ended early");
+        assert!(
+            reader.try_wait().unwrap().is_none(),
+            "the reader ended early"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     reader.kill().unwrap(); // SIGKILL
     reader.wait().unwrap();
     let a_got = std::fs::read(&received_by_a).unwrap();
-    assert!(a_got.len() < expected.len(), "the reader finished before it was killed");
+    assert!(
+        a_got.len() < expected.len(),
+        "the reader finished before it was killed"
+    );
 
     let exec = b.attach(&exec_id).await.unwrap();
     let first = exec.read_stdout_chunk().await.unwrap().unwrap();
@@ -227,11 +247,19 @@ async fn boxes_outlive_their_processes_and_survive_crashes() {
     // kill -9 of the shim: the very next call anywhere sees the box Stopped, nothing left.
     let recorded = box_processes(home.path(), &id);
     assert!(recorded[0].kill());
-    assert_eq!(rt.get_info(&id).await.unwrap().unwrap().status, BoxStatus::Stopped);
+    assert_eq!(
+        rt.get_info(&id).await.unwrap().unwrap().status,
+        BoxStatus::Stopped
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(recorded.iter().all(|p| !p.is_alive()), "{recorded:?}");
     assert_eq!(processes_of(home.path()), Vec::<String>::new());
-    assert!(!home.path().join("boxes").join(&id).join("shim.sock").exists());
+    assert!(!home
+        .path()
+        .join("boxes")
+        .join(&id)
+        .join("shim.sock")
+        .exists());
 
     // kill -9 of the VMM alone: its shim notices and exits; the box is Stopped within 1 s.
     b.start().await.unwrap();
