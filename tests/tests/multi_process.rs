@@ -281,3 +281,31 @@ async fn boxes_outlive_their_processes_and_survive_crashes() {
     rt.remove(&id, true).await.unwrap();
     assert_eq!(processes_of(home.path()), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shim_from_another_host_boot_is_never_trusted_or_killed() {
+    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let rt = runtime(home.path());
+    let b = rt
+        .create(boxlite_tests::layout_box_options("busybox"), Some("old"))
+        .await
+        .unwrap();
+    // As if the box ran before a reboot, under a pid that now belongs to a live process (this
+    // one): the pid and even its start time may match by chance after a reboot.
+    let me = ProcessId::current().unwrap();
+    let db = rusqlite::Connection::open(home.path().join("db/boxes.db")).unwrap();
+    let set = |boot: &str| {
+        db.execute(
+            "UPDATE boxes SET status = 'running', shim_pid = ?1, shim_start = ?2, shim_boot = ?3",
+            rusqlite::params![me.pid, me.start_time as i64, boot],
+        )
+        .unwrap();
+    };
+    let this_boot = boxlite_shim::process::boot_id().unwrap();
+    set(&this_boot);
+    assert_eq!(b.info().await.unwrap().status, BoxStatus::Running);
+    set("00000000-0000-0000-0000-000000000000");
+    assert_eq!(b.info().await.unwrap().status, BoxStatus::Stopped);
+    assert!(me.is_alive());
+    rt.remove("old", false).await.unwrap();
+}
