@@ -387,13 +387,13 @@ impl BoxliteRuntime {
         if let (true, Some(shim)) = (this_boot, record.shim) {
             kill_box_processes(&dir, shim);
         }
-        if self.inner.db.mark_stopped(id, record.shim)? {
-            if boxlite_lockfile::try_lock(&dir.join("lock"), boxlite_lockfile::LockMode::Exclusive)
+        let stopped = self.inner.db.mark_stopped(id, record.shim)?;
+        if stopped
+            && boxlite_lockfile::try_lock(&dir.join("lock"), boxlite_lockfile::LockMode::Exclusive)
                 .is_ok()
-            {
-                for file in boxlite_shim::server::files::STALE_AFTER_SHIM {
-                    let _ = std::fs::remove_file(dir.join(file));
-                }
+        {
+            for file in boxlite_shim::server::files::STALE_AFTER_SHIM {
+                let _ = std::fs::remove_file(dir.join(file));
             }
         }
         Ok(self.inner.db.get(id)?.unwrap_or(record))
