@@ -11,5 +11,23 @@ echo "test: cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "test: cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The krun engine is built, linted and unit-tested on every host, so it cannot rot where no
+# machine can boot it.
+echo "test: cargo clippy, krun engine built in" >&2
+cargo clippy --workspace --all-targets --locked --features boxlite-tests/krun -- -D warnings
+echo "test: unit tests, krun engine built in" >&2
+cargo test --locked -p boxlite-shim --features krun --lib
 echo "test: cargo test" >&2
 cargo test --workspace --locked
+
+# The VM suites that go through shim processes, again on the krun engine, where it can boot.
+# (vm_boot and vm_image test the QEMU engine itself.)
+if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+    echo "test: VM suites on the krun engine" >&2
+    BOXLITE_ENGINE=krun cargo test --locked -p boxlite-tests --features krun \
+        --test shim_process --test runtime_api --test multi_process --test cli
+else
+    echo "test: VM suites on the krun engine SKIPPED: no hardware virtualisation here" \
+        "(needs vmx or svm in /proc/cpuinfo and a read-write /dev/kvm); krun was built," \
+        "linted and unit-tested above" >&2
+fi

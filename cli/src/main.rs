@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use boxlite::{
-    BoxCommand, BoxInfo, BoxOptions, BoxliteOptions, BoxliteRuntime, Execution, RootfsSpec,
+    BoxCommand, BoxInfo, BoxOptions, BoxliteOptions, BoxliteRuntime, EngineKind, Execution,
+    RootfsSpec,
 };
 use clap::{Parser, Subcommand};
 use tokio::io::AsyncReadExt;
@@ -45,6 +46,10 @@ struct CreateArgs {
     /// Memory in MiB.
     #[arg(long, default_value_t = 512)]
     memory: u32,
+    /// VMM engine: qemu or krun (default: BOXLITE_ENGINE, else krun where built in and the
+    /// host has hardware virtualisation, else qemu).
+    #[arg(long)]
+    engine: Option<EngineKind>,
 }
 
 #[derive(Subcommand)]
@@ -185,6 +190,7 @@ fn info_json(info: &BoxInfo) -> serde_json::Value {
         "cpus": info.cpus,
         "memory_mib": info.memory_mib,
         "labels": info.labels,
+        "engine": info.engine,
     })
 }
 
@@ -209,6 +215,7 @@ async fn run(cli: Cli) -> Result<u8, String> {
             options.memory_mib = create.memory;
             options.env = parse_env(&create.env)?;
             options.working_dir = create.workdir;
+            options.engine = create.engine;
             let b = rt
                 .create(options, create.name.as_deref())
                 .await

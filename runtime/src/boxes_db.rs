@@ -30,6 +30,8 @@ pub struct BoxInfo {
     pub cpus: u8,
     pub memory_mib: u32,
     pub labels: BTreeMap<String, String>,
+    /// The engine of the box's last start ("qemu", "krun"); `None` before the first.
+    pub engine: Option<String>,
 }
 
 /// A box's row: its info, its options and the shim that runs it, if any.
@@ -67,8 +69,10 @@ pub struct BoxesDb {
     boot_id: Option<String>,
 }
 
-/// Schema version in `PRAGMA user_version`: 1 added `shim_boot`.
+/// Schema version in `PRAGMA user_version`: 1 added `shim_boot` and `engine`.
 const SCHEMA_VERSION: i64 = 1;
+/// Columns added after the first schema, created by [`BoxesDb::migrate`] where missing.
+const ADDED_COLUMNS: [&str; 2] = ["shim_boot", "engine"];
 
 impl BoxesDb {
     pub fn new(path: &Path) -> Self {
@@ -109,7 +113,8 @@ impl BoxesDb {
                  shim_start INTEGER,
                  image TEXT NOT NULL,
                  options TEXT NOT NULL,
-                 shim_boot TEXT
+                 shim_boot TEXT,
+                 engine TEXT
              );",
         )
         .map_err(self.err())?;
@@ -127,17 +132,18 @@ impl BoxesDb {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.err())?;
-        let has_boot: bool = tx
-            .query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('boxes') WHERE name = 'shim_boot'",
-                [],
-                |row| row.get::<_, i64>(0),
-            )
-            .map_err(self.err())?
-            > 0;
-        if !has_boot {
-            tx.execute("ALTER TABLE boxes ADD COLUMN shim_boot TEXT", [])
+        for column in ADDED_COLUMNS {
+            let present: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info('boxes') WHERE name = ?1",
+                    [column],
+                    |row| row.get(0),
+                )
                 .map_err(self.err())?;
+            if present == 0 {
+                tx.execute(&format!("ALTER TABLE boxes ADD COLUMN {column} TEXT"), [])
+                    .map_err(self.err())?;
+            }
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(self.err())?;
@@ -206,6 +212,7 @@ impl BoxesDb {
                 cpus: options.cpus,
                 memory_mib: options.memory_mib,
                 labels: options.labels.clone(),
+                engine: get(10)?,
             },
             options,
             shim,
@@ -214,7 +221,7 @@ impl BoxesDb {
     }
 
     const COLUMNS: &'static str =
-        "id, name, status, created_at, last_updated, shim_pid, shim_start, image, options, shim_boot";
+        "id, name, status, created_at, last_updated, shim_pid, shim_start, image, options, shim_boot, engine";
 
     /// The box whose id or name is `id_or_name`.
     pub fn get(&self, id_or_name: &str) -> Result<Option<BoxRecord>, DbError> {
@@ -292,6 +299,17 @@ impl BoxesDb {
         Ok((Some(current), true))
     }
 
+    /// Records which engine runs box `id` (shown by `boxlite inspect`).
+    pub fn record_engine(&self, id: &str, engine: &str) -> Result<(), DbError> {
+        self.connect()?
+            .execute(
+                "UPDATE boxes SET engine = ?2 WHERE id = ?1",
+                params![id, engine],
+            )
+            .map_err(self.err())
+            .map(drop)
+    }
+
     /// Records an active box Stopped because its shim `shim` is gone, unless the row moved on
     /// meanwhile (stopped, restarted with another shim, removed). Returns whether it did.
     pub fn mark_stopped(&self, id: &str, shim: Option<ProcessId>) -> Result<bool, DbError> {
@@ -352,6 +370,7 @@ mod tests {
             cpus: 1,
             memory_mib: 128,
             labels: BTreeMap::new(),
+            engine: None,
         }
     }
 
@@ -377,6 +396,11 @@ mod tests {
         assert_eq!(record.shim, Some(me));
         assert_eq!(record.shim_boot.as_deref(), db.boot_id());
         assert!(db.boot_id().is_some());
+        db.record_engine("a", "krun").unwrap();
+        assert_eq!(
+            db.get("a").unwrap().unwrap().info.engine.as_deref(),
+            Some("krun")
+        );
     }
 
     #[test]

@@ -13,10 +13,11 @@ mod runtime;
 pub mod status;
 
 pub use boxes_db::BoxInfo;
+pub use boxlite_shim::engine::EngineKind;
 pub use options::{BoxOptions, BoxliteOptions, RootfsSpec};
 pub use runtime::{
     default_runtime, init_default_runtime, try_default_runtime, BoxCommand, BoxMetrics,
     BoxliteError, BoxliteRuntime, ExecResult, Execution, LiteBox, OutputChunk, RuntimeMetrics,
-    HOME_ENV, SHIM_ENV,
+    ENGINE_ENV, HOME_ENV, SHIM_ENV,
 };
 pub use status::BoxStatus;

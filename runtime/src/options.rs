@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use boxlite_shim::engine::EngineKind;
 use serde::{Deserialize, Serialize};
 
 /// Smallest memory a box's kernel and agent boot in.
@@ -43,6 +44,10 @@ pub struct BoxOptions {
     pub labels: BTreeMap<String, String>,
     /// How long the VM may take to answer after it starts.
     pub ready_timeout: Duration,
+    /// The engine to run the box with; `None` takes `BOXLITE_ENGINE`, else picks one for the
+    /// host (krun where built in and hardware virtualisation works, QEMU otherwise).
+    #[serde(default)]
+    pub engine: Option<EngineKind>,
 }
 
 impl BoxOptions {
@@ -59,6 +64,7 @@ impl BoxOptions {
             working_dir: None,
             labels: BTreeMap::new(),
             ready_timeout: Duration::from_secs(60),
+            engine: None,
         }
     }
 

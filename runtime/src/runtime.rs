@@ -9,7 +9,7 @@ use boxlite_protocol::agent::OutputStream;
 pub use boxlite_shim::agent_client::OutputChunk;
 use boxlite_shim::agent_client::{AgentError, ExecOptions};
 use boxlite_shim::client::{ShimClient, ShimError};
-use boxlite_shim::engine::{DiskFormat, DiskSpec, VmSpec};
+use boxlite_shim::engine::{DiskFormat, DiskSpec, EngineKind, VmSpec};
 use boxlite_shim::launch::{launch, LaunchError};
 use boxlite_shim::process::{self, ProcessId};
 use boxlite_shim::ShimConfig;
@@ -27,6 +27,9 @@ use crate::status::BoxStatus;
 pub const HOME_ENV: &str = "BOXLITE_HOME";
 /// Environment variable naming the shim binary.
 pub const SHIM_ENV: &str = "BOXLITE_SHIM";
+/// Environment variable choosing the engine of boxes whose options name none: `qemu`,
+/// `krun`, or `auto` (the default: krun where built in and usable, else QEMU).
+pub const ENGINE_ENV: &str = "BOXLITE_ENGINE";
 /// How long `stop` lets the guest power off before the VM is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a start/stop/remove waits for another process working on the same box.
@@ -128,6 +131,9 @@ impl BoxliteRuntime {
     /// Creates a box (Configured: persisted, disk made, no VM). Pulls its image if needed.
     pub async fn create(&self, options: BoxOptions, name: Option<&str>) -> Result<LiteBox> {
         options.validate().map_err(BoxliteError::InvalidOptions)?;
+        if options.engine.is_none() {
+            engine_from_env()?;
+        }
         if let Some(name) = name {
             validate_name(name).map_err(BoxliteError::InvalidOptions)?;
             if self.inner.db.get(name)?.is_some() {
@@ -165,6 +171,7 @@ impl BoxliteRuntime {
                 cpus: options.cpus,
                 memory_mib: options.memory_mib,
                 labels: options.labels.clone(),
+                engine: None,
             };
             self.inner.db.insert(&info, &options)?;
             Ok(())
@@ -468,6 +475,17 @@ fn default_home() -> PathBuf {
         })
 }
 
+/// The engine `BOXLITE_ENGINE` asks for; `None` for auto.
+fn engine_from_env() -> Result<Option<EngineKind>> {
+    match std::env::var(ENGINE_ENV) {
+        Err(_) => Ok(None),
+        Ok(value) if value.is_empty() || value == "auto" => Ok(None),
+        Ok(value) => value.parse().map(Some).map_err(|e: String| {
+            BoxliteError::InvalidOptions(format!("{ENGINE_ENV}: {e}, or auto"))
+        }),
+    }
+}
+
 /// `boxlite-shim`: `BOXLITE_SHIM`, else beside the running program.
 fn shim_binary() -> PathBuf {
     std::env::var_os(SHIM_ENV)
@@ -585,8 +603,18 @@ impl LiteBox {
                 extra_cmdline: Vec::new(),
             },
             ready_timeout_ms: record.options.ready_timeout.as_millis() as u64,
+            engine: match record.options.engine {
+                Some(engine) => Some(engine),
+                None => engine_from_env()?,
+            },
         };
         let launched = launch(&shim_binary(), &dir, &config).await?;
+        // Only shown by inspect: a failure to note it must not fail the start.
+        let _ = self
+            .runtime
+            .inner
+            .db
+            .record_engine(&self.id, &launched.engine);
         let recorded = self.runtime.inner.db.transition(
             &self.id,
             &[status],

@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::engine::qemu::QemuEngine;
-use crate::engine::Engine;
+use crate::engine::{self, hardware_virtualization_usable, EngineKind};
 use crate::process::ProcessId;
 use crate::server::{files, AgentRelay, ShimService};
 use crate::vm::Vm;
@@ -54,8 +53,10 @@ async fn run(box_dir: &Path) -> Result<(), String> {
         .write(&box_dir.join(files::PID))
         .map_err(|e| format!("writing {}: {e}", files::PID))?;
 
-    let engine = QemuEngine::default();
-    let vm = Vm::boot(&engine, &config.vm, config.ready_timeout())
+    let kind = EngineKind::select(config.engine, hardware_virtualization_usable())
+        .map_err(|e| e.to_string())?;
+    let engine = engine::engine(kind).map_err(|e| e.to_string())?;
+    let vm = Vm::boot(engine.as_ref(), &config.vm, config.ready_timeout())
         .await
         .map_err(|e| e.to_string())?;
     let vm = Arc::new(vm);

@@ -39,6 +39,8 @@ pub enum LaunchError {
 pub struct Launched {
     pub process: ProcessId,
     pub client: ShimClient,
+    /// The engine the shim chose ("qemu", "krun").
+    pub engine: String,
 }
 
 /// Starts `shim` for the box in `box_dir` and waits until the box is ready.
@@ -97,10 +99,14 @@ pub async fn launch(
     let deadline = tokio::time::Instant::now() + config.ready_timeout() + START_MARGIN;
     loop {
         if let Ok(client) = ShimClient::connect(box_dir).await {
-            if client.state().await.is_ok() {
+            if let Ok(state) = client.state().await {
                 let process =
                     process.ok_or_else(|| LaunchError::BootFailed("the shim vanished".into()))?;
-                return Ok(Launched { process, client });
+                return Ok(Launched {
+                    process,
+                    client,
+                    engine: state.engine,
+                });
             }
         }
         if let Ok(status) = exited.try_recv() {

@@ -1,6 +1,7 @@
 //! boxlite-shim: the per-box process that hosts the VMM and talks to the guest agent.
 //!
-//! - [`engine`]: the `Engine` trait and its engines (QEMU today), each starting a VM from a
+//! - [`engine`]: the `Engine` trait and its engines (QEMU; libkrun with feature `krun`), each
+//!   starting a VM from a
 //!   [`engine::VmSpec`] and handing back a [`engine::RunningVm`].
 //! - [`vm`]: boots a VM through an engine and waits for its agent, racing the wait against
 //!   the VMM's death so a failed boot is reported at once, with the console's last lines.
@@ -24,6 +25,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ShimConfig {
     pub vm: engine::VmSpec,
+    /// The engine asked for; `None` picks one for this host (see `EngineKind::select`).
+    #[serde(default)]
+    pub engine: Option<engine::EngineKind>,
     /// How long the agent may take to answer after the VM starts.
     pub ready_timeout_ms: u64,
 }

@@ -455,22 +455,43 @@ pub fn free_port() -> u16 {
         .expect("binding 127.0.0.1:0")
 }
 
+/// The engine the VM suites that go through shim processes run on: `BOXLITE_ENGINE` (as the
+/// runtime reads it), else what this host picks. (vm_boot and vm_image test the QEMU engine
+/// itself, in the test process; libkrun cannot run there: it ends its process with the VM.)
+pub fn test_engine_kind() -> boxlite_shim::engine::EngineKind {
+    let requested = std::env::var(boxlite::ENGINE_ENV)
+        .ok()
+        .filter(|v| !v.is_empty() && v != "auto")
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|e| panic!("{}: {e}", boxlite::ENGINE_ENV))
+        });
+    boxlite_shim::engine::EngineKind::select(
+        requested,
+        boxlite_shim::engine::hardware_virtualization_usable(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// The `boxlite` CLI and `boxlite-shim` of this checkout, built fresh (once per test binary)
 /// so a CLI test never runs stale code. Returns the directory holding both.
 pub fn cli_bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        run(Command::new(env!("CARGO"))
-            .current_dir(workspace_root())
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "boxlite-cli",
-                "-p",
-                "boxlite-shim",
-                "--bins",
-            ]));
+        let mut build = Command::new(env!("CARGO"));
+        build.current_dir(workspace_root()).args([
+            "build",
+            "--quiet",
+            "-p",
+            "boxlite-cli",
+            "-p",
+            "boxlite-shim",
+            "--bins",
+        ]);
+        if cfg!(feature = "krun") {
+            build.args(["--features", "boxlite-shim/krun"]);
+        }
+        run(&mut build);
         let dir = workspace_root().join("target/debug");
         assert!(dir.join("boxlite").is_file() && dir.join("boxlite-shim").is_file());
         dir

@@ -152,6 +152,31 @@ fn run_exec_ls_stop_rm_through_the_cli() {
         "{}",
         text(&out.stderr)
     );
+    let out = cli
+        .command(&["run", &image, "true"])
+        .env("BOXLITE_ENGINE", "kvm")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("BOXLITE_ENGINE: unknown engine \"kvm\""),
+        "{}",
+        text(&out.stderr)
+    );
+    let unusable = if boxlite_tests::test_engine_kind() == boxlite::EngineKind::Krun {
+        None
+    } else {
+        Some("krun")
+    };
+    if let Some(engine) = unusable {
+        let out = cli.run(&["run", "--rm", "--engine", engine, &image, "true"]);
+        assert_eq!(out.status.code(), Some(125));
+        assert!(
+            text(&out.stderr).contains("the krun engine cannot run here"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
     let out = cli.run(&["run", "--cpus", "0", &image, "true"]);
     assert!(text(&out.stderr).contains("cpus"), "{}", text(&out.stderr));
     let out = cli.run(&["rm", "web"]);
@@ -173,6 +198,7 @@ fn run_exec_ls_stop_rm_through_the_cli() {
     let out = cli.run(&["inspect", "web"]);
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(info["status"], "stopped");
+    assert_eq!(info["engine"], boxlite_tests::test_engine_kind().name());
 
     // rmi refuses an image a box uses.
     let out = cli.run(&["rmi", &format!("{}:opaque", oci_layout().display())]);

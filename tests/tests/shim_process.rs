@@ -17,6 +17,7 @@ fn shim_binary() -> std::path::PathBuf {
 
 fn config(test_box: &TestBox) -> ShimConfig {
     ShimConfig {
+        engine: Some(boxlite_tests::test_engine_kind()),
         vm: test_box.spec.clone(),
         ready_timeout_ms: READY_TIMEOUT.as_millis() as u64,
     }
@@ -30,7 +31,7 @@ async fn a_shim_serves_any_connection_and_stops_on_request() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let state = launched.client.state().await.unwrap();
-    assert_eq!(state.engine, "qemu");
+    assert_eq!(state.engine, boxlite_tests::test_engine_kind().name());
     assert_eq!(state.shim_pid, launched.process.pid);
     assert!(launched.process.is_alive());
 

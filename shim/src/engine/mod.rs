@@ -1,6 +1,9 @@
 //! VMM engines behind one trait. An engine turns a [`VmSpec`] into a running VM and gives a
 //! byte stream to the guest agent's vsock port; everything above it is engine-agnostic.
 
+#[cfg(feature = "krun")]
+pub mod krun;
+pub mod krun_config;
 pub mod qemu;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +32,13 @@ pub enum EngineError {
     SocketPathTooLong { path: PathBuf, len: usize },
     #[error("invalid VM spec: {0}")]
     InvalidSpec(String),
+    #[error("the {engine} engine cannot run here: {reason}")]
+    Unavailable {
+        engine: EngineKind,
+        reason: &'static str,
+    },
+    #[error("the {engine} engine failed: {message}")]
+    Failed { engine: EngineKind, message: String },
     #[error("preparing {path}: {source}")]
     Io {
         path: PathBuf,
@@ -77,6 +87,11 @@ pub struct VmSpec {
 }
 
 impl VmSpec {
+    /// The host end of the agent channel: a unix socket the VMM listens on.
+    pub fn agent_socket(&self) -> PathBuf {
+        self.run_dir.join("agent.sock")
+    }
+
     pub fn console_log(&self) -> PathBuf {
         self.run_dir.join("console.log")
     }
@@ -196,17 +211,90 @@ impl From<std::process::ExitStatus> for VmExit {
     }
 }
 
+const KRUN_NOT_BUILT_IN: &str =
+    "this boxlite-shim was built without it; build with `--features krun`";
+
 /// Which engine runs a VM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum EngineKind {
+    /// QEMU `microvm` as a child process of the shim: KVM where usable, TCG elsewhere.
     Qemu,
+    /// libkrun inside the shim process (cargo feature `krun`); needs hardware KVM.
+    Krun,
 }
 
 impl EngineKind {
     pub fn name(self) -> &'static str {
         match self {
             EngineKind::Qemu => "qemu",
+            EngineKind::Krun => "krun",
         }
+    }
+
+    /// Whether this build of the shim contains the engine.
+    pub fn built_in(self) -> bool {
+        match self {
+            EngineKind::Qemu => true,
+            EngineKind::Krun => cfg!(feature = "krun"),
+        }
+    }
+
+    /// The engine for a VM: the one asked for if it can run here, else an error saying why;
+    /// without a request, krun where it is built in and the host has hardware virtualisation,
+    /// QEMU otherwise.
+    pub fn select(
+        requested: Option<EngineKind>,
+        hardware_virtualization: bool,
+    ) -> Result<EngineKind, EngineError> {
+        match requested {
+            None if EngineKind::Krun.built_in() && hardware_virtualization => Ok(EngineKind::Krun),
+            None | Some(EngineKind::Qemu) => Ok(EngineKind::Qemu),
+            Some(EngineKind::Krun) if !EngineKind::Krun.built_in() => {
+                Err(EngineError::Unavailable {
+                    engine: EngineKind::Krun,
+                    reason: KRUN_NOT_BUILT_IN,
+                })
+            }
+            Some(EngineKind::Krun) if !hardware_virtualization => Err(EngineError::Unavailable {
+                engine: EngineKind::Krun,
+                reason: "it needs hardware virtualisation (vmx or svm in /proc/cpuinfo and a \
+                         writable /dev/kvm); use the qemu engine on this host",
+            }),
+            Some(EngineKind::Krun) => Ok(EngineKind::Krun),
+        }
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "qemu" => Ok(EngineKind::Qemu),
+            "krun" => Ok(EngineKind::Krun),
+            other => Err(format!("unknown engine {other:?}: expected qemu or krun")),
+        }
+    }
+}
+
+/// The engine of kind `kind`, ready to start VMs.
+pub fn engine(kind: EngineKind) -> Result<Box<dyn Engine>, EngineError> {
+    match kind {
+        EngineKind::Qemu => Ok(Box::new(qemu::QemuEngine::default())),
+        #[cfg(feature = "krun")]
+        EngineKind::Krun => Ok(Box::new(krun::KrunEngine)),
+        #[cfg(not(feature = "krun"))]
+        EngineKind::Krun => Err(EngineError::Unavailable {
+            engine: kind,
+            reason: KRUN_NOT_BUILT_IN,
+        }),
     }
 }
 
@@ -285,6 +373,47 @@ mod tests {
             "flags\t\t: fpu vme hypervisor sse4_2\n"
         ));
         assert!(!cpu_has_virtualization_flags("vmx flags\t: ept vpid\n"));
+    }
+
+    #[test]
+    fn engine_selection_follows_the_request_the_build_and_the_host() {
+        let krun = cfg!(feature = "krun");
+        assert_eq!(
+            EngineKind::select(None, true).unwrap(),
+            if krun {
+                EngineKind::Krun
+            } else {
+                EngineKind::Qemu
+            }
+        );
+        assert_eq!(EngineKind::select(None, false).unwrap(), EngineKind::Qemu);
+        for hw in [true, false] {
+            assert_eq!(
+                EngineKind::select(Some(EngineKind::Qemu), hw).unwrap(),
+                EngineKind::Qemu
+            );
+        }
+        let err = EngineKind::select(Some(EngineKind::Krun), false).unwrap_err();
+        let expected = if krun {
+            "hardware virtualisation"
+        } else {
+            "--features krun"
+        };
+        assert!(err.to_string().contains(expected), "{err}");
+        assert_eq!(
+            EngineKind::select(Some(EngineKind::Krun), true).is_ok(),
+            krun
+        );
+        assert_eq!("krun".parse::<EngineKind>(), Ok(EngineKind::Krun));
+        assert_eq!("qemu".parse::<EngineKind>(), Ok(EngineKind::Qemu));
+        assert!("kvm"
+            .parse::<EngineKind>()
+            .unwrap_err()
+            .contains("qemu or krun"));
+        assert_eq!(
+            serde_json::to_string(&EngineKind::Krun).unwrap(),
+            "\"krun\""
+        );
     }
 
     #[test]

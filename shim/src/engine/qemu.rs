@@ -48,10 +48,10 @@ pub struct QemuPaths {
 }
 
 impl QemuPaths {
-    pub fn new(run_dir: &Path) -> Self {
+    pub fn new(spec: &VmSpec) -> Self {
         Self {
-            agent_socket: run_dir.join("agent.sock"),
-            console_log: run_dir.join("console.log"),
+            agent_socket: spec.agent_socket(),
+            console_log: spec.console_log(),
         }
     }
 }
@@ -217,7 +217,7 @@ impl Engine for QemuEngine {
             path: spec.run_dir.clone(),
             source,
         })?;
-        let paths = QemuPaths::new(&spec.run_dir);
+        let paths = QemuPaths::new(spec);
         check_socket_path(&paths.agent_socket)?;
         let _ = std::fs::remove_file(&paths.agent_socket);
 
@@ -324,12 +324,7 @@ mod tests {
 
     #[test]
     fn tcg_args_describe_the_whole_vm() {
-        let args = qemu_args_with_tsc(
-            &spec(),
-            Accel::Tcg,
-            &QemuPaths::new(Path::new("/b")),
-            Some(2445404),
-        );
+        let args = qemu_args_with_tsc(&spec(), Accel::Tcg, &QemuPaths::new(&spec()), Some(2445404));
         assert_eq!(value_after(&args, "-accel"), ["tcg"]);
         assert_eq!(value_after(&args, "-smp"), ["2"]);
         assert_eq!(value_after(&args, "-m"), ["256M"]);
@@ -365,12 +360,7 @@ mod tests {
     fn kvm_args_use_the_host_cpu_and_skip_tcg_workarounds() {
         let mut s = spec();
         s.root_disk = None;
-        let args = qemu_args_with_tsc(
-            &s,
-            Accel::Kvm,
-            &QemuPaths::new(Path::new("/b")),
-            Some(2445404),
-        );
+        let args = qemu_args_with_tsc(&s, Accel::Kvm, &QemuPaths::new(&spec()), Some(2445404));
         assert_eq!(value_after(&args, "-accel"), ["kvm"]);
         assert_eq!(value_after(&args, "-cpu"), ["host"]);
         let append = value_after(&args, "-append")[0];
