@@ -85,6 +85,9 @@ pub struct ExecSpec {
     pub tty: bool,
     /// SIGTERM after this long, SIGKILL [`KILL_GRACE`] later.
     pub timeout: Option<std::time::Duration>,
+    /// Run in the agent's own root as the agent's user (the copy helper, which confines
+    /// itself), not chrooted into the box.
+    pub outside_root: bool,
 }
 
 /// Time between the SIGTERM of a timed-out exec and its SIGKILL.
@@ -199,6 +202,34 @@ impl ExecTable {
         }
     }
 
+    /// Starts the agent's copy helper (`boxlite-agent --copy-in|--copy-out ROOT PATH`) as exec
+    /// `id`: a tar stream on its stdin is unpacked at `path` in the box, or `path` is packed
+    /// to its stdout.
+    pub fn spawn_copy(
+        self: &Arc<Self>,
+        id: String,
+        into_box: bool,
+        path: &str,
+    ) -> Result<u32, ExecError> {
+        let mode = if into_box { "--copy-in" } else { "--copy-out" };
+        self.spawn(ExecSpec {
+            id,
+            args: vec![
+                "/proc/self/exe".to_string(),
+                mode.to_string(),
+                self.root.display().to_string(),
+                path.to_string(),
+            ],
+            env: Vec::new(),
+            working_dir: "/".to_string(),
+            stdin: into_box,
+            user: String::new(),
+            tty: false,
+            timeout: None,
+            outside_root: true,
+        })
+    }
+
     pub fn spawn(self: &Arc<Self>, spec: ExecSpec) -> Result<u32, ExecError> {
         let program = spec.args.first().ok_or(ExecError::EmptyArgs)?.clone();
         let mut execs = self.execs.lock().expect("execs lock poisoned");
@@ -214,11 +245,12 @@ impl ExecTable {
             &spec.working_dir
         };
         let workdir = CString::new(workdir).map_err(|_| ExecError::NulByte)?;
-        let chroot_needed = self.root != Path::new("/");
+        let chroot_needed = !spec.outside_root && self.root != Path::new("/");
         let identity = crate::users::resolve(&self.root, &spec.user)?;
         // SAFETY: geteuid/getegid only read the process's credentials.
-        let switch_user = identity.uid != unsafe { libc::geteuid() }
-            || identity.gid != unsafe { libc::getegid() };
+        let switch_user = !spec.outside_root
+            && (identity.uid != unsafe { libc::geteuid() }
+                || identity.gid != unsafe { libc::getegid() });
         let (uid, gid) = (identity.uid, identity.gid);
 
         let pty = if spec.tty {

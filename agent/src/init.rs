@@ -34,6 +34,8 @@ pub struct BootParams {
     pub root_device: Option<String>,
     pub root_fstype: Option<String>,
     pub vsock_port: Option<u32>,
+    /// `boxlite.net`: the box's address, gateway and DNS (see `net::NetParams`).
+    pub net: Option<String>,
 }
 
 impl BootParams {
@@ -47,6 +49,7 @@ impl BootParams {
                 "boxlite.root" => params.root_device = Some(value.to_string()),
                 "boxlite.rootfstype" => params.root_fstype = Some(value.to_string()),
                 "boxlite.port" => params.vsock_port = value.parse().ok(),
+                "boxlite.net" => params.net = Some(value.to_string()),
                 _ => {}
             }
         }
@@ -228,13 +231,14 @@ mod tests {
 
     #[test]
     fn parses_boxlite_parameters_and_ignores_the_rest() {
-        let p = BootParams::parse("console=ttyS0 quiet boxlite.root=/dev/vda boxlite.port=2048 boxlite.rootfstype=ext4 x=y");
+        let p = BootParams::parse("console=ttyS0 quiet boxlite.root=/dev/vda boxlite.port=2048 boxlite.rootfstype=ext4 boxlite.net=10.0.2.15/24,10.0.2.2,10.0.2.3 x=y");
         assert_eq!(
             p,
             BootParams {
                 root_device: Some("/dev/vda".into()),
                 root_fstype: Some("ext4".into()),
                 vsock_port: Some(2048),
+                net: Some("10.0.2.15/24,10.0.2.2,10.0.2.3".into()),
             }
         );
         assert_eq!(

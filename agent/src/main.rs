@@ -9,6 +9,7 @@ mod channel;
 mod exec;
 mod fdio;
 mod init;
+mod net;
 mod service;
 mod users;
 
@@ -23,6 +24,9 @@ macro_rules! log {
 }
 
 fn main() {
+    if let Some(code) = copy_helper() {
+        std::process::exit(code);
+    }
     let listen = parse_listen_arg();
     let is_pid1 = std::process::id() == 1;
     if is_pid1 {
@@ -36,6 +40,13 @@ fn main() {
         let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
         let params = init::BootParams::parse(&cmdline);
         let root = init::mount_box_disk(&params).unwrap_or_else(|err| fatal(&err.to_string()));
+        let net = params
+            .net
+            .as_deref()
+            .map(net::NetParams::parse)
+            .transpose()
+            .unwrap_or_else(|err| fatal(&err.to_string()));
+        net::configure(net.as_ref(), &root).unwrap_or_else(|err| fatal(&err.to_string()));
         let port = params.vsock_port.unwrap_or(AGENT_VSOCK_PORT);
         (
             vec![format!("vsock://-1:{port}")],
@@ -121,6 +132,38 @@ async fn serve(addresses: &[String], root: PathBuf, shutdown: ShutdownMode) -> R
     }
     std::future::pending::<()>().await;
     Ok(())
+}
+
+/// `boxlite-agent --copy-in ROOT DEST` / `--copy-out ROOT SRC`: the copy helper the agent
+/// starts as an exec (`ExecTable::spawn_copy`). Confined to the box by chroot(ROOT) before it
+/// touches a path, then unpacks stdin at DEST or packs SRC to stdout. `None` when the
+/// arguments ask for something else.
+fn copy_helper() -> Option<i32> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (mode, root, path) = match args.as_slice() {
+        [mode, root, path] if mode == "--copy-in" || mode == "--copy-out" => (mode, root, path),
+        _ => return None,
+    };
+    let run = || -> Result<boxlite_copy::CopyStats, String> {
+        if root != "/" {
+            nix::unistd::chroot(root.as_str()).map_err(|e| format!("chroot {root}: {e}"))?;
+            std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+        }
+        let path = std::path::Path::new(path);
+        let result = if mode == "--copy-in" {
+            boxlite_copy::unpack(std::io::stdin().lock(), path)
+        } else {
+            boxlite_copy::pack(path, std::io::BufWriter::new(std::io::stdout().lock()))
+        };
+        result.map_err(|e| e.to_string())
+    };
+    Some(match run() {
+        Ok(_) => 0,
+        Err(message) => {
+            eprintln!("{message}");
+            1
+        }
+    })
 }
 
 fn parse_listen_arg() -> Option<String> {

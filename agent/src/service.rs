@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use boxlite_protocol::agent::{
-    Empty, ExecRequest, ExecResponse, OutputStream, PingRequest, PingResponse, ReadOutputRequest,
-    ReadOutputResponse, ResizeTtyRequest, ShutdownRequest, SignalRequest, WaitRequest,
-    WaitResponse, WriteStdinRequest,
+    CopyRequest, Empty, ExecRequest, ExecResponse, OutputStream, PingRequest, PingResponse,
+    ReadOutputRequest, ReadOutputResponse, ResizeTtyRequest, ShutdownRequest, SignalRequest,
+    WaitRequest, WaitResponse, WriteStdinRequest,
 };
 use boxlite_protocol::agent_ttrpc::Agent;
 use boxlite_protocol::MAX_READ_CHUNK;
@@ -50,6 +50,28 @@ fn status(err: ExecError) -> Error {
     Error::RpcStatus(ttrpc::get_status(code, err.to_string()))
 }
 
+impl AgentService {
+    fn copy(&self, req: CopyRequest, into_box: bool) -> ttrpc::Result<ExecResponse> {
+        if !req.path.starts_with('/') {
+            return Err(Error::RpcStatus(ttrpc::get_status(
+                Code::INVALID_ARGUMENT,
+                format!(
+                    "copy path {:?} must be absolute (a path in the box)",
+                    req.path
+                ),
+            )));
+        }
+        let pid = self
+            .execs
+            .spawn_copy(req.exec_id, into_box, &req.path)
+            .map_err(status)?;
+        Ok(ExecResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+}
+
 #[async_trait]
 impl Agent for AgentService {
     async fn ping(&self, _ctx: &TtrpcContext, _req: PingRequest) -> ttrpc::Result<PingResponse> {
@@ -74,6 +96,7 @@ impl Agent for AgentService {
                 tty: req.tty,
                 timeout: (req.timeout_ms > 0)
                     .then(|| std::time::Duration::from_millis(req.timeout_ms)),
+                outside_root: false,
             })
             .map_err(status)?;
         Ok(ExecResponse {
@@ -136,6 +159,14 @@ impl Agent for AgentService {
             .signal(&req.exec_id, req.signal)
             .map_err(status)?;
         Ok(Empty::default())
+    }
+
+    async fn copy_in(&self, _ctx: &TtrpcContext, req: CopyRequest) -> ttrpc::Result<ExecResponse> {
+        self.copy(req, true)
+    }
+
+    async fn copy_out(&self, _ctx: &TtrpcContext, req: CopyRequest) -> ttrpc::Result<ExecResponse> {
+        self.copy(req, false)
     }
 
     async fn resize_tty(&self, _ctx: &TtrpcContext, req: ResizeTtyRequest) -> ttrpc::Result<Empty> {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use boxlite::{
     BoxCommand, BoxInfo, BoxOptions, BoxliteOptions, BoxliteRuntime, EngineKind, Execution,
-    RootfsSpec,
+    NetworkMode, PortSpec, RootfsSpec,
 };
 use clap::{Parser, Subcommand};
 use tokio::io::AsyncReadExt;
@@ -50,6 +50,12 @@ struct CreateArgs {
     /// host has hardware virtualisation, else qemu).
     #[arg(long)]
     engine: Option<EngineKind>,
+    /// Forward a host port: [IP:]HOST:GUEST[/udp] (IP defaults to 127.0.0.1; repeatable).
+    #[arg(short = 'p', long = "publish")]
+    ports: Vec<PortSpec>,
+    /// `user` (default: outbound access and DNS) or `none` (loopback only).
+    #[arg(long, default_value = "user")]
+    network: NetworkMode,
 }
 
 #[derive(Subcommand)]
@@ -116,6 +122,16 @@ enum Command {
         force: bool,
         targets: Vec<String>,
     },
+    /// Copy files or trees between a box and this host: `cp BOX:PATH HOSTPATH` or
+    /// `cp HOSTPATH BOX:PATH` (modes, mtimes and symlinks kept; the destination becomes the
+    /// copy, or holds it when it is an existing directory).
+    Cp { src: String, dest: String },
+    /// Figures of running boxes (all of them, or those named): CPU, memory, execs, bytes.
+    Stats {
+        #[arg(long)]
+        json: bool,
+        targets: Vec<String>,
+    },
     /// Pull an image.
     Pull { image: String },
     /// List images.
@@ -178,6 +194,14 @@ fn rootfs(image: &str) -> RootfsSpec {
     }
 }
 
+/// `BOX:/path` → (BOX, /path). Host paths with a colon can be written ./a:b.
+fn box_path(arg: &str) -> Option<(&str, &str)> {
+    if arg.starts_with('/') || arg.starts_with('.') {
+        return None;
+    }
+    arg.split_once(':')
+}
+
 fn info_json(info: &BoxInfo) -> serde_json::Value {
     serde_json::json!({
         "id": info.id,
@@ -216,6 +240,8 @@ async fn run(cli: Cli) -> Result<u8, String> {
             options.env = parse_env(&create.env)?;
             options.working_dir = create.workdir;
             options.engine = create.engine;
+            options.ports = create.ports;
+            options.network = create.network;
             let b = rt
                 .create(options, create.name.as_deref())
                 .await
@@ -366,6 +392,94 @@ async fn run(cli: Cli) -> Result<u8, String> {
             for target in targets {
                 rt.remove(&target, force).await.map_err(e)?;
                 println!("{target}");
+            }
+            Ok(0)
+        }
+        Command::Cp { src, dest } => {
+            let stats = match (box_path(&src), box_path(&dest)) {
+                (Some((target, path)), None) => {
+                    find(&rt, target).await?.copy_out(path, &dest).await
+                }
+                (None, Some((target, path))) => {
+                    find(&rt, target).await?.copy_into(&src, path).await
+                }
+                _ => {
+                    return Err(
+                        "cp copies between a box and this host: one of SRC and DEST must be \
+                         BOX:PATH, the other a host path"
+                            .into(),
+                    )
+                }
+            }
+            .map_err(e)?;
+            eprintln!("copied {} entries, {} bytes", stats.entries, stats.bytes);
+            Ok(0)
+        }
+        Command::Stats { json, targets } => {
+            let targets = if targets.is_empty() {
+                rt.list_info()
+                    .await
+                    .map_err(e)?
+                    .into_iter()
+                    .filter(|b| b.status.is_running())
+                    .map(|b| b.id)
+                    .collect()
+            } else {
+                targets
+            };
+            // Each box is sampled for 200 ms; all at once.
+            let mut samples = tokio::task::JoinSet::new();
+            for target in targets {
+                let b = find(&rt, &target).await?;
+                samples.spawn(async move {
+                    (
+                        b.id().to_string(),
+                        b.name().map(str::to_string),
+                        b.metrics().await,
+                    )
+                });
+            }
+            let mut rows = Vec::new();
+            while let Some(joined) = samples.join_next().await {
+                let (id, name, metrics) = joined.map_err(|e| e.to_string())?;
+                rows.push((id, name, metrics.map_err(e)?));
+            }
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            if json {
+                let list: Vec<_> = rows
+                    .iter()
+                    .map(|(id, name, m)| {
+                        serde_json::json!({
+                            "id": id,
+                            "name": name,
+                            "engine": m.engine,
+                            "cpu_percent": m.cpu_percent,
+                            "memory_bytes": m.memory_bytes,
+                            "guest_boot_duration_ms": m.guest_boot_duration_ms,
+                            "execs_started": m.execs_started,
+                            "bytes_in": m.bytes_in,
+                            "bytes_out": m.bytes_out,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list).expect("json"));
+            } else {
+                println!(
+                    "{:<26}  {:<16}  {:>6}  {:>9}  {:>6}  {:>10}  {:>10}  BOOT",
+                    "ID", "NAME", "CPU %", "MEM MiB", "EXECS", "IN", "OUT"
+                );
+                for (id, name, m) in rows {
+                    println!(
+                        "{id:<26}  {:<16}  {:>6.1}  {:>9.1}  {:>6}  {:>10}  {:>10}  {} ms",
+                        name.unwrap_or_default(),
+                        m.cpu_percent,
+                        m.memory_bytes as f64 / (1 << 20) as f64,
+                        m.execs_started,
+                        m.bytes_in,
+                        m.bytes_out,
+                        m.guest_boot_duration_ms
+                    );
+                }
             }
             Ok(0)
         }

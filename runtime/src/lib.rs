@@ -13,8 +13,9 @@ mod runtime;
 pub mod status;
 
 pub use boxes_db::BoxInfo;
+pub use boxlite_copy::{CopyError, CopyStats};
 pub use boxlite_shim::engine::EngineKind;
-pub use options::{BoxOptions, BoxliteOptions, RootfsSpec};
+pub use options::{BoxOptions, BoxliteOptions, NetworkMode, PortSpec, Protocol, RootfsSpec};
 pub use runtime::{
     default_runtime, init_default_runtime, try_default_runtime, BoxCommand, BoxMetrics,
     BoxliteError, BoxliteRuntime, ExecResult, Execution, LiteBox, OutputChunk, RuntimeMetrics,

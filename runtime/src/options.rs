@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::net::Ipv4Addr;
+
 use boxlite_shim::engine::EngineKind;
+pub use boxlite_shim::engine::Protocol;
 use serde::{Deserialize, Serialize};
 
 /// Smallest memory a box's kernel and agent boot in.
@@ -48,6 +51,94 @@ pub struct BoxOptions {
     /// host (krun where built in and hardware virtualisation works, QEMU otherwise).
     #[serde(default)]
     pub engine: Option<EngineKind>,
+    /// User-mode networking (outbound access, DNS) or none (loopback only).
+    #[serde(default)]
+    pub network: NetworkMode,
+    /// Host ports forwarded into the box (they need the network).
+    #[serde(default)]
+    pub ports: Vec<PortSpec>,
+}
+
+/// Whether a box has a network interface.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// An interface behind the VMM's user-mode network stack: outbound TCP/UDP and DNS.
+    #[default]
+    User,
+    /// No interface but loopback.
+    None,
+}
+
+impl std::str::FromStr for NetworkMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "user" | "default" => Ok(NetworkMode::User),
+            "none" => Ok(NetworkMode::None),
+            other => Err(format!("unknown network {other:?}: expected user or none")),
+        }
+    }
+}
+
+/// A host port forwarded to a port of the box, from 127.0.0.1 unless `host_ip` says otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSpec {
+    pub host_port: u16,
+    pub guest_port: u16,
+    pub protocol: Protocol,
+    #[serde(default = "localhost")]
+    pub host_ip: Ipv4Addr,
+}
+
+fn localhost() -> Ipv4Addr {
+    Ipv4Addr::LOCALHOST
+}
+
+impl PortSpec {
+    pub fn tcp(host_port: u16, guest_port: u16) -> Self {
+        Self {
+            host_port,
+            guest_port,
+            protocol: Protocol::Tcp,
+            host_ip: Ipv4Addr::LOCALHOST,
+        }
+    }
+
+    pub fn udp(host_port: u16, guest_port: u16) -> Self {
+        Self {
+            protocol: Protocol::Udp,
+            ..Self::tcp(host_port, guest_port)
+        }
+    }
+}
+
+impl std::str::FromStr for PortSpec {
+    type Err = String;
+
+    /// `HOST:GUEST`, `IP:HOST:GUEST`, each with an optional `/tcp` or `/udp`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not [IP:]HOST_PORT:GUEST_PORT[/tcp|/udp]");
+        let (ports, protocol) = match s.rsplit_once('/') {
+            Some((ports, "tcp")) => (ports, Protocol::Tcp),
+            Some((ports, "udp")) => (ports, Protocol::Udp),
+            Some(_) => return Err(bad()),
+            None => (s, Protocol::Tcp),
+        };
+        let parts: Vec<&str> = ports.split(':').collect();
+        let (ip, host, guest) = match parts.as_slice() {
+            [host, guest] => (Ipv4Addr::LOCALHOST, host, guest),
+            [ip, host, guest] => (ip.parse().map_err(|_| bad())?, host, guest),
+            _ => return Err(bad()),
+        };
+        Ok(PortSpec {
+            host_port: host.parse().map_err(|_| bad())?,
+            guest_port: guest.parse().map_err(|_| bad())?,
+            protocol,
+            host_ip: ip,
+        })
+    }
 }
 
 impl BoxOptions {
@@ -65,6 +156,8 @@ impl BoxOptions {
             labels: BTreeMap::new(),
             ready_timeout: Duration::from_secs(60),
             engine: None,
+            network: NetworkMode::User,
+            ports: Vec::new(),
         }
     }
 
@@ -93,6 +186,25 @@ impl BoxOptions {
             if !dir.starts_with('/') {
                 return Err(format!(
                     "working directory {dir:?} must be an absolute path"
+                ));
+            }
+        }
+        if !self.ports.is_empty() && self.network == NetworkMode::None {
+            return Err("ports need the network: drop --network none or the ports".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for port in &self.ports {
+            if port.host_port == 0 || port.guest_port == 0 {
+                return Err(format!(
+                    "port 0 cannot be forwarded ({} -> {})",
+                    port.host_port, port.guest_port
+                ));
+            }
+            if !seen.insert((port.host_ip, port.host_port, port.protocol)) {
+                return Err(format!(
+                    "host port {}/{} is forwarded twice",
+                    port.host_port,
+                    port.protocol.name()
                 ));
             }
         }

@@ -9,7 +9,9 @@ use boxlite_protocol::agent::OutputStream;
 pub use boxlite_shim::agent_client::OutputChunk;
 use boxlite_shim::agent_client::{AgentError, ExecOptions};
 use boxlite_shim::client::{ShimClient, ShimError};
-use boxlite_shim::engine::{DiskFormat, DiskSpec, EngineKind, VmSpec};
+use boxlite_shim::engine::{
+    DiskFormat, DiskSpec, EngineKind, NetworkSpec, PortForward, Protocol, VmSpec,
+};
 use boxlite_shim::launch::{launch, LaunchError};
 use boxlite_shim::process::{self, ProcessId};
 use boxlite_shim::ShimConfig;
@@ -20,7 +22,7 @@ use crate::images::{
     create_box_disk, ImageError, ImageInfo, ImageRunConfig, ImageStore, ProgressFn, PullOptions,
     StoredImage,
 };
-use crate::options::{validate_name, BoxOptions, BoxliteOptions, RootfsSpec};
+use crate::options::{validate_name, BoxOptions, BoxliteOptions, NetworkMode, RootfsSpec};
 use crate::status::BoxStatus;
 
 /// Environment variable naming the home directory.
@@ -65,6 +67,17 @@ pub enum BoxliteError {
     Agent(#[from] AgentError),
     #[error(transparent)]
     Lock(#[from] boxlite_lockfile::LockError),
+    #[error("host port {ip}:{port}/{protocol} is taken ({source}); pick another host port")]
+    PortTaken {
+        ip: std::net::Ipv4Addr,
+        port: u16,
+        protocol: &'static str,
+        source: std::io::Error,
+    },
+    #[error("copying {what}: {message}")]
+    Copy { what: String, message: String },
+    #[error(transparent)]
+    HostCopy(#[from] boxlite_copy::CopyError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -475,6 +488,35 @@ fn default_home() -> PathBuf {
         })
 }
 
+/// The VM's network for a box's options; every forwarded host port is checked free first, so
+/// that a taken one is reported as such rather than as a VMM that would not start.
+fn network_spec(options: &BoxOptions) -> Result<Option<NetworkSpec>> {
+    if options.network == NetworkMode::None {
+        return Ok(None);
+    }
+    let mut forwards = Vec::new();
+    for port in &options.ports {
+        let address = std::net::SocketAddr::from((port.host_ip, port.host_port));
+        let free = match port.protocol {
+            Protocol::Tcp => std::net::TcpListener::bind(address).map(drop),
+            Protocol::Udp => std::net::UdpSocket::bind(address).map(drop),
+        };
+        free.map_err(|source| BoxliteError::PortTaken {
+            ip: port.host_ip,
+            port: port.host_port,
+            protocol: port.protocol.name(),
+            source,
+        })?;
+        forwards.push(PortForward {
+            host_ip: port.host_ip,
+            host_port: port.host_port,
+            guest_port: port.guest_port,
+            protocol: port.protocol,
+        });
+    }
+    Ok(Some(NetworkSpec { forwards }))
+}
+
 /// The engine `BOXLITE_ENGINE` asks for; `None` for auto.
 fn engine_from_env() -> Result<Option<EngineKind>> {
     match std::env::var(ENGINE_ENV) {
@@ -601,6 +643,7 @@ impl LiteBox {
                 agent_port: boxlite_protocol::AGENT_VSOCK_PORT,
                 run_dir: dir.clone(),
                 extra_cmdline: Vec::new(),
+                network: network_spec(&record.options)?,
             },
             ready_timeout_ms: record.options.ready_timeout.as_millis() as u64,
             engine: match record.options.engine {
@@ -754,13 +797,199 @@ impl LiteBox {
             guest_boot_duration_ms: state.guest_ready_at_ms,
             spawn_to_ready_ms: state.spawn_to_ready_ms,
             shim_pid: state.shim_pid,
+            engine: state.engine,
+            execs_started: state.execs_started,
+            bytes_in: state.bytes_in,
+            bytes_out: state.bytes_out,
         })
+    }
+
+    /// Copies `host_src` (a file or a tree; symlinks kept) to `guest_dest` in the box, which
+    /// becomes the copy, or holds it under the source's name when it is an existing directory.
+    /// Streamed as tar (modes and mtimes kept); entries that would land outside `guest_dest`
+    /// are refused by the box. Starts the box if needed.
+    pub async fn copy_into(
+        &self,
+        host_src: impl AsRef<Path>,
+        guest_dest: &str,
+    ) -> Result<boxlite_copy::CopyStats> {
+        let host_src = host_src.as_ref().to_path_buf();
+        let what = format!(
+            "{} into box {} at {guest_dest}",
+            host_src.display(),
+            self.id
+        );
+        std::fs::symlink_metadata(&host_src).map_err(io_err(&host_src))?;
+        let execution = self.start_copy(true, guest_dest).await?;
+        let agent = execution.client.agent();
+
+        let (tx, mut rx) = tokio::sync::mpsc::channel(COPY_CHUNKS_IN_FLIGHT);
+        let packer = tokio::task::spawn_blocking(move || {
+            boxlite_copy::pack(&host_src, ChunkWriter::new(tx))
+        });
+        let mut write_error = None;
+        while let Some(chunk) = rx.recv().await {
+            if let Err(err) = agent.write_stdin(&execution.id, &chunk, false).await {
+                // The box stopped reading (it refused an entry, say): its own account below.
+                write_error = Some(err);
+                break;
+            }
+        }
+        drop(rx);
+        let packed = packer.await.expect("pack task panicked");
+        let _ = agent.write_stdin(&execution.id, &[], true).await;
+        let (_, stderr, result) = execution.output().await?;
+        if result.exit_code != 0 || result.signal != 0 {
+            return Err(BoxliteError::Copy {
+                what,
+                message: String::from_utf8_lossy(&stderr).trim().to_string(),
+            });
+        }
+        if let Some(err) = write_error {
+            return Err(err.into());
+        }
+        Ok(packed?)
+    }
+
+    /// Copies `guest_src` (a file or a tree) out of the box to `host_dest`, which becomes the
+    /// copy, or holds it under the source's name when it is an existing directory. Entries
+    /// that would land outside `host_dest` are refused here. Starts the box if needed.
+    pub async fn copy_out(
+        &self,
+        guest_src: &str,
+        host_dest: impl AsRef<Path>,
+    ) -> Result<boxlite_copy::CopyStats> {
+        let host_dest = host_dest.as_ref().to_path_buf();
+        let what = format!(
+            "{guest_src} out of box {} to {}",
+            self.id,
+            host_dest.display()
+        );
+        let execution = self.start_copy(false, guest_src).await?;
+
+        let (tx, rx) = tokio::sync::mpsc::channel(COPY_CHUNKS_IN_FLIGHT);
+        let unpacker = tokio::task::spawn_blocking(move || {
+            boxlite_copy::unpack(ChunkReader::new(rx), &host_dest)
+        });
+        let mut refused = false;
+        while let Some(chunk) = execution.read_stdout().await? {
+            if tx.send(chunk).await.is_err() {
+                // The unpacker gave up (an entry escaping the destination, say): stop the box's
+                // side and report the unpacker's reason.
+                refused = true;
+                let _ = execution.kill(libc::SIGKILL).await;
+                break;
+            }
+        }
+        drop(tx);
+        let unpacked = unpacker.await.expect("unpack task panicked");
+        let (_, stderr, result) = execution.output().await?;
+        if !refused && (result.exit_code != 0 || result.signal != 0) {
+            return Err(BoxliteError::Copy {
+                what,
+                message: String::from_utf8_lossy(&stderr).trim().to_string(),
+            });
+        }
+        Ok(unpacked?)
+    }
+
+    async fn start_copy(&self, into_box: bool, guest_path: &str) -> Result<Execution> {
+        if !guest_path.starts_with('/') {
+            return Err(BoxliteError::InvalidOptions(format!(
+                "{guest_path:?} is not an absolute path in the box"
+            )));
+        }
+        self.start().await?;
+        let client = ShimClient::connect(&self.dir()).await?;
+        let id = ulid::Ulid::new().to_string();
+        client.agent().copy(&id, into_box, guest_path).await?;
+        Ok(Execution::new(id, client))
     }
 
     /// Re-attaches to an exec started earlier, by any process, by its id.
     pub async fn attach(&self, exec_id: &str) -> Result<Execution> {
         let client = ShimClient::connect(&self.dir()).await?;
         Ok(Execution::new(exec_id.to_string(), client))
+    }
+}
+
+/// Chunks between a copy's tar stream and the box: at most this many (of [`COPY_CHUNK`]) wait,
+/// so host memory stays bounded whatever the size of the copy.
+const COPY_CHUNKS_IN_FLIGHT: usize = 4;
+const COPY_CHUNK: usize = 256 * 1024;
+
+/// A `Write` for a blocking tar packer that hands full chunks to the async side.
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn new(tx: tokio::sync::mpsc::Sender<Vec<u8>>) -> Self {
+        Self {
+            tx,
+            buf: Vec::with_capacity(COPY_CHUNK),
+        }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(COPY_CHUNK));
+        self.tx.blocking_send(chunk).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the box stopped reading")
+        })
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(COPY_CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == COPY_CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+/// A `Read` for a blocking tar unpacker, fed chunks by the async side.
+struct ChunkReader {
+    rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl ChunkReader {
+    fn new(rx: tokio::sync::mpsc::Receiver<Vec<u8>>) -> Self {
+        Self {
+            rx,
+            chunk: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.chunk.len() - self.at);
+        out[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 
@@ -776,6 +1005,12 @@ pub struct BoxMetrics {
     /// From starting the VMM to the agent's first answer.
     pub spawn_to_ready_ms: u64,
     pub shim_pid: u32,
+    pub engine: String,
+    /// Since this boot, by any process: execs and copies started, bytes written to their
+    /// stdin, bytes of their output handed to readers.
+    pub execs_started: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }
 
 /// A runtime's figures.

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use boxlite_protocol::agent::{
-    ExecRequest, OutputStream, PingRequest, PingResponse, ReadOutputRequest, ShutdownRequest,
-    SignalRequest, WaitRequest, WriteStdinRequest,
+    CopyRequest, ExecRequest, OutputStream, PingRequest, PingResponse, ReadOutputRequest,
+    ShutdownRequest, SignalRequest, WaitRequest, WriteStdinRequest,
 };
 use boxlite_protocol::agent_ttrpc;
 use boxlite_protocol::MAX_READ_CHUNK;
@@ -179,7 +179,23 @@ impl AgentClient {
         Ok(resp.pid)
     }
 
-    /// The next bytes of one stream; `None` once it has ended.
+    /// Starts the agent's copy helper as exec `exec_id`: into the box (a tar stream on its
+    /// stdin is unpacked at `path`) or out of it (`path` packed to its stdout).
+    pub async fn copy(&self, exec_id: &str, into_box: bool, path: &str) -> Result<u32, AgentError> {
+        let req = CopyRequest {
+            exec_id: exec_id.to_string(),
+            path: path.to_string(),
+            ..Default::default()
+        };
+        let resp = if into_box {
+            self.inner.copy_in(ctx(), &req).await
+        } else {
+            self.inner.copy_out(ctx(), &req).await
+        };
+        resp.map(|r| r.pid)
+            .map_err(|e| AgentError::from_ttrpc(if into_box { "CopyIn" } else { "CopyOut" }, e))
+    }
+
     /// The next bytes of one stream after offset `from` (which also acknowledges everything
     /// before it); `None` once the stream has ended. The chunk's offset is below `from` when
     /// bytes a reader never acknowledged are sent again (see agent.proto).

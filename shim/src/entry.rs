@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::engine::{self, hardware_virtualization_usable, EngineKind};
 use crate::process::ProcessId;
-use crate::server::{files, AgentRelay, ShimService};
+use crate::server::{files, AgentRelay, RelayCounters, ShimService};
 use crate::vm::Vm;
 use crate::ShimConfig;
 
@@ -53,8 +53,13 @@ async fn run(box_dir: &Path) -> Result<(), String> {
         .write(&box_dir.join(files::PID))
         .map_err(|e| format!("writing {}: {e}", files::PID))?;
 
-    let kind = EngineKind::select(config.engine, hardware_virtualization_usable())
-        .map_err(|e| e.to_string())?;
+    let needs_network = config.vm.network.is_some();
+    let kind = EngineKind::select(
+        config.engine,
+        hardware_virtualization_usable(),
+        needs_network,
+    )
+    .map_err(|e| e.to_string())?;
     let engine = engine::engine(kind).map_err(|e| e.to_string())?;
     let vm = Vm::boot(engine.as_ref(), &config.vm, config.ready_timeout())
         .await
@@ -63,13 +68,16 @@ async fn run(box_dir: &Path) -> Result<(), String> {
 
     let socket = box_dir.join(files::SOCKET);
     let _ = std::fs::remove_file(&socket);
+    let counters = Arc::new(RelayCounters::default());
     let mut services = boxlite_protocol::agent_ttrpc::create_agent(Arc::new(AgentRelay {
         agent: vm.agent().raw(),
+        counters: Arc::clone(&counters),
     }));
     services.extend(boxlite_protocol::shim_ttrpc::create_shim(Arc::new(
         ShimService {
             vm: Arc::clone(&vm),
             engine: engine.kind().name(),
+            counters,
         },
     )));
     let address = format!("unix://{}", socket.display());

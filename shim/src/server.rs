@@ -1,12 +1,13 @@
 //! The shim's ttrpc server: the Shim service (state, stop) and the Agent service relayed to
 //! the guest agent, both on `shim.sock` in the box directory.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use boxlite_protocol::agent::{
-    Empty, ExecRequest, ExecResponse, PingRequest, PingResponse, ReadOutputRequest,
+    CopyRequest, Empty, ExecRequest, ExecResponse, PingRequest, PingResponse, ReadOutputRequest,
     ReadOutputResponse, ResizeTtyRequest, ShutdownRequest, SignalRequest, WaitRequest,
     WaitResponse, WriteStdinRequest,
 };
@@ -35,9 +36,25 @@ pub mod files {
     pub const STALE_AFTER_SHIM: [&str; 3] = [SOCKET, PID, VMM_PID];
 }
 
-/// Relays Agent calls to the guest, passing its answers (errors included) through unchanged.
+/// Relays Agent calls to the guest, passing its answers (errors included) through unchanged,
+/// and counts what passes.
 pub struct AgentRelay {
     pub agent: agent_ttrpc::AgentClient,
+    pub counters: Arc<RelayCounters>,
+}
+
+/// What went through a box's relay since its shim started.
+#[derive(Debug, Default)]
+pub struct RelayCounters {
+    pub execs_started: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+}
+
+impl RelayCounters {
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
 }
 
 fn relay_err(err: ttrpc::Error) -> ttrpc::Error {
@@ -61,29 +78,47 @@ impl agent_ttrpc::Agent for AgentRelay {
         self.agent.ping(ctx(c), &req).await.map_err(relay_err)
     }
     async fn exec(&self, c: &TtrpcContext, req: ExecRequest) -> ttrpc::Result<ExecResponse> {
-        self.agent.exec(ctx(c), &req).await.map_err(relay_err)
+        let resp = self.agent.exec(ctx(c), &req).await.map_err(relay_err)?;
+        RelayCounters::add(&self.counters.execs_started, 1);
+        Ok(resp)
     }
     async fn read_output(
         &self,
         c: &TtrpcContext,
         req: ReadOutputRequest,
     ) -> ttrpc::Result<ReadOutputResponse> {
-        self.agent
+        let resp = self
+            .agent
             .read_output(ctx(c), &req)
             .await
-            .map_err(relay_err)
+            .map_err(relay_err)?;
+        RelayCounters::add(&self.counters.bytes_out, resp.data.len());
+        Ok(resp)
     }
     async fn write_stdin(&self, c: &TtrpcContext, req: WriteStdinRequest) -> ttrpc::Result<Empty> {
-        self.agent
+        let resp = self
+            .agent
             .write_stdin(ctx(c), &req)
             .await
-            .map_err(relay_err)
+            .map_err(relay_err)?;
+        RelayCounters::add(&self.counters.bytes_in, req.data.len());
+        Ok(resp)
     }
     async fn wait(&self, c: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
         self.agent.wait(ctx(c), &req).await.map_err(relay_err)
     }
     async fn signal(&self, c: &TtrpcContext, req: SignalRequest) -> ttrpc::Result<Empty> {
         self.agent.signal(ctx(c), &req).await.map_err(relay_err)
+    }
+    async fn copy_in(&self, c: &TtrpcContext, req: CopyRequest) -> ttrpc::Result<ExecResponse> {
+        let resp = self.agent.copy_in(ctx(c), &req).await.map_err(relay_err)?;
+        RelayCounters::add(&self.counters.execs_started, 1);
+        Ok(resp)
+    }
+    async fn copy_out(&self, c: &TtrpcContext, req: CopyRequest) -> ttrpc::Result<ExecResponse> {
+        let resp = self.agent.copy_out(ctx(c), &req).await.map_err(relay_err)?;
+        RelayCounters::add(&self.counters.execs_started, 1);
+        Ok(resp)
     }
     async fn resize_tty(&self, c: &TtrpcContext, req: ResizeTtyRequest) -> ttrpc::Result<Empty> {
         self.agent.resize_tty(ctx(c), &req).await.map_err(relay_err)
@@ -97,6 +132,7 @@ impl agent_ttrpc::Agent for AgentRelay {
 pub struct ShimService {
     pub vm: Arc<Vm>,
     pub engine: &'static str,
+    pub counters: Arc<RelayCounters>,
 }
 
 #[async_trait]
@@ -110,6 +146,9 @@ impl shim_ttrpc::Shim for ShimService {
             agent_version: self.vm.agent_version().to_string(),
             spawn_to_ready_ms: timings.spawn_to_ready.as_millis() as u64,
             guest_ready_at_ms: timings.guest_ready_at.as_millis() as u64,
+            execs_started: self.counters.execs_started.load(Ordering::Relaxed),
+            bytes_in: self.counters.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.counters.bytes_out.load(Ordering::Relaxed),
             ..Default::default()
         })
     }

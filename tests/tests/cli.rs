@@ -75,6 +75,36 @@ fn run_exec_ls_stop_rm_through_the_cli() {
     let out = cli.run(&["exec", "-w", "/etc", "web", "pwd"]);
     assert_eq!(text(&out.stdout), "/etc\n");
 
+    // cp both ways.
+    let host_file = cli.home.path().join("note.txt");
+    std::fs::write(&host_file, "carried\n").unwrap();
+    let out = cli.run(&["cp", &host_file.display().to_string(), "web:/srv/note.txt"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = cli.run(&["exec", "web", "cat", "/srv/note.txt"]);
+    assert_eq!(text(&out.stdout), "carried\n");
+    let back = cli.home.path().join("back.txt");
+    let out = cli.run(&["cp", "web:/srv/note.txt", &back.display().to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "carried\n");
+    let out = cli.run(&["stats", "--json", "web"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        stats[0]["memory_bytes"].as_u64().unwrap() > 10 << 20,
+        "{stats}"
+    );
+    assert!(stats[0]["execs_started"].as_u64().unwrap() >= 5, "{stats}");
+    assert!(stats[0]["bytes_in"].as_u64().unwrap() > 0, "{stats}");
+    let out = cli.run(&["stats"]);
+    assert!(text(&out.stdout).contains("web"), "{}", text(&out.stdout));
+    let out = cli.run(&["cp", "/a", "/b"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("BOX:PATH"),
+        "{}",
+        text(&out.stderr)
+    );
+
     // -t: the command runs on a terminal inside the box.
     let out = cli.run(&[
         "exec",

@@ -88,6 +88,13 @@ async fn a_box_lives_through_the_api() {
         "QEMU holds the guest's memory: {metrics:?}"
     );
     assert!(metrics.cpu_percent >= 0.0);
+    // The relay counted the one exec, its 18 bytes of output and no input.
+    assert_eq!(
+        (metrics.execs_started, metrics.bytes_in, metrics.bytes_out),
+        (1, 0, 18),
+        "{metrics:?}"
+    );
+    assert_eq!(metrics.engine, boxlite_tests::test_engine_kind().name());
     let rt_metrics = rt.metrics().await.unwrap();
     assert_eq!(
         (

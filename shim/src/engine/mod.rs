@@ -84,7 +84,48 @@ pub struct VmSpec {
     pub run_dir: PathBuf,
     /// Extra kernel command line words, appended after the engine's own.
     pub extra_cmdline: Vec<String>,
+    /// User-mode networking with these forwards; `None`: no interface but loopback.
+    #[serde(default)]
+    pub network: Option<NetworkSpec>,
 }
+
+/// A box's user-mode network: outbound access and DNS through the VMM, and host ports
+/// forwarded in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NetworkSpec {
+    pub forwards: Vec<PortForward>,
+}
+
+/// A host port (on `host_ip`) forwarded to a port of the guest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortForward {
+    pub host_ip: std::net::Ipv4Addr,
+    pub host_port: u16,
+    pub guest_port: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// The guest side of user-mode networking (QEMU's slirp defaults): the box's address and
+/// prefix, the gateway, and the DNS server the VMM answers on.
+pub const GUEST_NET: &str = "10.0.2.15/24,10.0.2.2,10.0.2.3";
 
 impl VmSpec {
     /// The host end of the agent channel: a unix socket the VMM listens on.
@@ -155,6 +196,9 @@ impl VmSpec {
         ];
         if self.root_disk.is_some() {
             words.push("boxlite.root=/dev/vda".to_string());
+        }
+        if self.network.is_some() {
+            words.push(format!("boxlite.net={GUEST_NET}"));
         }
         words.extend(self.extra_cmdline.iter().cloned());
         words
@@ -241,14 +285,17 @@ impl EngineKind {
     }
 
     /// The engine for a VM: the one asked for if it can run here, else an error saying why;
-    /// without a request, krun where it is built in and the host has hardware virtualisation,
-    /// QEMU otherwise.
+    /// without a request, krun where it is built in, the host has hardware virtualisation and
+    /// the VM needs no network (krun's is not wired up yet), QEMU otherwise.
     pub fn select(
         requested: Option<EngineKind>,
         hardware_virtualization: bool,
+        needs_network: bool,
     ) -> Result<EngineKind, EngineError> {
         match requested {
-            None if EngineKind::Krun.built_in() && hardware_virtualization => Ok(EngineKind::Krun),
+            None if EngineKind::Krun.built_in() && hardware_virtualization && !needs_network => {
+                Ok(EngineKind::Krun)
+            }
             None | Some(EngineKind::Qemu) => Ok(EngineKind::Qemu),
             Some(EngineKind::Krun) if !EngineKind::Krun.built_in() => {
                 Err(EngineError::Unavailable {
@@ -260,6 +307,11 @@ impl EngineKind {
                 engine: EngineKind::Krun,
                 reason: "it needs hardware virtualisation (vmx or svm in /proc/cpuinfo and a \
                          writable /dev/kvm); use the qemu engine on this host",
+            }),
+            Some(EngineKind::Krun) if needs_network => Err(EngineError::Unavailable {
+                engine: EngineKind::Krun,
+                reason: "its user-mode networking (passt) is not wired up yet; run the box with \
+                         network none, or on the qemu engine",
             }),
             Some(EngineKind::Krun) => Ok(EngineKind::Krun),
         }
@@ -378,22 +430,27 @@ mod tests {
     #[test]
     fn engine_selection_follows_the_request_the_build_and_the_host() {
         let krun = cfg!(feature = "krun");
+        let auto = if krun {
+            EngineKind::Krun
+        } else {
+            EngineKind::Qemu
+        };
+        assert_eq!(EngineKind::select(None, true, false).unwrap(), auto);
         assert_eq!(
-            EngineKind::select(None, true).unwrap(),
-            if krun {
-                EngineKind::Krun
-            } else {
-                EngineKind::Qemu
-            }
+            EngineKind::select(None, true, true).unwrap(),
+            EngineKind::Qemu
         );
-        assert_eq!(EngineKind::select(None, false).unwrap(), EngineKind::Qemu);
+        assert_eq!(
+            EngineKind::select(None, false, false).unwrap(),
+            EngineKind::Qemu
+        );
         for hw in [true, false] {
             assert_eq!(
-                EngineKind::select(Some(EngineKind::Qemu), hw).unwrap(),
+                EngineKind::select(Some(EngineKind::Qemu), hw, true).unwrap(),
                 EngineKind::Qemu
             );
         }
-        let err = EngineKind::select(Some(EngineKind::Krun), false).unwrap_err();
+        let err = EngineKind::select(Some(EngineKind::Krun), false, false).unwrap_err();
         let expected = if krun {
             "hardware virtualisation"
         } else {
@@ -401,9 +458,13 @@ mod tests {
         };
         assert!(err.to_string().contains(expected), "{err}");
         assert_eq!(
-            EngineKind::select(Some(EngineKind::Krun), true).is_ok(),
+            EngineKind::select(Some(EngineKind::Krun), true, false).is_ok(),
             krun
         );
+        if krun {
+            let err = EngineKind::select(Some(EngineKind::Krun), true, true).unwrap_err();
+            assert!(err.to_string().contains("network none"), "{err}");
+        }
         assert_eq!("krun".parse::<EngineKind>(), Ok(EngineKind::Krun));
         assert_eq!("qemu".parse::<EngineKind>(), Ok(EngineKind::Qemu));
         assert!("kvm"

@@ -149,6 +149,20 @@ fn qemu_args_with_tsc(
         ]);
         push(&["-device", "virtio-blk-device,drive=root"]);
     }
+    if let Some(network) = &spec.network {
+        let mut netdev = "user,id=net0".to_string();
+        for f in &network.forwards {
+            netdev.push_str(&format!(
+                ",hostfwd={}:{}:{}-:{}",
+                f.protocol.name(),
+                f.host_ip,
+                f.host_port,
+                f.guest_port
+            ));
+        }
+        push(&["-netdev", &netdev]);
+        push(&["-device", "virtio-net-device,netdev=net0"]);
+    }
     push(&[
         "-chardev",
         &format!("file,id=console,path={}", paths.console_log.display()),
@@ -296,7 +310,7 @@ impl RunningVm for QemuVm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{DiskFormat, DiskSpec};
+    use crate::engine::{DiskFormat, DiskSpec, NetworkSpec, PortForward, Protocol};
 
     fn spec() -> VmSpec {
         VmSpec {
@@ -312,6 +326,14 @@ mod tests {
             agent_port: 1024,
             run_dir: "/b".into(),
             extra_cmdline: vec!["x=y".into()],
+            network: Some(NetworkSpec {
+                forwards: vec![PortForward {
+                    host_ip: std::net::Ipv4Addr::LOCALHOST,
+                    host_port: 8080,
+                    guest_port: 80,
+                    protocol: Protocol::Udp,
+                }],
+            }),
         }
     }
 
@@ -344,6 +366,12 @@ mod tests {
         assert!(value_after(&args, "-device")
             .contains(&"virtserialport,chardev=agent,name=boxlite.agent"));
         assert!(value_after(&args, "-chardev").contains(&"file,id=console,path=/b/console.log"));
+        assert_eq!(
+            value_after(&args, "-netdev"),
+            ["user,id=net0,hostfwd=udp:127.0.0.1:8080-:80"]
+        );
+        assert!(value_after(&args, "-device").contains(&"virtio-net-device,netdev=net0"));
+        assert!(append.contains("boxlite.net=10.0.2.15/24,10.0.2.2,10.0.2.3"));
     }
 
     #[test]
@@ -360,6 +388,7 @@ mod tests {
     fn kvm_args_use_the_host_cpu_and_skip_tcg_workarounds() {
         let mut s = spec();
         s.root_disk = None;
+        s.network = None;
         let args = qemu_args_with_tsc(&s, Accel::Kvm, &QemuPaths::new(&spec()), Some(2445404));
         assert_eq!(value_after(&args, "-accel"), ["kvm"]);
         assert_eq!(value_after(&args, "-cpu"), ["host"]);
@@ -367,5 +396,7 @@ mod tests {
         assert!(!append.contains("tsc_early_khz"));
         assert!(!append.contains("boxlite.root"));
         assert!(value_after(&args, "-drive").is_empty());
+        assert!(value_after(&args, "-netdev").is_empty());
+        assert!(!append.contains("boxlite.net"));
     }
 }

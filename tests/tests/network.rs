@@ -1,0 +1,143 @@
+//! Networking through a real box: user-mode networking with an address, default route and DNS
+//! server; a guest server reached from the host through a forwarded port; the box reaching a
+//! host service; a box without a network has loopback only; a taken host port is a clear error.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use boxlite::{
+    BoxCommand, BoxStatus, BoxliteError, BoxliteOptions, BoxliteRuntime, LiteBox, NetworkMode,
+    PortSpec,
+};
+use boxlite_tests::{agent_binary, free_port, layout_box_options, scratch_root};
+
+fn runtime(home: &Path) -> BoxliteRuntime {
+    std::env::set_var(boxlite::SHIM_ENV, env!("CARGO_BIN_EXE_test_shim"));
+    std::env::set_var(boxlite::guest::AGENT_ENV, agent_binary());
+    BoxliteRuntime::new(BoxliteOptions {
+        home_dir: Some(home.to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+async fn sh(b: &LiteBox, script: &str) -> (i32, String) {
+    let (stdout, stderr, result) = b
+        .exec(BoxCommand::new("sh").args(["-c", script]))
+        .await
+        .unwrap()
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&stdout).into_owned() + &String::from_utf8_lossy(&stderr);
+    (result.exit_code, text)
+}
+
+/// GET / from 127.0.0.1:port, retrying while the server in the box starts.
+fn http_get(port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            stream.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response)?;
+            Ok(response)
+        })();
+        match attempt {
+            Ok(response) if response.contains("200 OK") => return response,
+            other if Instant::now() > deadline => panic!("no answer on port {port}: {other:?}"),
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boxes_get_a_network_ports_and_none_on_request() {
+    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let rt = runtime(home.path());
+
+    let host_port = free_port();
+    let mut options = layout_box_options("busybox");
+    options.network = NetworkMode::User;
+    options.ports = vec![PortSpec::tcp(host_port, 8000)];
+    let web = rt.create(options.clone(), Some("web")).await.unwrap();
+
+    // The interface, route and DNS server the agent set up.
+    let (code, out) = sh(&web, "ip -4 addr show; ip route; cat /etc/resolv.conf").await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("inet 10.0.2.15/24"), "{out}");
+    assert!(out.contains("default via 10.0.2.2"), "{out}");
+    assert!(out.contains("nameserver 10.0.2.3"), "{out}");
+
+    // A server in the box, reached from the host through the forwarded port.
+    let (code, out) = sh(
+        &web,
+        "mkdir -p /srv/www && echo served-from-the-box > /srv/www/index.html",
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let server = web
+        .exec(BoxCommand::new("httpd").args(["-f", "-p", "8000", "-h", "/srv/www"]))
+        .await
+        .unwrap();
+    let response = tokio::task::spawn_blocking(move || http_get(host_port))
+        .await
+        .unwrap();
+    assert!(response.contains("served-from-the-box"), "{response}");
+    server.kill(9).await.unwrap();
+
+    // The box reaches a service on the host (outbound through the VMM, host loopback as
+    // the gateway address).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accept = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut got = String::new();
+        stream.read_to_string(&mut got).unwrap();
+        got
+    });
+    let (code, out) = sh(&web, &format!("echo hello-host | nc 10.0.2.2 {port}")).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(accept.join().unwrap(), "hello-host\n");
+
+    // A taken host port: a clear error, and the box is left as it was.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().port();
+    let mut clash = options.clone();
+    clash.ports = vec![PortSpec::tcp(taken, 80)];
+    let b = rt.create(clash, Some("clash")).await.unwrap();
+    let err = b.start().await.unwrap_err();
+    assert!(matches!(err, BoxliteError::PortTaken { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&format!("{taken}/tcp is taken")),
+        "{err}"
+    );
+    assert_eq!(b.info().await.unwrap().status, BoxStatus::Configured);
+    rt.remove("clash", false).await.unwrap();
+    drop(holder);
+
+    // Ports without a network are refused at create.
+    let mut bad = options.clone();
+    bad.network = NetworkMode::None;
+    let err = rt
+        .create(bad, None)
+        .await
+        .err()
+        .expect("ports without a network");
+    assert!(err.to_string().contains("ports need the network"), "{err}");
+    rt.remove("web", true).await.unwrap();
+
+    // No network: loopback only.
+    let mut none = layout_box_options("busybox");
+    none.network = NetworkMode::None;
+    let isolated = rt.create(none, None).await.unwrap();
+    let (code, out) = sh(&isolated, "ls /sys/class/net; ip -4 addr show lo").await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().next(), Some("lo"), "{out}");
+    assert!(!out.contains("eth0"), "{out}");
+    assert!(out.contains("inet 127.0.0.1/8"), "{out}");
+    rt.remove(isolated.id(), true).await.unwrap();
+}
