@@ -11,8 +11,9 @@ say() { echo "setup: $*" >&2; }
 
 # Packages from bookworm. QEMU comes from bookworm-backports: the machine image carries
 # qemu-utils 10.0 from there, which conflicts with bookworm's qemu-system 7.2.
+# libseccomp-dev and libcap-ng-dev are for building virtiofsd (volumes; not packaged here).
 apt_packages=(linux-source-6.12 bison flex bc libelf-dev libssl-dev cpio xz-utils make gcc
-  binutils e2fsprogs busybox-static umoci docker-registry skopeo)
+  binutils e2fsprogs busybox-static umoci docker-registry skopeo libseccomp-dev libcap-ng-dev)
 backports_packages=(qemu-system-x86)
 
 missing() {
@@ -47,6 +48,17 @@ if [ -n "$need" ]; then
   fi
 else
   say "apt packages present"
+fi
+
+# virtiofsd serves volumes to QEMU guests. Debian 12 ships none that works with the
+# backports QEMU, so it is built once with cargo (about 2 minutes) into ~/.cargo/bin.
+virtiofsd_version=1.14.0
+virtiofsd_bin="${CARGO_HOME:-$HOME/.cargo}/bin/virtiofsd"
+if [ -x "$virtiofsd_bin" ] && "$virtiofsd_bin" --version 2>/dev/null | grep -q "$virtiofsd_version"; then
+  say "virtiofsd $virtiofsd_version present"
+else
+  say "installing virtiofsd $virtiofsd_version with cargo"
+  cargo install --locked --version "$virtiofsd_version" virtiofsd >&2
 fi
 
 say "box kernel"

@@ -26,6 +26,12 @@ pub enum InitError {
     },
     #[error("box disk {device} did not appear within {waited:?}")]
     NoDisk { device: String, waited: Duration },
+    #[error("volume {tag} cannot be mounted at {path}: {reason}")]
+    Volume {
+        tag: String,
+        path: String,
+        reason: String,
+    },
 }
 
 /// Settings the engine passes on the kernel command line (`boxlite.KEY=VALUE`).
@@ -36,6 +42,41 @@ pub struct BootParams {
     pub vsock_port: Option<u32>,
     /// `boxlite.net`: the box's address, gateway and DNS (see `net::NetParams`).
     pub net: Option<String>,
+    /// `boxlite.vol=TAG,ro|rw,HEX(PATH)`, one per volume.
+    pub volumes: Vec<VolumeMount>,
+}
+
+/// A virtio-fs share to mount in the box.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    pub tag: String,
+    pub read_only: bool,
+    pub guest_path: PathBuf,
+}
+
+impl VolumeMount {
+    fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.split(',');
+        let (tag, mode, hex) = (parts.next()?, parts.next()?, parts.next()?);
+        if hex.len() % 2 != 0 || parts.next().is_some() {
+            return None;
+        }
+        let bytes: Option<Vec<u8>> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+            .collect();
+        let path = PathBuf::from(String::from_utf8(bytes?).ok()?);
+        let read_only = match mode {
+            "ro" => true,
+            "rw" => false,
+            _ => return None,
+        };
+        path.is_absolute().then(|| Self {
+            tag: tag.to_string(),
+            read_only,
+            guest_path: path,
+        })
+    }
 }
 
 impl BootParams {
@@ -50,6 +91,10 @@ impl BootParams {
                 "boxlite.rootfstype" => params.root_fstype = Some(value.to_string()),
                 "boxlite.port" => params.vsock_port = value.parse().ok(),
                 "boxlite.net" => params.net = Some(value.to_string()),
+                "boxlite.vol" => match VolumeMount::parse(value) {
+                    Some(volume) => params.volumes.push(volume),
+                    None => eprintln!("boxlite-agent: ignoring malformed boxlite.vol={value}"),
+                },
                 _ => {}
             }
         }
@@ -193,6 +238,36 @@ pub fn mount_box_disk(params: &BootParams) -> Result<PathBuf, InitError> {
     Ok(rootfs.to_path_buf())
 }
 
+/// Mounts each volume at its path inside `rootfs` (created if missing), read-only where asked.
+/// A path through a symlink is refused: the agent is not chrooted, so the link would be
+/// followed outside the box.
+pub fn mount_volumes(rootfs: &Path, volumes: &[VolumeMount]) -> Result<(), InitError> {
+    for volume in volumes {
+        let refuse = |reason: String| InitError::Volume {
+            tag: volume.tag.clone(),
+            path: volume.guest_path.display().to_string(),
+            reason,
+        };
+        let mut target = rootfs.to_path_buf();
+        for part in volume.guest_path.components().skip(1) {
+            let std::path::Component::Normal(part) = part else {
+                return Err(refuse("only plain path components are allowed".into()));
+            };
+            target.push(part);
+            if fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(refuse(format!("{} is a symlink", target.display())));
+            }
+        }
+        let flags = if volume.read_only {
+            MsFlags::MS_RDONLY
+        } else {
+            MsFlags::empty()
+        };
+        mount_fs(&volume.tag, &target, Some("virtiofs"), flags, None)?;
+    }
+    Ok(())
+}
+
 /// Ends every process, flushes and detaches the box disk, and resets the VM. The engines run
 /// the VM so that a reset ends it (QEMU `-no-reboot`, libkrun `reboot=k`): without ACPI a
 /// plain power-off would only halt the CPU.
@@ -231,7 +306,7 @@ mod tests {
 
     #[test]
     fn parses_boxlite_parameters_and_ignores_the_rest() {
-        let p = BootParams::parse("console=ttyS0 quiet boxlite.root=/dev/vda boxlite.port=2048 boxlite.rootfstype=ext4 boxlite.net=10.0.2.15/24,10.0.2.2,10.0.2.3 x=y");
+        let p = BootParams::parse("console=ttyS0 quiet boxlite.root=/dev/vda boxlite.port=2048 boxlite.rootfstype=ext4 boxlite.net=10.0.2.15/24,10.0.2.2,10.0.2.3 boxlite.vol=vol0,ro,2f64617461 boxlite.vol=bad x=y");
         assert_eq!(
             p,
             BootParams {
@@ -239,6 +314,11 @@ mod tests {
                 root_fstype: Some("ext4".into()),
                 vsock_port: Some(2048),
                 net: Some("10.0.2.15/24,10.0.2.2,10.0.2.3".into()),
+                volumes: vec![VolumeMount {
+                    tag: "vol0".into(),
+                    read_only: true,
+                    guest_path: "/data".into(),
+                }],
             }
         );
         assert_eq!(

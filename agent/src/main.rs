@@ -47,6 +47,7 @@ fn main() {
             .transpose()
             .unwrap_or_else(|err| fatal(&err.to_string()));
         net::configure(net.as_ref(), &root).unwrap_or_else(|err| fatal(&err.to_string()));
+        init::mount_volumes(&root, &params.volumes).unwrap_or_else(|err| fatal(&err.to_string()));
         let port = params.vsock_port.unwrap_or(AGENT_VSOCK_PORT);
         (
             vec![format!("vsock://-1:{port}")],

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use boxlite::{
     BoxCommand, BoxInfo, BoxOptions, BoxliteOptions, BoxliteRuntime, EngineKind, Execution,
-    NetworkMode, PortSpec, RootfsSpec,
+    NetworkMode, PortSpec, RootfsSpec, VolumeSpec,
 };
 use clap::{Parser, Subcommand};
 use tokio::io::AsyncReadExt;
@@ -53,6 +53,9 @@ struct CreateArgs {
     /// Forward a host port: [IP:]HOST:GUEST[/udp] (IP defaults to 127.0.0.1; repeatable).
     #[arg(short = 'p', long = "publish")]
     ports: Vec<PortSpec>,
+    /// Mount a host directory: HOST_DIR:GUEST_PATH[:ro] (repeatable).
+    #[arg(short = 'v', long = "volume")]
+    volumes: Vec<VolumeSpec>,
     /// `user` (default: outbound access and DNS) or `none` (loopback only).
     #[arg(long, default_value = "user")]
     network: NetworkMode,
@@ -242,6 +245,19 @@ async fn run(cli: Cli) -> Result<u8, String> {
             options.engine = create.engine;
             options.ports = create.ports;
             options.network = create.network;
+            options.volumes = create
+                .volumes
+                .into_iter()
+                .map(|mut v| {
+                    // Relative host paths are relative to here, as with docker -v ./dir:/x.
+                    if v.host_path.is_relative() {
+                        if let Ok(cwd) = std::env::current_dir() {
+                            v.host_path = cwd.join(&v.host_path);
+                        }
+                    }
+                    v
+                })
+                .collect();
             let b = rt
                 .create(options, create.name.as_deref())
                 .await

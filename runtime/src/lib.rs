@@ -15,7 +15,9 @@ pub mod status;
 pub use boxes_db::BoxInfo;
 pub use boxlite_copy::{CopyError, CopyStats};
 pub use boxlite_shim::engine::EngineKind;
-pub use options::{BoxOptions, BoxliteOptions, NetworkMode, PortSpec, Protocol, RootfsSpec};
+pub use options::{
+    BoxOptions, BoxliteOptions, NetworkMode, PortSpec, Protocol, RootfsSpec, VolumeSpec,
+};
 pub use runtime::{
     default_runtime, init_default_runtime, try_default_runtime, BoxCommand, BoxMetrics,
     BoxliteError, BoxliteRuntime, ExecResult, Execution, LiteBox, OutputChunk, RuntimeMetrics,

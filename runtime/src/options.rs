@@ -57,6 +57,38 @@ pub struct BoxOptions {
     /// Host ports forwarded into the box (they need the network).
     #[serde(default)]
     pub ports: Vec<PortSpec>,
+    /// Host directories mounted in the box (virtio-fs).
+    #[serde(default)]
+    pub volumes: Vec<VolumeSpec>,
+}
+
+/// A host directory mounted at `guest_path` in the box; read-only is enforced by the host's
+/// file server and by the guest's mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeSpec {
+    pub host_path: PathBuf,
+    pub guest_path: String,
+    pub read_only: bool,
+}
+
+impl std::str::FromStr for VolumeSpec {
+    type Err = String;
+
+    /// `HOST:GUEST` or `HOST:GUEST:ro` (`:rw` also accepted).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let (host, guest, read_only) = match parts.as_slice() {
+            [host, guest] => (host, guest, false),
+            [host, guest, "ro"] => (host, guest, true),
+            [host, guest, "rw"] => (host, guest, false),
+            _ => return Err(format!("{s:?} is not HOST_DIR:GUEST_PATH[:ro]")),
+        };
+        Ok(VolumeSpec {
+            host_path: PathBuf::from(host),
+            guest_path: guest.to_string(),
+            read_only,
+        })
+    }
 }
 
 /// Whether a box has a network interface.
@@ -158,6 +190,7 @@ impl BoxOptions {
             engine: None,
             network: NetworkMode::User,
             ports: Vec::new(),
+            volumes: Vec::new(),
         }
     }
 
@@ -186,6 +219,29 @@ impl BoxOptions {
             if !dir.starts_with('/') {
                 return Err(format!(
                     "working directory {dir:?} must be an absolute path"
+                ));
+            }
+        }
+        let mut guest_paths = std::collections::BTreeSet::new();
+        for volume in &self.volumes {
+            let host = volume.host_path.display();
+            if !volume.host_path.is_absolute() {
+                return Err(format!("volume host path {host} must be absolute"));
+            }
+            if !volume.host_path.is_dir() {
+                return Err(format!(
+                    "volume host path {host} is not a directory (volumes share directories)"
+                ));
+            }
+            let guest = &volume.guest_path;
+            if !guest.starts_with('/') || guest == "/" || guest.split('/').any(|p| p == "..") {
+                return Err(format!(
+                    "volume guest path {guest:?} must be an absolute path below / without `..`"
+                ));
+            }
+            if guest.contains(['\0', ',']) || !guest_paths.insert(guest.trim_end_matches('/')) {
+                return Err(format!(
+                    "volume guest path {guest:?} is invalid or used twice"
                 ));
             }
         }

@@ -10,7 +10,7 @@ pub use boxlite_shim::agent_client::OutputChunk;
 use boxlite_shim::agent_client::{AgentError, ExecOptions};
 use boxlite_shim::client::{ShimClient, ShimError};
 use boxlite_shim::engine::{
-    DiskFormat, DiskSpec, EngineKind, NetworkSpec, PortForward, Protocol, VmSpec,
+    DiskFormat, DiskSpec, EngineKind, NetworkSpec, PortForward, Protocol, SharedDir, VmSpec,
 };
 use boxlite_shim::launch::{launch, LaunchError};
 use boxlite_shim::process::{self, ProcessId};
@@ -644,6 +644,16 @@ impl LiteBox {
                 run_dir: dir.clone(),
                 extra_cmdline: Vec::new(),
                 network: network_spec(&record.options)?,
+                volumes: record
+                    .options
+                    .volumes
+                    .iter()
+                    .map(|v| SharedDir {
+                        host_path: v.host_path.clone(),
+                        guest_path: v.guest_path.clone(),
+                        read_only: v.read_only,
+                    })
+                    .collect(),
             },
             ready_timeout_ms: record.options.ready_timeout.as_millis() as u64,
             engine: match record.options.engine {

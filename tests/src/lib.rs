@@ -352,6 +352,7 @@ impl TestBox {
             run_dir: dir.path().to_path_buf(),
             extra_cmdline: Vec::new(),
             network: None,
+            volumes: Vec::new(),
         };
         Self { dir, spec }
     }

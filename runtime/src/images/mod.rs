@@ -26,7 +26,7 @@ use spec::{Descriptor, ImageConfig, Index, Manifest, REF_NAME};
 /// How long one process waits for another that is building the same image's base.
 const BASE_LOCK_TIMEOUT: Duration = Duration::from_secs(600);
 /// Free space given to a box on top of its image's content.
-const BASE_HEADROOM_BYTES: u64 = 512 << 20;
+const BASE_HEADROOM_BYTES: u64 = 2 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {

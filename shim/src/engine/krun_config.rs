@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::{check_socket_path, DiskFormat, EngineError, EngineKind, VmSpec};
+use super::{check_socket_path, DiskFormat, EngineError, EngineKind, SharedDir, VmSpec};
 
 /// libkrun's `KRUN_KERNEL_FORMAT_ELF`: our `vmlinux` is an ELF image.
 pub const KERNEL_FORMAT_ELF: u32 = 1;
@@ -42,6 +42,8 @@ pub struct KrunConfig {
     pub agent_socket: PathBuf,
     /// Where the guest's console (virtio-console, hvc0) is written.
     pub console_log: PathBuf,
+    /// virtio-fs shares: (tag, host directory, read-only), served by libkrun itself.
+    pub shared_dirs: Vec<(String, PathBuf, bool)>,
 }
 
 impl KrunConfig {
@@ -87,6 +89,12 @@ impl KrunConfig {
             agent_port: spec.agent_port,
             agent_socket,
             console_log: spec.console_log(),
+            shared_dirs: spec
+                .volumes
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (SharedDir::tag(i), v.host_path.clone(), v.read_only))
+                .collect(),
         };
         // libkrun takes C strings: a NUL inside a path would cut it short.
         let mut paths = vec![
@@ -96,6 +104,7 @@ impl KrunConfig {
             &config.console_log,
         ];
         paths.extend(config.disks.iter().map(|d| &d.path));
+        paths.extend(config.shared_dirs.iter().map(|d| &d.1));
         if let Some(bad) = paths
             .into_iter()
             .find(|p| p.as_os_str().as_encoded_bytes().contains(&0))
@@ -136,6 +145,7 @@ mod tests {
             run_dir: dir.to_path_buf(),
             extra_cmdline: vec!["boxlite.test=1".into()],
             network: None,
+            volumes: Vec::new(),
         }
     }
 
@@ -169,6 +179,19 @@ mod tests {
             assert!(words.contains(&word), "{word} missing from {words:?}");
         }
         assert_eq!(words.last(), Some(&"boxlite.test=1"));
+        assert!(config.shared_dirs.is_empty());
+        let mut with_volume = spec(dir.path());
+        with_volume.volumes.push(SharedDir {
+            host_path: dir.path().to_path_buf(),
+            guest_path: "/data".into(),
+            read_only: true,
+        });
+        let config = KrunConfig::from_spec(&with_volume).unwrap();
+        assert_eq!(
+            config.shared_dirs,
+            vec![("vol0".to_string(), dir.path().to_path_buf(), true)]
+        );
+        assert!(config.cmdline.contains("boxlite.vol=vol0,ro,"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod krun;
 pub mod krun_config;
 pub mod qemu;
+pub mod virtiofs;
 
 use std::path::{Path, PathBuf};
 
@@ -87,6 +88,35 @@ pub struct VmSpec {
     /// User-mode networking with these forwards; `None`: no interface but loopback.
     #[serde(default)]
     pub network: Option<NetworkSpec>,
+    /// Host directories shared with the guest over virtio-fs.
+    #[serde(default)]
+    pub volumes: Vec<SharedDir>,
+}
+
+/// A host directory the guest mounts at `guest_path` (virtio-fs, tag `vol{index}`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SharedDir {
+    pub host_path: PathBuf,
+    pub guest_path: String,
+    pub read_only: bool,
+}
+
+impl SharedDir {
+    /// The virtio-fs tag of the `index`th volume.
+    pub fn tag(index: usize) -> String {
+        format!("vol{index}")
+    }
+
+    /// `boxlite.vol=TAG,ro|rw,HEX(GUEST_PATH)`: hex so that any path survives the command line.
+    pub fn cmdline_word(&self, index: usize) -> String {
+        let hex: String = self
+            .guest_path
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mode = if self.read_only { "ro" } else { "rw" };
+        format!("boxlite.vol={},{mode},{hex}", Self::tag(index))
+    }
 }
 
 /// A box's user-mode network: outbound access and DNS through the VMM, and host ports
@@ -176,6 +206,15 @@ impl VmSpec {
             &self.initramfs,
             "build the guest agent and its initramfs (scripts/setup.sh)",
         )?;
+        for volume in &self.volumes {
+            if !volume.host_path.is_dir() {
+                return Err(EngineError::MissingFile {
+                    what: "volume directory",
+                    path: volume.host_path.clone(),
+                    hint: "volumes share host directories; create it first",
+                });
+            }
+        }
         if let Some(disk) = &self.root_disk {
             require_file(
                 "root disk",
@@ -199,6 +238,9 @@ impl VmSpec {
         }
         if self.network.is_some() {
             words.push(format!("boxlite.net={GUEST_NET}"));
+        }
+        for (index, volume) in self.volumes.iter().enumerate() {
+            words.push(volume.cmdline_word(index));
         }
         words.extend(self.extra_cmdline.iter().cloned());
         words

@@ -15,7 +15,10 @@ use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 use tokio::sync::{watch, Notify};
 
-use super::{check_socket_path, Engine, EngineError, EngineKind, RunningVm, VmExit, VmSpec};
+use super::{
+    check_socket_path, virtiofs, Engine, EngineError, EngineKind, RunningVm, SharedDir, VmExit,
+    VmSpec,
+};
 
 const QEMU: &str = "qemu-system-x86_64";
 /// Name of the agent's virtio-serial port; the agent looks for it by this name.
@@ -114,7 +117,16 @@ fn qemu_args_with_tsc(
     let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
     push(&["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
     // microvm: no PCI, no firmware tables, virtio-mmio devices announced on the command line.
-    push(&["-M", "microvm,acpi=off,pit=on,pic=on,rtc=on,isa-serial=on"]);
+    let mut machine = "microvm,acpi=off,pit=on,pic=on,rtc=on,isa-serial=on".to_string();
+    if !spec.volumes.is_empty() {
+        // virtiofsd maps guest memory: it must be shareable.
+        machine.push_str(",memory-backend=mem");
+        push(&[
+            "-object",
+            &format!("memory-backend-memfd,id=mem,size={mem}M,share=on"),
+        ]);
+    }
+    push(&["-M", &machine]);
     match accel {
         Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
         Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
@@ -148,6 +160,20 @@ fn qemu_args_with_tsc(
             ),
         ]);
         push(&["-device", "virtio-blk-device,drive=root"]);
+    }
+    for (index, _) in spec.volumes.iter().enumerate() {
+        let tag = SharedDir::tag(index);
+        push(&[
+            "-chardev",
+            &format!(
+                "socket,id={tag},path={}",
+                virtiofs::socket_path(&spec.run_dir, index).display()
+            ),
+        ]);
+        push(&[
+            "-device",
+            &format!("vhost-user-fs-device,chardev={tag},tag={tag}"),
+        ]);
     }
     if let Some(network) = &spec.network {
         let mut netdev = "user,id=net0".to_string();
@@ -235,16 +261,28 @@ impl Engine for QemuEngine {
         check_socket_path(&paths.agent_socket)?;
         let _ = std::fs::remove_file(&paths.agent_socket);
 
+        // A failed start must not leave daemons behind: they are killed on drop.
+        let helpers = start_virtiofsd(spec).await?;
         let qemu = spawn(
             &self.qemu_binary,
             &qemu_args(spec, self.accel, &paths),
             &spec.vmm_log(),
             "install Debian's qemu-system-x86 (scripts/setup.sh does)",
         )?;
-        let pids = qemu.id().into_iter().collect();
+        let pids = qemu
+            .id()
+            .into_iter()
+            .chain(helpers.iter().filter_map(|h| h.id()))
+            .collect();
         let (exit_tx, exit_rx) = watch::channel(None);
         let kill = Arc::new(Notify::new());
-        tokio::spawn(supervise(qemu, paths.clone(), Arc::clone(&kill), exit_tx));
+        tokio::spawn(supervise(
+            qemu,
+            helpers,
+            paths.clone(),
+            Arc::clone(&kill),
+            exit_tx,
+        ));
         Ok(Box::new(QemuVm {
             paths,
             pids,
@@ -254,10 +292,48 @@ impl Engine for QemuEngine {
     }
 }
 
-/// Owns the QEMU process: waits for it to end (or for a kill request), then removes its
-/// socket and publishes how the VM ended.
+/// One virtiofsd per volume, each listening before this returns.
+async fn start_virtiofsd(spec: &VmSpec) -> Result<Vec<Child>, EngineError> {
+    if spec.volumes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let binary = virtiofs::find_binary()?;
+    // SAFETY: geteuid only reads the process's credentials.
+    let as_root = unsafe { libc::geteuid() } == 0;
+    let mut daemons = Vec::new();
+    for (index, volume) in spec.volumes.iter().enumerate() {
+        let socket = virtiofs::socket_path(&spec.run_dir, index);
+        check_socket_path(&socket)?;
+        let _ = std::fs::remove_file(&socket);
+        let log = spec.run_dir.join(format!("{}.log", SharedDir::tag(index)));
+        let mut daemon = spawn(
+            &binary,
+            &virtiofs::args(volume, &socket, as_root),
+            &log,
+            "install virtiofsd (scripts/setup.sh does) or set BOXLITE_VIRTIOFSD",
+        )?;
+        if let Err(message) = virtiofs::wait_for_socket(&socket, &mut daemon).await {
+            let said = std::fs::read_to_string(&log).unwrap_or_default();
+            return Err(EngineError::Failed {
+                engine: EngineKind::Qemu,
+                message: format!(
+                    "volume {} -> {}: {message}: {}",
+                    volume.host_path.display(),
+                    volume.guest_path,
+                    said.trim()
+                ),
+            });
+        }
+        daemons.push(daemon);
+    }
+    Ok(daemons)
+}
+
+/// Owns the QEMU process and its helpers: waits for QEMU to end (or for a kill request),
+/// ends the helpers, removes the agent socket and publishes how the VM ended.
 async fn supervise(
     mut qemu: Child,
+    mut helpers: Vec<Child>,
     paths: QemuPaths,
     kill: Arc<Notify>,
     exit: watch::Sender<Option<VmExit>>,
@@ -269,6 +345,10 @@ async fn supervise(
             qemu.wait().await
         }
     };
+    for helper in &mut helpers {
+        let _ = helper.start_kill();
+        let _ = helper.wait().await;
+    }
     let _ = std::fs::remove_file(&paths.agent_socket);
     let _ = exit.send(Some(status.map(VmExit::from).unwrap_or(VmExit::Exited(-1))));
 }
@@ -310,7 +390,7 @@ impl RunningVm for QemuVm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{DiskFormat, DiskSpec, NetworkSpec, PortForward, Protocol};
+    use crate::engine::{DiskFormat, DiskSpec, NetworkSpec, PortForward, Protocol, SharedDir};
 
     fn spec() -> VmSpec {
         VmSpec {
@@ -334,6 +414,11 @@ mod tests {
                     protocol: Protocol::Udp,
                 }],
             }),
+            volumes: vec![SharedDir {
+                host_path: "/h/data".into(),
+                guest_path: "/data".into(),
+                read_only: true,
+            }],
         }
     }
 
@@ -372,6 +457,20 @@ mod tests {
         );
         assert!(value_after(&args, "-device").contains(&"virtio-net-device,netdev=net0"));
         assert!(append.contains("boxlite.net=10.0.2.15/24,10.0.2.2,10.0.2.3"));
+        // A volume: shared memory, its daemon's socket, and the guest told where to mount it.
+        assert_eq!(
+            value_after(&args, "-M"),
+            ["microvm,acpi=off,pit=on,pic=on,rtc=on,isa-serial=on,memory-backend=mem"]
+        );
+        assert_eq!(
+            value_after(&args, "-object"),
+            ["memory-backend-memfd,id=mem,size=256M,share=on"]
+        );
+        assert!(value_after(&args, "-chardev").contains(&"socket,id=vol0,path=/b/vol0.sock"));
+        assert!(
+            value_after(&args, "-device").contains(&"vhost-user-fs-device,chardev=vol0,tag=vol0")
+        );
+        assert!(append.contains("boxlite.vol=vol0,ro,2f64617461"));
     }
 
     #[test]
@@ -389,6 +488,7 @@ mod tests {
         let mut s = spec();
         s.root_disk = None;
         s.network = None;
+        s.volumes.clear();
         let args = qemu_args_with_tsc(&s, Accel::Kvm, &QemuPaths::new(&spec()), Some(2445404));
         assert_eq!(value_after(&args, "-accel"), ["kvm"]);
         assert_eq!(value_after(&args, "-cpu"), ["host"]);
@@ -397,6 +497,7 @@ mod tests {
         assert!(!append.contains("boxlite.root"));
         assert!(value_after(&args, "-drive").is_empty());
         assert!(value_after(&args, "-netdev").is_empty());
+        assert!(value_after(&args, "-object").is_empty());
         assert!(!append.contains("boxlite.net"));
     }
 }

@@ -106,6 +106,16 @@ impl Context {
         check("krun_add_vsock_port2", rc).map(drop)
     }
 
+    /// Shares host directory `path` as virtio-fs `tag` (no DAX window).
+    pub fn add_virtiofs(&self, tag: &str, path: &Path, read_only: bool) -> Result<(), KrunError> {
+        let (tag, path) = (c_string(tag)?, c_path(path)?);
+        // SAFETY: NUL-terminated strings that outlive the call; libkrun copies them.
+        let rc = unsafe {
+            ::krun::krun_add_virtiofs3(self.id, tag.as_ptr(), path.as_ptr(), 0, read_only)
+        };
+        check("krun_add_virtiofs3", rc).map(drop)
+    }
+
     pub fn set_console_output(&self, path: &Path) -> Result<(), KrunError> {
         let path = c_path(path)?;
         // SAFETY: a NUL-terminated string that outlives the call; libkrun copies it.

@@ -45,6 +45,9 @@ fn configure(config: &KrunConfig) -> Result<ffi::Context, ffi::KrunError> {
     }
     ctx.use_plain_vsock()?;
     ctx.listen_vsock_port(config.agent_port, &config.agent_socket)?;
+    for (tag, path, read_only) in &config.shared_dirs {
+        ctx.add_virtiofs(tag, path, *read_only)?;
+    }
     ctx.set_console_output(&config.console_log)?;
     Ok(ctx)
 }

@@ -1,0 +1,115 @@
+//! Volumes through a real box (virtio-fs, virtiofsd under QEMU): writes cross both ways, a
+//! read-only volume refuses writes in the box, and bad volume options are refused up front.
+
+use std::path::Path;
+
+use boxlite::{BoxCommand, BoxliteOptions, BoxliteRuntime, LiteBox, VolumeSpec};
+use boxlite_tests::{agent_binary, layout_box_options, scratch_root};
+
+fn runtime(home: &Path) -> BoxliteRuntime {
+    std::env::set_var(boxlite::SHIM_ENV, env!("CARGO_BIN_EXE_test_shim"));
+    std::env::set_var(boxlite::guest::AGENT_ENV, agent_binary());
+    BoxliteRuntime::new(BoxliteOptions {
+        home_dir: Some(home.to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+async fn sh(b: &LiteBox, script: &str) -> (i32, String) {
+    let (stdout, stderr, result) = b
+        .exec(BoxCommand::new("sh").args(["-c", script]))
+        .await
+        .unwrap()
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&stdout).into_owned() + &String::from_utf8_lossy(&stderr);
+    (result.exit_code, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_are_shared_both_ways_and_read_only_means_it() {
+    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let shared = tempfile::tempdir_in(scratch_root()).unwrap();
+    let docs = tempfile::tempdir_in(scratch_root()).unwrap();
+    std::fs::write(shared.path().join("from-host.txt"), "hello box\n").unwrap();
+    std::fs::write(docs.path().join("readme"), "read me\n").unwrap();
+    let rt = runtime(home.path());
+
+    let mut options = layout_box_options("busybox");
+    options.volumes = vec![
+        VolumeSpec {
+            host_path: shared.path().to_path_buf(),
+            guest_path: "/work".into(),
+            read_only: false,
+        },
+        VolumeSpec {
+            host_path: docs.path().to_path_buf(),
+            guest_path: "/mnt/docs".into(),
+            read_only: true,
+        },
+    ];
+    let b = rt.create(options.clone(), None).await.unwrap();
+
+    // Host → guest, guest → host.
+    let (code, out) = sh(
+        &b,
+        "cat /work/from-host.txt && echo from-guest > /work/out.txt",
+    )
+    .await;
+    assert_eq!((code, out.as_str()), (0, "hello box\n"));
+    assert_eq!(
+        std::fs::read_to_string(shared.path().join("out.txt")).unwrap(),
+        "from-guest\n"
+    );
+    // A change on the host is seen by the running box.
+    std::fs::write(shared.path().join("later.txt"), "later\n").unwrap();
+    assert_eq!(sh(&b, "cat /work/later.txt").await.1, "later\n");
+
+    // Read-only: readable, every write refused.
+    assert_eq!(sh(&b, "cat /mnt/docs/readme").await.1, "read me\n");
+    let (code, out) = sh(&b, "echo x > /mnt/docs/new; echo x >> /mnt/docs/readme").await;
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("Read-only file system"), "{out}");
+    assert!(!docs.path().join("new").exists());
+    assert_eq!(
+        std::fs::read_to_string(docs.path().join("readme")).unwrap(),
+        "read me\n"
+    );
+    rt.remove(b.id(), true).await.unwrap();
+
+    // Bad volumes are refused before anything is made.
+    for (volume, needle) in [
+        (
+            VolumeSpec {
+                host_path: shared.path().join("missing"),
+                guest_path: "/x".into(),
+                read_only: false,
+            },
+            "not a directory",
+        ),
+        (
+            VolumeSpec {
+                host_path: shared.path().to_path_buf(),
+                guest_path: "relative".into(),
+                read_only: false,
+            },
+            "absolute path",
+        ),
+        (
+            VolumeSpec {
+                host_path: shared.path().to_path_buf(),
+                guest_path: "/".into(),
+                read_only: false,
+            },
+            "below /",
+        ),
+    ] {
+        let mut bad = layout_box_options("busybox");
+        bad.volumes = vec![volume];
+        let err = rt.create(bad, None).await.err().expect("a bad volume");
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+    assert!(rt.list_info().await.unwrap().is_empty());
+}
