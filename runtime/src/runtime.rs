@@ -849,6 +849,9 @@ impl LiteBox {
         let packed = packer.await.expect("pack task panicked");
         let _ = agent.write_stdin(&execution.id, &[], true).await;
         let (_, stderr, result) = execution.output().await?;
+        // A host-side failure (an unreadable file) is the cause of whatever the box then
+        // says about the cut-short stream.
+        let packed = packed?;
         if result.exit_code != 0 || result.signal != 0 {
             return Err(BoxliteError::Copy {
                 what,
@@ -858,7 +861,7 @@ impl LiteBox {
         if let Some(err) = write_error {
             return Err(err.into());
         }
-        Ok(packed?)
+        Ok(packed)
     }
 
     /// Copies `guest_src` (a file or a tree) out of the box to `host_dest`, which becomes the

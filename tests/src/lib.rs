@@ -516,3 +516,36 @@ pub fn layout_box_options(tag: &str) -> boxlite::BoxOptions {
     }
     options
 }
+
+/// A runtime on `home` whose boxes run `shim` and the agent under test (not whatever is
+/// installed). Tests call it through [`test_runtime!`], which names their own `test_shim`.
+pub fn runtime_with_shim(home: &Path, shim: &str) -> boxlite::BoxliteRuntime {
+    std::env::set_var(boxlite::SHIM_ENV, shim);
+    std::env::set_var(boxlite::guest::AGENT_ENV, agent_binary());
+    boxlite::BoxliteRuntime::new(boxlite::BoxliteOptions {
+        home_dir: Some(home.to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// `test_runtime!(home)`: [`runtime_with_shim`] with the calling test's `test_shim` binary.
+#[macro_export]
+macro_rules! test_runtime {
+    ($home:expr) => {
+        $crate::runtime_with_shim($home, env!("CARGO_BIN_EXE_test_shim"))
+    };
+}
+
+/// Runs `sh -c script` in a box: its exit code and its stdout followed by its stderr.
+pub async fn sh(b: &boxlite::LiteBox, script: &str) -> (i32, String) {
+    let (stdout, stderr, result) = b
+        .exec(boxlite::BoxCommand::new("sh").args(["-c", script]))
+        .await
+        .unwrap()
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&stdout).into_owned() + &String::from_utf8_lossy(&stderr);
+    (result.exit_code, text)
+}

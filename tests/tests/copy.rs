@@ -5,8 +5,8 @@
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use boxlite::{BoxCommand, BoxliteError, BoxliteOptions, BoxliteRuntime, LiteBox};
-use boxlite_tests::{agent_binary, layout_box_options, scratch_root};
+use boxlite::BoxliteError;
+use boxlite_tests::{layout_box_options, scratch_root, sh, test_runtime};
 use sha2::{Digest, Sha256};
 
 /// Size of the large-file round trip (BOXLITE_COPY_TEST_MIB overrides; the 1 GiB is
@@ -16,16 +16,6 @@ fn large_file_mib() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(64)
-}
-
-fn runtime(home: &Path) -> BoxliteRuntime {
-    std::env::set_var(boxlite::SHIM_ENV, env!("CARGO_BIN_EXE_test_shim"));
-    std::env::set_var(boxlite::guest::AGENT_ENV, agent_binary());
-    BoxliteRuntime::new(BoxliteOptions {
-        home_dir: Some(home.to_path_buf()),
-        ..Default::default()
-    })
-    .unwrap()
 }
 
 /// Every entry below `root`: (relative path, kind + mode + mtime + content digest or target).
@@ -71,23 +61,11 @@ fn make_tree(root: &Path) {
     .unwrap();
 }
 
-async fn sh(b: &LiteBox, script: &str) -> (i32, String) {
-    let (stdout, stderr, result) = b
-        .exec(BoxCommand::new("sh").args(["-c", script]))
-        .await
-        .unwrap()
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&stdout).into_owned() + &String::from_utf8_lossy(&stderr);
-    (result.exit_code, text)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_and_trees_go_in_and_come_back_identical() {
     let home = tempfile::tempdir_in(scratch_root()).unwrap();
     let work = tempfile::tempdir_in(scratch_root()).unwrap();
-    let rt = runtime(home.path());
+    let rt = test_runtime!(home.path());
     let b = rt
         .create(layout_box_options("busybox"), None)
         .await

@@ -3,36 +3,10 @@
 //! host service; a box without a network has loopback only; a taken host port is a clear error.
 
 use std::io::{Read, Write};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use boxlite::{
-    BoxCommand, BoxStatus, BoxliteError, BoxliteOptions, BoxliteRuntime, LiteBox, NetworkMode,
-    PortSpec,
-};
-use boxlite_tests::{agent_binary, free_port, layout_box_options, scratch_root};
-
-fn runtime(home: &Path) -> BoxliteRuntime {
-    std::env::set_var(boxlite::SHIM_ENV, env!("CARGO_BIN_EXE_test_shim"));
-    std::env::set_var(boxlite::guest::AGENT_ENV, agent_binary());
-    BoxliteRuntime::new(BoxliteOptions {
-        home_dir: Some(home.to_path_buf()),
-        ..Default::default()
-    })
-    .unwrap()
-}
-
-async fn sh(b: &LiteBox, script: &str) -> (i32, String) {
-    let (stdout, stderr, result) = b
-        .exec(BoxCommand::new("sh").args(["-c", script]))
-        .await
-        .unwrap()
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&stdout).into_owned() + &String::from_utf8_lossy(&stderr);
-    (result.exit_code, text)
-}
+use boxlite::{BoxCommand, BoxStatus, BoxliteError, NetworkMode, PortSpec};
+use boxlite_tests::{free_port, layout_box_options, scratch_root, sh, test_runtime};
 
 /// GET / from 127.0.0.1:port, retrying while the server in the box starts.
 fn http_get(port: u16) -> String {
@@ -57,7 +31,7 @@ fn http_get(port: u16) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boxes_get_a_network_ports_and_none_on_request() {
     let home = tempfile::tempdir_in(scratch_root()).unwrap();
-    let rt = runtime(home.path());
+    let rt = test_runtime!(home.path());
 
     let host_port = free_port();
     let mut options = layout_box_options("busybox");

@@ -4,19 +4,8 @@
 
 use std::time::Duration;
 
-use boxlite::{BoxCommand, BoxOptions, BoxStatus, BoxliteError, BoxliteOptions, BoxliteRuntime};
-use boxlite_tests::{agent_binary, layout_box_options, scratch_root};
-
-fn runtime(home: &std::path::Path) -> BoxliteRuntime {
-    // The shim and agent under test, not whatever is installed.
-    std::env::set_var(boxlite::SHIM_ENV, env!("CARGO_BIN_EXE_test_shim"));
-    std::env::set_var(boxlite::guest::AGENT_ENV, agent_binary());
-    BoxliteRuntime::new(BoxliteOptions {
-        home_dir: Some(home.to_path_buf()),
-        ..Default::default()
-    })
-    .unwrap()
-}
+use boxlite::{BoxCommand, BoxOptions, BoxStatus, BoxliteError, BoxliteOptions};
+use boxlite_tests::{layout_box_options, scratch_root, test_runtime};
 
 fn options() -> BoxOptions {
     layout_box_options("opaque")
@@ -25,7 +14,7 @@ fn options() -> BoxOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_box_lives_through_the_api() {
     let home = tempfile::tempdir_in(scratch_root()).unwrap();
-    let rt = runtime(home.path());
+    let rt = test_runtime!(home.path());
 
     // Bad input is refused and leaves nothing behind.
     for (mutate, needle) in [
@@ -122,7 +111,7 @@ async fn a_box_lives_through_the_api() {
         .exec(BoxCommand::new("sh").args(["-c", "sleep 0.3; echo late; exit 4"]))
         .await
         .unwrap();
-    let other = runtime(home.path());
+    let other = test_runtime!(home.path());
     let again = other
         .get("web")
         .await

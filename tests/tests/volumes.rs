@@ -1,32 +1,8 @@
 //! Volumes through a real box (virtio-fs, virtiofsd under QEMU): writes cross both ways, a
 //! read-only volume refuses writes in the box, and bad volume options are refused up front.
 
-use std::path::Path;
-
-use boxlite::{BoxCommand, BoxliteOptions, BoxliteRuntime, LiteBox, VolumeSpec};
-use boxlite_tests::{agent_binary, layout_box_options, scratch_root};
-
-fn runtime(home: &Path) -> BoxliteRuntime {
-    std::env::set_var(boxlite::SHIM_ENV, env!("CARGO_BIN_EXE_test_shim"));
-    std::env::set_var(boxlite::guest::AGENT_ENV, agent_binary());
-    BoxliteRuntime::new(BoxliteOptions {
-        home_dir: Some(home.to_path_buf()),
-        ..Default::default()
-    })
-    .unwrap()
-}
-
-async fn sh(b: &LiteBox, script: &str) -> (i32, String) {
-    let (stdout, stderr, result) = b
-        .exec(BoxCommand::new("sh").args(["-c", script]))
-        .await
-        .unwrap()
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&stdout).into_owned() + &String::from_utf8_lossy(&stderr);
-    (result.exit_code, text)
-}
+use boxlite::VolumeSpec;
+use boxlite_tests::{layout_box_options, scratch_root, sh, test_runtime};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn volumes_are_shared_both_ways_and_read_only_means_it() {
@@ -35,7 +11,7 @@ async fn volumes_are_shared_both_ways_and_read_only_means_it() {
     let docs = tempfile::tempdir_in(scratch_root()).unwrap();
     std::fs::write(shared.path().join("from-host.txt"), "hello box\n").unwrap();
     std::fs::write(docs.path().join("readme"), "read me\n").unwrap();
-    let rt = runtime(home.path());
+    let rt = test_runtime!(home.path());
 
     let mut options = layout_box_options("busybox");
     options.volumes = vec![

@@ -300,6 +300,17 @@ impl From<std::process::ExitStatus> for VmExit {
 const KRUN_NOT_BUILT_IN: &str =
     "this boxlite-shim was built without it; build with `--features krun`";
 
+/// How a VM ended, once its supervisor publishes it; a supervisor gone without publishing
+/// counts as a crash.
+pub(crate) async fn published_exit(exit: &tokio::sync::watch::Receiver<Option<VmExit>>) -> VmExit {
+    let mut exit = exit.clone();
+    let published = exit
+        .wait_for(Option::is_some)
+        .await
+        .map(|state| state.clone());
+    published.ok().flatten().unwrap_or(VmExit::Exited(-1))
+}
+
 /// Which engine runs a VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -16,8 +16,8 @@ use tokio::process::{Child, Command};
 use tokio::sync::{watch, Notify};
 
 use super::{
-    check_socket_path, virtiofs, Engine, EngineError, EngineKind, RunningVm, SharedDir, VmExit,
-    VmSpec,
+    check_socket_path, published_exit, virtiofs, Engine, EngineError, EngineKind, RunningVm,
+    SharedDir, VmExit, VmSpec,
 };
 
 const QEMU: &str = "qemu-system-x86_64";
@@ -368,13 +368,7 @@ impl RunningVm for QemuVm {
     }
 
     async fn wait_exit(&self) -> VmExit {
-        let mut exit = self.exit.clone();
-        let published = exit
-            .wait_for(Option::is_some)
-            .await
-            .map(|state| state.clone());
-        // The supervisor only goes away after publishing; treat a vanished one as a crash.
-        published.ok().flatten().unwrap_or(VmExit::Exited(-1))
+        published_exit(&self.exit).await
     }
 
     async fn kill(&self) -> VmExit {

@@ -15,7 +15,7 @@ use tokio::net::UnixStream;
 use tokio::sync::watch;
 
 use super::krun_config::KrunConfig;
-use super::{Engine, EngineError, EngineKind, RunningVm, VmExit, VmSpec};
+use super::{published_exit, Engine, EngineError, EngineKind, RunningVm, VmExit, VmSpec};
 
 /// How long a killed VM's process may linger before it is ended from a watchdog thread.
 const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -102,12 +102,7 @@ impl RunningVm for KrunVm {
 
     /// Resolves only if libkrun gave up before the VM ran: a VM that ran ends the process.
     async fn wait_exit(&self) -> VmExit {
-        let mut exit = self.exit.clone();
-        let published = exit
-            .wait_for(Option::is_some)
-            .await
-            .map(|state| state.clone());
-        published.ok().flatten().unwrap_or(VmExit::Exited(-1))
+        published_exit(&self.exit).await
     }
 
     /// The VM can only end with this process. The shim's callers of `kill` return and exit
