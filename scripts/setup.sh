@@ -11,9 +11,11 @@ say() { echo "setup: $*" >&2; }
 
 # Packages from bookworm. QEMU comes from bookworm-backports: the machine image carries
 # qemu-utils 10.0 from there, which conflicts with bookworm's qemu-system 7.2.
-# libseccomp-dev and libcap-ng-dev are for building virtiofsd (volumes; not packaged here).
+# libseccomp-dev and libcap-ng-dev are for building virtiofsd (volumes; not packaged here);
+# passt is the krun engine's network.
 apt_packages=(linux-source-6.12 bison flex bc libelf-dev libssl-dev cpio xz-utils make gcc
-  binutils e2fsprogs busybox-static umoci docker-registry skopeo libseccomp-dev libcap-ng-dev)
+  binutils e2fsprogs busybox-static umoci docker-registry skopeo libseccomp-dev libcap-ng-dev
+  passt)
 backports_packages=(qemu-system-x86)
 
 missing() {

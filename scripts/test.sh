@@ -25,7 +25,8 @@ cargo test --workspace --locked
 if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
     echo "test: VM suites on the krun engine" >&2
     BOXLITE_ENGINE=krun cargo test --locked -p boxlite-tests --features krun \
-        --test shim_process --test runtime_api --test multi_process --test copy
+        --test shim_process --test runtime_api --test multi_process --test copy \
+        --test network --test volumes --test cli
 else
     echo "test: VM suites on the krun engine SKIPPED: no hardware virtualisation here" \
         "(needs vmx or svm in /proc/cpuinfo and a read-write /dev/kvm); krun was built," \

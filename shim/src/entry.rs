@@ -53,13 +53,8 @@ async fn run(box_dir: &Path) -> Result<(), String> {
         .write(&box_dir.join(files::PID))
         .map_err(|e| format!("writing {}: {e}", files::PID))?;
 
-    let needs_network = config.vm.network.is_some();
-    let kind = EngineKind::select(
-        config.engine,
-        hardware_virtualization_usable(),
-        needs_network,
-    )
-    .map_err(|e| e.to_string())?;
+    let kind = EngineKind::select(config.engine, hardware_virtualization_usable())
+        .map_err(|e| e.to_string())?;
     let engine = engine::engine(kind).map_err(|e| e.to_string())?;
     let vm = Vm::boot(engine.as_ref(), &config.vm, config.ready_timeout())
         .await

@@ -468,12 +468,9 @@ pub fn test_engine_kind() -> boxlite_shim::engine::EngineKind {
             v.parse()
                 .unwrap_or_else(|e| panic!("{}: {e}", boxlite::ENGINE_ENV))
         });
-    // Auto-selection sees the default network (which krun does not wire up yet); a krun run
-    // turns the network off instead (see `layout_box_options`).
     boxlite_shim::engine::EngineKind::select(
         requested,
         boxlite_shim::engine::hardware_virtualization_usable(),
-        requested.is_none(),
     )
     .unwrap_or_else(|e| panic!("{e}"))
 }
@@ -511,9 +508,6 @@ pub fn layout_box_options(tag: &str) -> boxlite::BoxOptions {
     });
     options.memory_mib = 256;
     options.ready_timeout = READY_TIMEOUT;
-    if test_engine_kind() == boxlite_shim::engine::EngineKind::Krun {
-        options.network = boxlite::NetworkMode::None;
-    }
     options
 }
 

@@ -4,6 +4,7 @@
 #[cfg(feature = "krun")]
 pub mod krun;
 pub mod krun_config;
+pub mod passt;
 pub mod qemu;
 pub mod virtiofs;
 
@@ -338,17 +339,14 @@ impl EngineKind {
     }
 
     /// The engine for a VM: the one asked for if it can run here, else an error saying why;
-    /// without a request, krun where it is built in, the host has hardware virtualisation and
-    /// the VM needs no network (krun's is not wired up yet), QEMU otherwise.
+    /// without a request, krun where it is built in and the host has hardware virtualisation,
+    /// QEMU otherwise.
     pub fn select(
         requested: Option<EngineKind>,
         hardware_virtualization: bool,
-        needs_network: bool,
     ) -> Result<EngineKind, EngineError> {
         match requested {
-            None if EngineKind::Krun.built_in() && hardware_virtualization && !needs_network => {
-                Ok(EngineKind::Krun)
-            }
+            None if EngineKind::Krun.built_in() && hardware_virtualization => Ok(EngineKind::Krun),
             None | Some(EngineKind::Qemu) => Ok(EngineKind::Qemu),
             Some(EngineKind::Krun) if !EngineKind::Krun.built_in() => {
                 Err(EngineError::Unavailable {
@@ -360,11 +358,6 @@ impl EngineKind {
                 engine: EngineKind::Krun,
                 reason: "it needs hardware virtualisation (vmx or svm in /proc/cpuinfo and a \
                          writable /dev/kvm); use the qemu engine on this host",
-            }),
-            Some(EngineKind::Krun) if needs_network => Err(EngineError::Unavailable {
-                engine: EngineKind::Krun,
-                reason: "its user-mode networking (passt) is not wired up yet; run the box with \
-                         network none, or on the qemu engine",
             }),
             Some(EngineKind::Krun) => Ok(EngineKind::Krun),
         }
@@ -488,22 +481,15 @@ mod tests {
         } else {
             EngineKind::Qemu
         };
-        assert_eq!(EngineKind::select(None, true, false).unwrap(), auto);
-        assert_eq!(
-            EngineKind::select(None, true, true).unwrap(),
-            EngineKind::Qemu
-        );
-        assert_eq!(
-            EngineKind::select(None, false, false).unwrap(),
-            EngineKind::Qemu
-        );
+        assert_eq!(EngineKind::select(None, true).unwrap(), auto);
+        assert_eq!(EngineKind::select(None, false).unwrap(), EngineKind::Qemu);
         for hw in [true, false] {
             assert_eq!(
-                EngineKind::select(Some(EngineKind::Qemu), hw, true).unwrap(),
+                EngineKind::select(Some(EngineKind::Qemu), hw).unwrap(),
                 EngineKind::Qemu
             );
         }
-        let err = EngineKind::select(Some(EngineKind::Krun), false, false).unwrap_err();
+        let err = EngineKind::select(Some(EngineKind::Krun), false).unwrap_err();
         let expected = if krun {
             "hardware virtualisation"
         } else {
@@ -511,13 +497,9 @@ mod tests {
         };
         assert!(err.to_string().contains(expected), "{err}");
         assert_eq!(
-            EngineKind::select(Some(EngineKind::Krun), true, false).is_ok(),
+            EngineKind::select(Some(EngineKind::Krun), true).is_ok(),
             krun
         );
-        if krun {
-            let err = EngineKind::select(Some(EngineKind::Krun), true, true).unwrap_err();
-            assert!(err.to_string().contains("network none"), "{err}");
-        }
         assert_eq!("krun".parse::<EngineKind>(), Ok(EngineKind::Krun));
         assert_eq!("qemu".parse::<EngineKind>(), Ok(EngineKind::Qemu));
         assert!("kvm"

@@ -31,10 +31,6 @@ fn options(layout: &str) -> BoxOptions {
     options.memory_mib = 128;
     // Several TCG guests share two cores here: boots take a multiple of their usual time.
     options.ready_timeout = Duration::from_secs(120);
-    if std::env::var(boxlite::ENGINE_ENV).as_deref() == Ok("krun") {
-        // krun's networking is not wired up yet.
-        options.network = boxlite::NetworkMode::None;
-    }
     options
 }
 

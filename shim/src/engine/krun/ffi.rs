@@ -116,6 +116,20 @@ impl Context {
         check("krun_add_virtiofs3", rc).map(drop)
     }
 
+    /// Gives the VM a virtio-net device backed by passt on the other end of `fd` (libkrun
+    /// keeps the descriptor).
+    pub fn set_passt_fd(&self, fd: std::os::fd::OwnedFd) -> Result<(), KrunError> {
+        use std::os::fd::IntoRawFd;
+        let raw = fd.into_raw_fd();
+        // SAFETY: `raw` is an open socket whose ownership passes to libkrun here.
+        let rc = unsafe { ::krun::krun_set_passt_fd(self.id, raw) };
+        if rc < 0 {
+            // SAFETY: libkrun refused it, so the descriptor is still ours to close.
+            unsafe { libc::close(raw) };
+        }
+        check("krun_set_passt_fd", rc).map(drop)
+    }
+
     pub fn set_console_output(&self, path: &Path) -> Result<(), KrunError> {
         let path = c_path(path)?;
         // SAFETY: a NUL-terminated string that outlives the call; libkrun copies it.

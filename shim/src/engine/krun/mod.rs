@@ -1,7 +1,8 @@
 //! The krun engine: libkrun runs the VM inside the shim process, on a thread of its own
 //! (`krun_start_enter` never returns while the VM runs), beside the shim's ttrpc server. The
 //! agent is reached over vsock through a unix socket libkrun listens on; the console goes to
-//! the box's console log. Needs hardware KVM.
+//! the box's console log; the network is passt's; volumes are libkrun's virtio-fs. Needs
+//! hardware KVM.
 //!
 //! The VM's life is the process's: when the guest powers off, libkrun `_exit`s the shim, and
 //! the only way to kill the VM is to end the process (see [`KrunVm::kill`]).
@@ -67,6 +68,16 @@ impl Engine for KrunEngine {
         // libkrun refuses to listen on a path that exists.
         let _ = std::fs::remove_file(&config.agent_socket);
         let ctx = configure(&config).map_err(failed)?;
+        // The network: passt on the other end of a socket pair (it ends with the VM: it dies
+        // with this process, and quits once libkrun's end closes).
+        let passt = match &spec.network {
+            Some(network) => {
+                let (passt, fd) = super::passt::spawn(network, &spec.run_dir)?;
+                ctx.set_passt_fd(fd).map_err(failed)?;
+                Some(passt)
+            }
+            None => None,
+        };
 
         let (exit_tx, exit_rx) = watch::channel(None);
         std::thread::Builder::new()
@@ -84,6 +95,7 @@ impl Engine for KrunEngine {
         Ok(Box::new(KrunVm {
             agent_socket: config.agent_socket,
             exit: exit_rx,
+            passt,
         }))
     }
 }
@@ -92,6 +104,7 @@ impl Engine for KrunEngine {
 pub struct KrunVm {
     agent_socket: std::path::PathBuf,
     exit: watch::Receiver<Option<VmExit>>,
+    passt: Option<tokio::process::Child>,
 }
 
 #[async_trait]
@@ -120,6 +133,8 @@ impl RunningVm for KrunVm {
     }
 
     fn pids(&self) -> Vec<u32> {
-        vec![std::process::id()]
+        std::iter::once(std::process::id())
+            .chain(self.passt.as_ref().and_then(|p| p.id()))
+            .collect()
     }
 }
