@@ -398,7 +398,12 @@ impl BoxliteRuntime {
         if !record.info.status.is_active() {
             return Ok(record);
         }
-        let this_boot = record.shim_boot.as_deref() == self.inner.db.boot_id();
+        // A row from before boot ids were recorded (or a host without one) is judged by pid and
+        // start time alone.
+        let this_boot = match (record.shim_boot.as_deref(), self.inner.db.boot_id()) {
+            (Some(recorded), Some(now)) => recorded == now,
+            _ => true,
+        };
         if this_boot && record.shim.is_some_and(|s| s.is_alive()) {
             return Ok(record);
         }
