@@ -44,6 +44,8 @@ pub struct BootParams {
     pub net: Option<String>,
     /// `boxlite.vol=TAG,ro|rw,HEX(PATH)`, one per volume.
     pub volumes: Vec<VolumeMount>,
+    /// `boxlite.hostname`: the box's name (or short id).
+    pub hostname: Option<String>,
 }
 
 /// A virtio-fs share to mount in the box.
@@ -91,6 +93,7 @@ impl BootParams {
                 "boxlite.rootfstype" => params.root_fstype = Some(value.to_string()),
                 "boxlite.port" => params.vsock_port = value.parse().ok(),
                 "boxlite.net" => params.net = Some(value.to_string()),
+                "boxlite.hostname" => params.hostname = Some(value.to_string()),
                 "boxlite.vol" => match VolumeMount::parse(value) {
                     Some(volume) => params.volumes.push(volume),
                     None => eprintln!("boxlite-agent: ignoring malformed boxlite.vol={value}"),
@@ -306,7 +309,7 @@ mod tests {
 
     #[test]
     fn parses_boxlite_parameters_and_ignores_the_rest() {
-        let p = BootParams::parse("console=ttyS0 quiet boxlite.root=/dev/vda boxlite.port=2048 boxlite.rootfstype=ext4 boxlite.net=10.0.2.15/24,10.0.2.2,10.0.2.3 boxlite.vol=vol0,ro,2f64617461 boxlite.vol=bad x=y");
+        let p = BootParams::parse("console=ttyS0 quiet boxlite.root=/dev/vda boxlite.port=2048 boxlite.rootfstype=ext4 boxlite.net=10.0.2.15/24,10.0.2.2,10.0.2.3 boxlite.vol=vol0,ro,2f64617461 boxlite.vol=bad boxlite.hostname=web x=y");
         assert_eq!(
             p,
             BootParams {
@@ -319,6 +322,7 @@ mod tests {
                     read_only: true,
                     guest_path: "/data".into(),
                 }],
+                hostname: Some("web".into()),
             }
         );
         assert_eq!(

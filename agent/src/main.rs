@@ -48,6 +48,11 @@ fn main() {
             .unwrap_or_else(|err| fatal(&err.to_string()));
         net::configure(net.as_ref(), &root).unwrap_or_else(|err| fatal(&err.to_string()));
         init::mount_volumes(&root, &params.volumes).unwrap_or_else(|err| fatal(&err.to_string()));
+        if let Some(name) = &params.hostname {
+            if let Err(err) = nix::unistd::sethostname(name) {
+                log!("setting the hostname to {name:?}: {err}");
+            }
+        }
         let port = params.vsock_port.unwrap_or(AGENT_VSOCK_PORT);
         (
             vec![format!("vsock://-1:{port}")],

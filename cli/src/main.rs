@@ -377,15 +377,14 @@ async fn run(cli: Cli) -> Result<u8, String> {
             Ok(0)
         }
         Command::Inspect { target } => {
-            let info = rt
-                .get_info(&target)
-                .await
-                .map_err(e)?
-                .ok_or_else(|| format!("no box {target:?}"))?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&info_json(&info)).expect("json")
-            );
+            let b = find(&rt, &target).await?;
+            let info = b.info().await.map_err(e)?;
+            let options = b.options().await.map_err(e)?;
+            let mut json = info_json(&info);
+            json["network"] = serde_json::json!(options.network);
+            json["ports"] = serde_json::json!(options.ports);
+            json["volumes"] = serde_json::json!(options.volumes);
+            println!("{}", serde_json::to_string_pretty(&json).expect("json"));
             Ok(0)
         }
         Command::Start { targets } => {

@@ -614,6 +614,11 @@ impl LiteBox {
         Ok(self.record()?.info)
     }
 
+    /// The options the box was created with.
+    pub async fn options(&self) -> Result<BoxOptions> {
+        Ok(self.record()?.options)
+    }
+
     /// Boots the box; a no-op when it runs already.
     pub async fn start(&self) -> Result<()> {
         if self.record()?.info.status.is_running() {
@@ -647,7 +652,19 @@ impl LiteBox {
                 }),
                 agent_port: boxlite_protocol::AGENT_VSOCK_PORT,
                 run_dir: dir.clone(),
-                extra_cmdline: Vec::new(),
+                // Names are [a-zA-Z0-9_.-] (validate_name), safe on the command line; a hostname
+                // holds 64 bytes at most.
+                extra_cmdline: vec![format!(
+                    "boxlite.hostname={}",
+                    record
+                        .info
+                        .name
+                        .as_deref()
+                        .unwrap_or(&self.id.to_lowercase())
+                        .chars()
+                        .take(63)
+                        .collect::<String>()
+                )],
                 network: network_spec(&record.options)?,
                 volumes: record
                     .options

@@ -229,6 +229,8 @@ fn run_exec_ls_stop_rm_through_the_cli() {
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(info["status"], "stopped");
     assert_eq!(info["engine"], boxlite_tests::test_engine_kind().name());
+    assert_eq!(info["network"], "user");
+    assert_eq!(info["ports"], serde_json::json!([]));
 
     // rmi refuses an image a box uses.
     let out = cli.run(&["rmi", &format!("{}:opaque", oci_layout().display())]);

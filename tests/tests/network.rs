@@ -42,6 +42,7 @@ async fn boxes_get_a_network_ports_and_none_on_request() {
     // The interface, route and DNS server the agent set up.
     let (code, out) = sh(&web, "ip -4 addr show; ip route; cat /etc/resolv.conf").await;
     assert_eq!(code, 0, "{out}");
+    assert_eq!(sh(&web, "hostname").await.1, "web\n");
     assert!(out.contains("inet 10.0.2.15/24"), "{out}");
     assert!(out.contains("default via 10.0.2.2"), "{out}");
     assert!(out.contains("nameserver 10.0.2.3"), "{out}");
