@@ -27,6 +27,26 @@ missing() {
   done
 }
 
+# The URI of the apt source that serves Debian bookworm's main suite on this machine
+# (deb822 .sources files or one-line sources.list entries), empty if there is none.
+debian_mirror() {
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -r "$f" ] || continue
+    awk 'BEGIN { RS = ""; FS = "\n" }
+      { uri = ""; ok = 0
+        for (i = 1; i <= NF; i++) {
+          if ($i ~ /^URIs:/) { split($i, a, /[ \t]+/); uri = a[2] }
+          if ($i ~ /^Suites:/ && $i ~ /[ \t]bookworm([ \t]|$)/) ok = 1
+        }
+        if (ok && uri != "") { print uri; exit } }' "$f"
+  done | head -n1 | grep . && return
+  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+    awk '$1 == "deb" && $0 !~ /\[/ && $3 == "bookworm" { print $2; exit }
+         $1 == "deb" && $2 ~ /^\[/ { for (i = 2; i <= NF; i++) if ($i ~ /\]$/) break;
+           if ($(i + 2) == "bookworm") { print $(i + 1); exit } }'
+}
+
 sudo_cmd=()
 if [ "$(id -u)" != 0 ]; then sudo_cmd=(sudo); fi
 
@@ -34,8 +54,14 @@ need=$(missing "${apt_packages[@]}" "${backports_packages[@]}")
 if [ -n "$need" ]; then
   say "installing: $(echo $need)"
   if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    say "adding bookworm-backports to the apt sources"
-    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' |
+    # The mirror is whatever this machine already uses for bookworm itself.
+    mirror=$(debian_mirror)
+    if [ -z "$mirror" ]; then
+      say "no apt source for Debian bookworm found in /etc/apt; add bookworm-backports by hand"
+      exit 1
+    fi
+    say "adding bookworm-backports ($mirror) to the apt sources"
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$mirror" |
       "${sudo_cmd[@]}" tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null
   fi
   "${sudo_cmd[@]}" apt-get update -qq

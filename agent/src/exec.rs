@@ -42,6 +42,8 @@ pub enum ExecError {
         program: String,
         source: std::io::Error,
     },
+    #[error("working directory {0:?} does not exist in the box (or is not a directory)")]
+    WorkingDir(String),
     #[error("exec {0:?} was started without stdin; pass stdin = true to write to it")]
     NoStdin(String),
     #[error("stdin of exec {0:?} is already closed")]
@@ -244,6 +246,11 @@ impl ExecTable {
         } else {
             &spec.working_dir
         };
+        // Checked here so that the error names the directory; in the child a failed chdir
+        // would read like a missing program.
+        if !spec.outside_root && !self.root.join(workdir.trim_start_matches('/')).is_dir() {
+            return Err(ExecError::WorkingDir(workdir.to_string()));
+        }
         let workdir = CString::new(workdir).map_err(|_| ExecError::NulByte)?;
         let chroot_needed = !spec.outside_root && self.root != Path::new("/");
         let identity = crate::users::resolve(&self.root, &spec.user)?;

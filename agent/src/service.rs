@@ -37,6 +37,13 @@ fn status(err: ExecError) -> Error {
         ExecError::Spawn { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             Code::NOT_FOUND
         }
+        // Not executable, or a directory: docker's 126 rather than 127.
+        ExecError::Spawn { ref source, .. }
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            Code::PERMISSION_DENIED
+        }
+        ExecError::WorkingDir(_) => Code::FAILED_PRECONDITION,
         ExecError::EmptyArgs
         | ExecError::NulByte
         | ExecError::BadSignal(_)

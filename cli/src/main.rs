@@ -159,7 +159,11 @@ fn main() -> ExitCode {
             return ExitCode::from(FAILURE);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli));
+    // A read of our stdin may still be pending on a blocking thread (the command ended
+    // before its input did): do not wait for it.
+    runtime.shutdown_background();
+    match outcome {
         Ok(code) => ExitCode::from(code),
         Err(message) => {
             eprintln!("boxlite: {message}");
@@ -168,10 +172,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// A command that could not start is reported with docker's exit codes (127: no such program,
+/// 126: cannot be run); other errors are boxlite's own (125).
+fn exec_failure(err: boxlite::BoxliteError) -> Result<u8, String> {
+    match err {
+        boxlite::BoxliteError::CannotStart { reason, message } => {
+            eprintln!("boxlite: {message}");
+            Ok(reason.exit_code())
+        }
+        other => Err(other.to_string()),
+    }
+}
+
 fn parse_env(entries: &[String]) -> Result<Vec<(String, String)>, String> {
     entries
         .iter()
         .map(|e| match e.split_once('=') {
+            Some(("", _)) => Err(format!(
+                "-e {e}: the variable has no name; expected KEY=VALUE"
+            )),
             Some((k, v)) => Ok((k.to_string(), v.to_string())),
             None => std::env::var(e)
                 .map(|v| (e.clone(), v))
@@ -284,10 +303,14 @@ async fn run(cli: Cli) -> Result<u8, String> {
             let execution = match b.exec(command).await {
                 Ok(execution) => execution,
                 Err(err) => {
+                    // Nothing runs in the box: no VM is left behind (docker leaves a
+                    // container that is not running, too).
                     if rm {
                         let _ = rt.remove(b.id(), true).await;
+                    } else {
+                        let _ = b.stop().await;
                     }
-                    return Err(err.to_string());
+                    return exec_failure(err);
                 }
             };
             if detach {
@@ -329,7 +352,10 @@ async fn run(cli: Cli) -> Result<u8, String> {
             if let Some(user) = user {
                 command = command.user(user);
             }
-            let execution = b.exec(command).await.map_err(e)?;
+            let execution = match b.exec(command).await {
+                Ok(execution) => execution,
+                Err(err) => return exec_failure(err),
+            };
             // With -t and a terminal here: raw mode while it runs, and its size follows ours.
             let _raw = if tty {
                 terminal::RawMode::enter()
@@ -404,11 +430,19 @@ async fn run(cli: Cli) -> Result<u8, String> {
             Ok(0)
         }
         Command::Rm { force, targets } => {
+            // Every box is tried; the failures are reported together.
+            let mut failures = Vec::new();
             for target in targets {
-                rt.remove(&target, force).await.map_err(e)?;
-                println!("{target}");
+                match rt.remove(&target, force).await {
+                    Ok(()) => println!("{target}"),
+                    Err(err) => failures.push(format!("{target}: {err}")),
+                }
             }
-            Ok(0)
+            if failures.is_empty() {
+                Ok(0)
+            } else {
+                Err(failures.join("\nboxlite: "))
+            }
         }
         Command::Cp { src, dest } => {
             let stats = match (box_path(&src), box_path(&dest)) {
@@ -595,11 +629,20 @@ async fn stream(execution: &Execution, interactive: bool) -> Result<u8, String> 
         }
         Ok::<(), String>(())
     };
-    let (input, out, err) = tokio::join!(stdin, stdout, stderr);
-    out?;
-    err?;
-    // The command may end without reading all of stdin; that is not our failure.
-    let _ = input;
+    // Output ends when the command does; stdin is pumped meanwhile and abandoned then, even
+    // if it stays open (the command may end without reading all of it: not our failure).
+    let output = async {
+        let (out, err) = tokio::join!(stdout, stderr);
+        out.and(err)
+    };
+    tokio::pin!(output, stdin);
+    let mut stdin_done = false;
+    loop {
+        tokio::select! {
+            result = &mut output => break result?,
+            _ = &mut stdin, if !stdin_done => stdin_done = true,
+        }
+    }
     let result = execution.wait().await.map_err(|e| e.to_string())?;
     Ok(if result.signal != 0 {
         (128 + result.signal) as u8

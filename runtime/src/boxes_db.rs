@@ -10,6 +10,7 @@ use boxlite_shim::process::ProcessId;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::options::BoxOptions;
+use crate::sqlite::{ConnectionGuard, SharedConnection};
 use crate::status::BoxStatus;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,6 +68,7 @@ pub fn now_ms() -> u64 {
 pub struct BoxesDb {
     path: PathBuf,
     boot_id: Option<String>,
+    conn: SharedConnection,
 }
 
 /// Schema version in `PRAGMA user_version`: 1 added `shim_boot` and `engine`.
@@ -79,6 +81,7 @@ impl BoxesDb {
         Self {
             path: path.to_path_buf(),
             boot_id: boxlite_shim::process::boot_id(),
+            conn: SharedConnection::default(),
         }
     }
 
@@ -94,13 +97,21 @@ impl BoxesDb {
         }
     }
 
-    fn connect(&self) -> Result<Connection, DbError> {
+    fn connect(&self) -> Result<ConnectionGuard<'_>, DbError> {
+        self.conn.get(|| self.open())
+    }
+
+    fn open(&self) -> Result<Connection, DbError> {
         if let Some(dir) = self.path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let mut conn = Connection::open(&self.path).map_err(self.err())?;
+        let mut conn = crate::sqlite::open_private(&self.path).map_err(self.err())?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(self.err())?;
         conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(self.err())?;
+        // With WAL this cannot corrupt the database; a power cut may lose the last changes,
+        // and after one every box is stopped anyway.
+        conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(self.err())?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS boxes (
@@ -178,19 +189,46 @@ impl BoxesDb {
         }
     }
 
+    /// One row as a record. A damaged row (a value of the wrong type, unparseable options or
+    /// status) is not an error: it reads as an Unknown box, so that listing, removing and
+    /// shutting down still work and `rm -f` can take it away.
     fn read_row(&self, row: &rusqlite::Row<'_>) -> Result<BoxRecord, DbError> {
-        let get = |i: usize| -> Result<Option<String>, DbError> { row.get(i).map_err(self.err()) };
-        let status: String = get(2)?.unwrap_or_default();
-        let options_json: String = get(8)?.unwrap_or_default();
-        let options: BoxOptions =
-            serde_json::from_str(&options_json).map_err(|e| DbError::Corrupt {
-                path: self.path.clone(),
-                reason: e.to_string(),
-            })?;
-        let shim_pid: Option<i64> = row.get(5).map_err(self.err())?;
-        let shim_start: Option<i64> = row.get(6).map_err(self.err())?;
-        let shim_boot: Option<String> = get(9)?;
-        let shim = match (shim_pid, shim_start) {
+        use rusqlite::types::ValueRef;
+        let text = |i: usize| match row.get_ref(i) {
+            Ok(ValueRef::Text(t)) => Some(String::from_utf8_lossy(t).into_owned()),
+            Ok(ValueRef::Integer(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        let int = |i: usize| match row.get_ref(i) {
+            Ok(ValueRef::Integer(n)) => Some(n),
+            _ => None,
+        };
+        let mut damage = Vec::new();
+        let id = text(0).unwrap_or_default();
+        let options: BoxOptions = match serde_json::from_str(&text(8).unwrap_or_default()) {
+            Ok(options) => options,
+            Err(e) => {
+                damage.push(format!("options ({e})"));
+                BoxOptions::image("")
+            }
+        };
+        let mut status = match text(2).map(|s| s.parse::<BoxStatus>()) {
+            Some(Ok(status)) => status,
+            _ => {
+                damage.push("status".to_string());
+                BoxStatus::Unknown
+            }
+        };
+        if !damage.is_empty() {
+            log::warn!(
+                "box {id:?} in {}: unreadable {}; shown as unknown (`boxlite rm -f {id}` \
+                 removes it)",
+                self.path.display(),
+                damage.join(", ")
+            );
+            status = BoxStatus::Unknown;
+        }
+        let shim = match (int(5), int(6)) {
             (Some(pid), Some(start)) => Some(ProcessId {
                 pid: pid as u32,
                 start_time: start as u64,
@@ -199,24 +237,21 @@ impl BoxesDb {
         };
         Ok(BoxRecord {
             info: BoxInfo {
-                id: get(0)?.unwrap_or_default(),
-                name: get(1)?,
-                status: status.parse().map_err(|reason| DbError::Corrupt {
-                    path: self.path.clone(),
-                    reason,
-                })?,
-                created_at: row.get::<_, i64>(3).map_err(self.err())? as u64,
-                last_updated: row.get::<_, i64>(4).map_err(self.err())? as u64,
+                id,
+                name: text(1),
+                status,
+                created_at: int(3).unwrap_or_default() as u64,
+                last_updated: int(4).unwrap_or_default() as u64,
                 pid: shim.map(|s| s.pid),
-                image: get(7)?.unwrap_or_default(),
+                image: text(7).unwrap_or_default(),
                 cpus: options.cpus,
                 memory_mib: options.memory_mib,
                 labels: options.labels.clone(),
-                engine: get(10)?,
+                engine: text(10),
             },
             options,
             shim,
-            shim_boot,
+            shim_boot: text(9),
         })
     }
 
@@ -345,7 +380,15 @@ impl BoxesDb {
             .map(|i| format!("?{}", i + 2))
             .collect::<Vec<_>>()
             .join(", ");
-        let sql = format!("DELETE FROM boxes WHERE id = ?1 AND status IN ({placeholders})");
+        // A status nobody can read is Unknown, as `read_row` shows it.
+        let unreadable = if from.contains(&BoxStatus::Unknown) {
+            " OR status IS NULL OR status NOT IN \
+             ('unknown', 'configured', 'running', 'stopping', 'stopped')"
+        } else {
+            ""
+        };
+        let sql =
+            format!("DELETE FROM boxes WHERE id = ?1 AND (status IN ({placeholders}){unreadable})");
         let mut values: Vec<&dyn rusqlite::ToSql> = vec![&id];
         values.extend(statuses.iter().map(|s| s as &dyn rusqlite::ToSql));
         let deleted = tx.execute(&sql, values.as_slice()).map_err(self.err())?;

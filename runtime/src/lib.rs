@@ -10,6 +10,7 @@ pub mod guest;
 pub mod images;
 pub mod options;
 mod runtime;
+mod sqlite;
 pub mod status;
 
 pub use boxes_db::BoxInfo;
@@ -20,7 +21,7 @@ pub use options::{
 };
 pub use runtime::{
     default_runtime, init_default_runtime, try_default_runtime, BoxCommand, BoxMetrics,
-    BoxliteError, BoxliteRuntime, ExecResult, Execution, LiteBox, OutputChunk, RuntimeMetrics,
-    ENGINE_ENV, HOME_ENV, SHIM_ENV,
+    BoxliteError, BoxliteRuntime, CannotStartReason, ExecResult, Execution, LiteBox, OutputChunk,
+    RuntimeMetrics, ENGINE_ENV, HOME_ENV, SHIM_ENV,
 };
 pub use status::BoxStatus;

@@ -83,6 +83,63 @@ pub enum BoxliteError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The command could not be started in the box (nothing ran).
+    #[error("{message}")]
+    CannotStart {
+        reason: CannotStartReason,
+        message: String,
+    },
+    #[error(
+        "home {home} belongs to uid {owner}, not to this user (uid {user}); use a home of your \
+         own (BOXLITE_HOME or --home)"
+    )]
+    HomeNotOwned {
+        home: PathBuf,
+        owner: u32,
+        user: u32,
+    },
+}
+
+/// Why a command could not be started; `boxlite run`/`exec` exit with 127 for the first and
+/// 126 for the others, as docker does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CannotStartReason {
+    /// No such program in the box.
+    NotFound,
+    /// The program is there but cannot be executed (permissions, a directory, not a binary).
+    NotExecutable,
+    /// The working directory does not exist in the box.
+    WorkingDir,
+}
+
+impl CannotStartReason {
+    /// The exit code docker gives for it.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            CannotStartReason::NotFound => 127,
+            CannotStartReason::NotExecutable | CannotStartReason::WorkingDir => 126,
+        }
+    }
+}
+
+/// An exec's start failure as the agent reported it, typed where it says the command could
+/// not start.
+fn exec_start_error(err: AgentError) -> BoxliteError {
+    let reason = match &err {
+        AgentError::Rpc { code, .. } => match code {
+            ttrpc::Code::NOT_FOUND => Some(CannotStartReason::NotFound),
+            ttrpc::Code::PERMISSION_DENIED => Some(CannotStartReason::NotExecutable),
+            ttrpc::Code::FAILED_PRECONDITION => Some(CannotStartReason::WorkingDir),
+            _ => None,
+        },
+        _ => None,
+    };
+    match (reason, err) {
+        (Some(reason), AgentError::Rpc { message, .. }) => {
+            BoxliteError::CannotStart { reason, message }
+        }
+        (_, err) => err.into(),
+    }
 }
 
 type Result<T> = std::result::Result<T, BoxliteError>;
@@ -113,6 +170,7 @@ pub struct BoxliteRuntime {
 impl BoxliteRuntime {
     pub fn new(options: BoxliteOptions) -> Result<Self> {
         let home = options.home_dir.unwrap_or_else(default_home);
+        prepare_home(&home)?;
         for dir in ["boxes", "images", "init", "db", "logs"] {
             std::fs::create_dir_all(home.join(dir)).map_err(io_err(&home))?;
         }
@@ -167,9 +225,10 @@ impl BoxliteRuntime {
             create_box_disk(&base, &dir.join("disk.qcow2"))?;
             let config =
                 serde_json::json!({ "id": id, "name": name, "options": options, "image": image });
-            std::fs::write(
-                dir.join("config.json"),
-                serde_json::to_vec_pretty(&config).expect("config serializes"),
+            // The options hold environment values, which may be secrets: owner only.
+            write_private(
+                &dir.join("config.json"),
+                &serde_json::to_vec_pretty(&config).expect("config serializes"),
             )
             .map_err(io_err(&dir))?;
             let now = now_ms();
@@ -307,6 +366,10 @@ impl BoxliteRuntime {
             .record(id_or_name)?
             .ok_or_else(|| BoxliteError::NotFound(id_or_name.to_string()))?;
         let id = record.info.id.clone();
+        // A box whose directory was deleted by hand can still be removed: its lock file needs
+        // the directory back for a moment.
+        let dir = self.box_dir(&id);
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let _lock = self.lock_box(&id).await?;
         let record = self.refresh(
             self.inner
@@ -314,7 +377,9 @@ impl BoxliteRuntime {
                 .get(&id)?
                 .ok_or_else(|| BoxliteError::NotFound(id.clone()))?,
         )?;
-        if record.info.status.is_active() {
+        // A damaged row reads as Unknown, but a shim it names may still run.
+        let live_shim = record.shim.is_some_and(|s| s.is_alive());
+        if record.info.status.is_active() || live_shim {
             if !force {
                 return Err(BoxliteError::Running(id));
             }
@@ -332,7 +397,6 @@ impl BoxliteRuntime {
         self.inner.db.delete(&id, &all)?;
         // Renamed away first: a process that looks at the box meanwhile (and might create its
         // lock file again) finds nothing instead of making the directory non-empty again.
-        let dir = self.box_dir(&id);
         let removed = self
             .inner
             .home
@@ -410,7 +474,11 @@ impl BoxliteRuntime {
         let id = &record.info.id;
         let dir = self.box_dir(id);
         if let (true, Some(shim)) = (this_boot, record.shim) {
-            kill_box_processes(&dir, shim);
+            // Waited for, so that when a caller sees Stopped nothing of the VM runs any more
+            // (SIGKILL takes effect after kill(2) returns). Milliseconds, on a rare path.
+            for process in kill_box_processes(&dir, shim) {
+                process.wait_gone(KILL_WAIT);
+            }
         }
         let stopped = self.inner.db.mark_stopped(id, record.shim)?;
         if stopped
@@ -485,6 +553,55 @@ pub fn init_default_runtime(options: BoxliteOptions) -> Result<BoxliteRuntime> {
     Ok(rt)
 }
 
+/// Creates the home for this user alone (0700), or checks that an existing one belongs to
+/// this user: boxes, their environment and their sockets are in it, and a home another user
+/// controls could hand us files and sockets of their choosing.
+fn prepare_home(home: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    if let Some(parent) = home.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(home) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err(home)(e)),
+    }
+    let meta = std::fs::metadata(home).map_err(io_err(home))?;
+    if !meta.is_dir() {
+        return Err(BoxliteError::InvalidOptions(format!(
+            "home {} exists and is not a directory; pick another with BOXLITE_HOME",
+            home.display()
+        )));
+    }
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(BoxliteError::HomeNotOwned {
+            home: home.to_path_buf(),
+            owner: meta.uid(),
+            user: me,
+        });
+    }
+    Ok(())
+}
+
+/// Writes a file only its owner can read (the mode is set at creation, so there is no moment
+/// when others could open it), replacing it atomically.
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(data)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 fn default_home() -> PathBuf {
     std::env::var_os(HOME_ENV)
         .map(PathBuf::from)
@@ -545,16 +662,14 @@ fn shim_binary() -> PathBuf {
         })
 }
 
-/// Waits up to `limit` for a shim to be gone; returns whether it is.
-async fn wait_gone(shim: ProcessId, limit: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while shim.is_alive() {
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    true
+/// How long a SIGKILLed shim or VMM may take to be gone before we give up waiting on it.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits up to `limit` for a process to be gone; returns whether it is.
+async fn wait_gone(process: ProcessId, limit: Duration) -> bool {
+    tokio::task::spawn_blocking(move || process.wait_gone(limit))
+        .await
+        .unwrap_or_else(|_| !process.is_alive())
 }
 
 /// SIGKILL to a box's shim and to the VMM processes it recorded in `vmm.pid` (only when the
@@ -579,7 +694,7 @@ fn kill_box_processes(dir: &Path, shim: ProcessId) -> Vec<ProcessId> {
 /// Kills a box's processes (see [`kill_box_processes`]) and waits until they are gone.
 async fn kill_and_wait(dir: &Path, shim: ProcessId) {
     for process in kill_box_processes(dir, shim) {
-        wait_gone(process, Duration::from_secs(5)).await;
+        wait_gone(process, KILL_WAIT).await;
     }
 }
 
@@ -682,6 +797,9 @@ impl LiteBox {
                 Some(engine) => Some(engine),
                 None => engine_from_env()?,
             },
+            // Until this process records the box as Running and adopts the shim, the shim
+            // powers the VM off if this process dies (or this future is dropped for good).
+            launcher: ProcessId::current(),
         };
         let launched = launch(&shim_binary(), &dir, &config).await?;
         // Only shown by inspect: a failure to note it must not fail the start.
@@ -697,7 +815,7 @@ impl LiteBox {
             Some(launched.process),
         );
         match recorded {
-            Ok((_, true)) => Ok(()),
+            Ok((_, true)) => Ok(launched.client.adopt().await?),
             // The row changed under us (removed by force, say): a VM nobody records must not
             // keep running.
             Ok((found, false)) => {
@@ -782,7 +900,11 @@ impl LiteBox {
         };
         let client = ShimClient::connect(&self.dir()).await?;
         let id = ulid::Ulid::new().to_string();
-        client.agent().exec(&id, &options).await?;
+        client
+            .agent()
+            .exec(&id, &options)
+            .await
+            .map_err(exec_start_error)?;
         self.runtime
             .inner
             .execs_started

@@ -30,6 +30,14 @@ pub enum AgentError {
         method: &'static str,
         after: Duration,
     },
+    #[error(
+        "agent {method}: the box stopped answering (no ping answered within {after:?}); its \
+         shim or VM may be stopped or dead"
+    )]
+    Unresponsive {
+        method: &'static str,
+        after: Duration,
+    },
 }
 
 impl AgentError {
@@ -51,7 +59,9 @@ impl AgentError {
     pub fn code(&self) -> Option<ttrpc::Code> {
         match self {
             AgentError::Rpc { code, .. } => Some(*code),
-            AgentError::Transport { .. } | AgentError::Timeout { .. } => None,
+            AgentError::Transport { .. }
+            | AgentError::Timeout { .. }
+            | AgentError::Unresponsive { .. } => None,
         }
     }
 }
@@ -113,12 +123,47 @@ impl ExecOptions {
     }
 }
 
-fn ctx() -> ttrpc::context::Context {
-    ttrpc::context::Context::default()
-}
+/// Deadline of a call that does not wait on the command: Exec, CopyIn/Out, Signal, ResizeTty.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Deadline of one WriteStdin: the command may be slow to read its input, and a write cut
+/// short could not say how much of it went in, so it is long, and not retried.
+pub const STDIN_WRITE_TIMEOUT: Duration = Duration::from_secs(300);
+/// ReadOutput and Wait wait on the command, for as long as it runs; they are made of calls of
+/// at most this long, with a Ping between two, so that a box that stops answering (a stopped
+/// or dead shim or VM) ends the wait with an error instead of hanging. Both are safe to
+/// repeat: output stays in the agent until a later read acknowledges it.
+pub const LONG_POLL: Duration = Duration::from_secs(20);
+/// Deadline of the Ping that checks a box between two long polls.
+pub const LIVENESS_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn ctx_timeout(timeout: Duration) -> ttrpc::context::Context {
-    ttrpc::context::with_timeout(timeout.as_nanos() as i64)
+    ttrpc::context::with_timeout(timeout.as_nanos().min(i64::MAX as u128) as i64)
+}
+
+/// Runs one call with `limit` as its deadline, passed to the other side too (the shim relays
+/// it to the guest, whose server gives up at it), and enforced here in case nobody answers.
+async fn bounded<T, F, Fut>(method: &'static str, limit: Duration, call: F) -> Result<T, AgentError>
+where
+    F: FnOnce(ttrpc::context::Context) -> Fut,
+    Fut: std::future::Future<Output = ttrpc::Result<T>>,
+{
+    let timeout = || AgentError::Timeout {
+        method,
+        after: limit,
+    };
+    // A little later than the deadline sent, so that the other side's answer wins when
+    // it comes in time.
+    match tokio::time::timeout(limit + Duration::from_secs(1), call(ctx_timeout(limit))).await {
+        Err(_) => Err(timeout()),
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(ttrpc::Error::RpcStatus(status))) if status.code() == Code::DEADLINE_EXCEEDED => {
+            Err(timeout())
+        }
+        Ok(Err(ttrpc::Error::Others(message))) if message.contains("deadline elapsed") => {
+            Err(timeout())
+        }
+        Ok(Err(err)) => Err(AgentError::from_ttrpc(method, err)),
+    }
 }
 
 /// A connection to one guest agent.
@@ -148,14 +193,7 @@ impl AgentClient {
 
     pub async fn ping(&self, timeout: Duration) -> Result<PingResponse, AgentError> {
         let request = PingRequest::new();
-        let ping = self.inner.ping(ctx(), &request);
-        match tokio::time::timeout(timeout, ping).await {
-            Ok(answer) => answer.map_err(|e| AgentError::from_ttrpc("Ping", e)),
-            Err(_) => Err(AgentError::Timeout {
-                method: "Ping",
-                after: timeout,
-            }),
-        }
+        bounded("Ping", timeout, |c| self.inner.ping(c, &request)).await
     }
 
     /// Starts a command under the caller-chosen `exec_id`; returns its guest pid.
@@ -171,11 +209,7 @@ impl AgentClient {
             tty: options.tty,
             ..Default::default()
         };
-        let resp = self
-            .inner
-            .exec(ctx(), &req)
-            .await
-            .map_err(|e| AgentError::from_ttrpc("Exec", e))?;
+        let resp = bounded("Exec", CALL_TIMEOUT, |c| self.inner.exec(c, &req)).await?;
         Ok(resp.pid)
     }
 
@@ -188,12 +222,11 @@ impl AgentClient {
             ..Default::default()
         };
         let resp = if into_box {
-            self.inner.copy_in(ctx(), &req).await
+            bounded("CopyIn", CALL_TIMEOUT, |c| self.inner.copy_in(c, &req)).await
         } else {
-            self.inner.copy_out(ctx(), &req).await
+            bounded("CopyOut", CALL_TIMEOUT, |c| self.inner.copy_out(c, &req)).await
         };
         resp.map(|r| r.pid)
-            .map_err(|e| AgentError::from_ttrpc(if into_box { "CopyIn" } else { "CopyOut" }, e))
     }
 
     /// The next bytes of one stream after offset `from` (which also acknowledges everything
@@ -213,10 +246,8 @@ impl AgentClient {
             ..Default::default()
         };
         let resp = self
-            .inner
-            .read_output(ctx(), &req)
-            .await
-            .map_err(|e| AgentError::from_ttrpc("ReadOutput", e))?;
+            .long_poll("ReadOutput", |c| self.inner.read_output(c, &req))
+            .await?;
         Ok(if resp.eof && resp.data.is_empty() {
             None
         } else {
@@ -278,11 +309,11 @@ impl AgentClient {
             close,
             ..Default::default()
         };
-        self.inner
-            .write_stdin(ctx(), &req)
-            .await
-            .map(|_| ())
-            .map_err(|e| AgentError::from_ttrpc("WriteStdin", e))
+        bounded("WriteStdin", STDIN_WRITE_TIMEOUT, |c| {
+            self.inner.write_stdin(c, &req)
+        })
+        .await
+        .map(drop)
     }
 
     pub async fn wait(&self, exec_id: &str) -> Result<ExitStatus, AgentError> {
@@ -290,11 +321,7 @@ impl AgentClient {
             exec_id: exec_id.to_string(),
             ..Default::default()
         };
-        let resp = self
-            .inner
-            .wait(ctx(), &req)
-            .await
-            .map_err(|e| AgentError::from_ttrpc("Wait", e))?;
+        let resp = self.long_poll("Wait", |c| self.inner.wait(c, &req)).await?;
         Ok(ExitStatus {
             code: resp.exit_code,
             signal: resp.signal,
@@ -310,11 +337,11 @@ impl AgentClient {
             cols: cols.into(),
             ..Default::default()
         };
-        self.inner
-            .resize_tty(ctx(), &req)
-            .await
-            .map(|_| ())
-            .map_err(|e| AgentError::from_ttrpc("ResizeTty", e))
+        bounded("ResizeTty", CALL_TIMEOUT, |c| {
+            self.inner.resize_tty(c, &req)
+        })
+        .await
+        .map(drop)
     }
 
     pub async fn signal(&self, exec_id: &str, signal: i32) -> Result<(), AgentError> {
@@ -323,20 +350,39 @@ impl AgentClient {
             signal,
             ..Default::default()
         };
-        self.inner
-            .signal(ctx(), &req)
+        bounded("Signal", CALL_TIMEOUT, |c| self.inner.signal(c, &req))
             .await
-            .map(|_| ())
-            .map_err(|e| AgentError::from_ttrpc("Signal", e))
+            .map(drop)
     }
 
     /// Asks the agent to end every process and power the VM off. Returns once the agent has
     /// taken the request; the VM ends shortly after.
     pub async fn shutdown(&self, timeout: Duration) -> Result<(), AgentError> {
-        self.inner
-            .shutdown(ctx_timeout(timeout), &ShutdownRequest::new())
+        let req = ShutdownRequest::new();
+        bounded("Shutdown", timeout, |c| self.inner.shutdown(c, &req))
             .await
-            .map(|_| ())
-            .map_err(|e| AgentError::from_ttrpc("Shutdown", e))
+            .map(drop)
+    }
+
+    /// A call that waits on the command (see [`LONG_POLL`]): repeated while the box answers
+    /// pings, an error once it does not.
+    async fn long_poll<T, F, Fut>(&self, method: &'static str, call: F) -> Result<T, AgentError>
+    where
+        F: Fn(ttrpc::context::Context) -> Fut,
+        Fut: std::future::Future<Output = ttrpc::Result<T>>,
+    {
+        loop {
+            match bounded(method, LONG_POLL, &call).await {
+                Err(AgentError::Timeout { .. }) => {
+                    self.ping(LIVENESS_TIMEOUT)
+                        .await
+                        .map_err(|_| AgentError::Unresponsive {
+                            method,
+                            after: LIVENESS_TIMEOUT,
+                        })?;
+                }
+                other => return other,
+            }
+        }
     }
 }

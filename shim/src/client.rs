@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use boxlite_protocol::shim::{StateRequest, StateResponse, StopRequest};
+use boxlite_protocol::shim::{AdoptRequest, StateRequest, StateResponse, StopRequest};
 use boxlite_protocol::shim_ttrpc;
 use tokio::net::UnixStream;
 
@@ -25,6 +25,15 @@ pub enum ShimError {
     },
 }
 
+/// How long a shim may take to answer a call that does not wait on the guest.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// What a Stop may take on top of the guest's own power-off time (killing the VMM).
+const STOP_MARGIN: Duration = Duration::from_secs(10);
+
+fn deadline(limit: Duration) -> ttrpc::context::Context {
+    ttrpc::context::with_timeout(limit.as_nanos().min(i64::MAX as u128) as i64)
+}
+
 #[derive(Clone)]
 pub struct ShimClient {
     shim: shim_ttrpc::ShimClient,
@@ -35,12 +44,18 @@ impl ShimClient {
     /// Connects to the shim of the box in `box_dir`.
     pub async fn connect(box_dir: &Path) -> Result<Self, ShimError> {
         let path = box_dir.join(files::SOCKET);
-        let stream = UnixStream::connect(&path)
-            .await
-            .map_err(|source| ShimError::Connect {
-                path: path.display().to_string(),
-                source,
-            })?;
+        let connect = UnixStream::connect(&path);
+        let stream = match tokio::time::timeout(CALL_TIMEOUT, connect).await {
+            Ok(connected) => connected,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no connection within {CALL_TIMEOUT:?}"),
+            )),
+        }
+        .map_err(|source| ShimError::Connect {
+            path: path.display().to_string(),
+            source,
+        })?;
         let client = ttrpc::r#async::Client::new(stream.into());
         Ok(Self {
             shim: shim_ttrpc::ShimClient::new(client.clone()),
@@ -55,10 +70,7 @@ impl ShimClient {
 
     pub async fn state(&self) -> Result<StateResponse, ShimError> {
         self.shim
-            .state(
-                ttrpc::context::with_timeout(Duration::from_secs(10).as_nanos() as i64),
-                &StateRequest::new(),
-            )
+            .state(deadline(CALL_TIMEOUT), &StateRequest::new())
             .await
             .map_err(|e| ShimError::Rpc {
                 method: "State",
@@ -66,7 +78,21 @@ impl ShimClient {
             })
     }
 
+    /// Tells the shim that its launcher has recorded it as the box's (see `ShimConfig::launcher`).
+    pub async fn adopt(&self) -> Result<(), ShimError> {
+        self.shim
+            .adopt(deadline(CALL_TIMEOUT), &AdoptRequest::new())
+            .await
+            .map(drop)
+            .map_err(|e| ShimError::Rpc {
+                method: "Adopt",
+                message: e.to_string(),
+            })
+    }
+
     /// Stops the box's VM (killing it after `timeout`); returns whether it powered off cleanly.
+    /// Gives up when the shim has not answered `timeout` plus a margin later (a stopped or
+    /// hung shim): the caller then kills it.
     pub async fn stop(&self, timeout: Duration) -> Result<bool, ShimError> {
         let req = StopRequest {
             timeout_ms: timeout.as_millis() as u64,
@@ -74,7 +100,7 @@ impl ShimClient {
         };
         let resp = self
             .shim
-            .stop(ttrpc::context::Context::default(), &req)
+            .stop(deadline(timeout + STOP_MARGIN), &req)
             .await
             .map_err(|e| ShimError::Rpc {
                 method: "Stop",

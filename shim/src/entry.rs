@@ -4,12 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
 
 use crate::engine::{self, hardware_virtualization_usable, EngineKind};
 use crate::process::ProcessId;
 use crate::server::{files, AgentRelay, RelayCounters, ShimService};
 use crate::vm::Vm;
-use crate::ShimConfig;
+use crate::{ShimConfig, ADOPT_TIMEOUT};
 
 /// Runs a shim for the box directory named by the only argument: reads `shim.json` there,
 /// boots the VM, serves `shim.sock`, and returns once the VM has ended.
@@ -20,6 +23,14 @@ pub fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let box_dir = PathBuf::from(box_dir);
+    // Everything the shim and its VMM create (shim.sock, agent.sock, logs, pid files) is for
+    // the box's owner alone.
+    // SAFETY: umask(2) only sets this process's file mode mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
+    // Helpers that daemonize (passt, say) stay our children, so that we reap them and they
+    // cannot outlive the box unnoticed.
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes an integer flag and touches no memory.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -28,9 +39,35 @@ pub fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(err) => return fail(&box_dir, &format!("starting the async runtime: {err}")),
     };
-    match runtime.block_on(run(&box_dir)) {
+    let outcome = runtime.block_on(run(&box_dir));
+    // The VM is gone: nothing left on a blocking thread may hold the exit up.
+    runtime.shutdown_background();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => fail(&box_dir, &message),
+    }
+}
+
+/// How long the guest gets to power off when the shim is told to end (SIGTERM, SIGINT, or
+/// a launcher that never adopted the box) before the VM is killed.
+pub const SIGNALLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Resolves, with the reason, when the box is abandoned: its launcher died before adopting
+/// it, or did not adopt it within [`ADOPT_TIMEOUT`]. Never resolves once adopted, nor for a
+/// shim started without a launcher.
+async fn abandonment(launcher: Option<ProcessId>, adopted: Arc<tokio::sync::Notify>) -> String {
+    let Some(launcher) = launcher else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = adopted.notified() => std::future::pending().await,
+        gone = tokio::time::timeout(ADOPT_TIMEOUT, launcher.exited()) => match gone {
+            Ok(()) => format!(
+                "the process that started the box (pid {}) died before recording it",
+                launcher.pid
+            ),
+            Err(_) => format!("the box was not adopted within {ADOPT_TIMEOUT:?} of being ready"),
+        },
     }
 }
 
@@ -64,6 +101,7 @@ async fn run(box_dir: &Path) -> Result<(), String> {
     let socket = box_dir.join(files::SOCKET);
     let _ = std::fs::remove_file(&socket);
     let counters = Arc::new(RelayCounters::default());
+    let adopted = Arc::new(tokio::sync::Notify::new());
     let mut services = boxlite_protocol::agent_ttrpc::create_agent(Arc::new(AgentRelay {
         agent: vm.agent().raw(),
         counters: Arc::clone(&counters),
@@ -73,6 +111,7 @@ async fn run(box_dir: &Path) -> Result<(), String> {
             vm: Arc::clone(&vm),
             engine: engine.kind().name(),
             counters,
+            adopted: Arc::clone(&adopted),
         },
     )));
     let address = format!("unix://{}", socket.display());
@@ -89,8 +128,27 @@ async fn run(box_dir: &Path) -> Result<(), String> {
         vm.timings().spawn_to_ready
     );
 
-    // Until the VM ends: by Stop, by the guest, or by the VMM dying.
-    let exit = vm.wait_exit().await;
+    // Until the VM ends: by Stop, by the guest, by the VMM dying, by a signal to this
+    // process, or because nobody adopted the box.
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM: {e}"))?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT: {e}"))?;
+    let told_to_end = tokio::select! {
+        exit = vm.wait_exit() => Err(exit),
+        reason = abandonment(config.launcher, adopted) => Ok(reason),
+        _ = terminate.recv() => Ok("SIGTERM".to_string()),
+        _ = interrupt.recv() => Ok("SIGINT".to_string()),
+    };
+    let exit = match told_to_end {
+        Err(exit) => exit,
+        Ok(reason) => {
+            eprintln!("boxlite-shim: {reason}: powering the VM off");
+            // Cleanly if the guest can, within a bound; the VM is gone either way.
+            match vm.shutdown(SIGNALLED_SHUTDOWN_TIMEOUT).await {
+                Ok(exit) => exit,
+                Err(_) => vm.wait_exit().await,
+            }
+        }
+    };
     let _ = std::fs::remove_file(&socket);
     eprintln!("boxlite-shim: VM ended ({exit}); exiting");
     let _ = server.shutdown().await;

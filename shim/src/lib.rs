@@ -30,7 +30,15 @@ pub struct ShimConfig {
     pub engine: Option<engine::EngineKind>,
     /// How long the agent may take to answer after the VM starts.
     pub ready_timeout_ms: u64,
+    /// The process that starts the box. When set, the shim powers the VM off unless that
+    /// process adopts it (the Adopt call, once the box is recorded) before it dies and within
+    /// [`ADOPT_TIMEOUT`] of the box being ready.
+    #[serde(default)]
+    pub launcher: Option<process::ProcessId>,
 }
+
+/// How long a ready box waits for its launcher to adopt it.
+pub const ADOPT_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl ShimConfig {
     pub fn ready_timeout(&self) -> Duration {

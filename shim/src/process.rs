@@ -2,7 +2,9 @@
 //! belong to), so that a recycled pid is never taken for the shim or VMM that once had it;
 //! their CPU time and memory; and killing them.
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// Field `n` (1-based, as proc(5) numbers them) of /proc/PID/stat, from field 3 on.
 fn stat_field(stat: &str, n: usize) -> Option<&str> {
@@ -46,7 +48,7 @@ pub fn boot_id() -> Option<String> {
 }
 
 /// A process as recorded in a pid file: "PID START_TIME".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProcessId {
     pub pid: u32,
     pub start_time: u64,
@@ -77,15 +79,108 @@ impl ProcessId {
         stat_field(&stat, 3) != Some("Z") && parse_start_time(&stat) == Some(self.start_time)
     }
 
-    /// SIGKILL, if this very process still runs; returns whether it did.
-    pub fn kill(&self) -> bool {
-        if !self.is_alive() {
-            return false;
+    /// A pidfd on this very process: once open it names this process and no later one with
+    /// the same pid, so a signal or a wait through it cannot reach a stranger. `None` when the
+    /// process is gone (or the kernel has no pidfds, before Linux 5.3).
+    fn pidfd(&self) -> Option<OwnedFd> {
+        // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid as libc::pid_t, 0) };
+        if fd < 0 {
+            return None;
         }
-        // SAFETY: kill(2) only sends a signal. The start time was checked just above; a pid
-        // freed and reused within these microseconds is the accepted residual race (pidfds
-        // would close it, at the cost of holding one per process across host processes).
-        unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) == 0 }
+        // SAFETY: the descriptor was just returned by pidfd_open and nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        // The pid may have been reused before the open; the start time, read after it, tells.
+        self.is_alive().then_some(fd)
+    }
+
+    /// SIGKILL, if this very process still runs; returns whether it was sent. The process
+    /// dies shortly after, not before this returns: [`ProcessId::wait_gone`] waits for that.
+    pub fn kill(&self) -> bool {
+        match self.pidfd() {
+            // SAFETY: pidfd_send_signal(2) with a pidfd we own, no siginfo and no flags.
+            Some(fd) => unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                ) == 0
+            },
+            None if self.is_alive() => {
+                // No pidfds on this kernel. SAFETY: kill(2) only sends a signal; the start
+                // time was checked just above, and a pid reused within these microseconds is
+                // the residual race that pidfds close where they exist.
+                unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) == 0 }
+            }
+            None => false,
+        }
+    }
+
+    /// Waits up to `limit` for this process to exit (a zombie counts as gone); returns
+    /// whether it has. Blocks the calling thread.
+    pub fn wait_gone(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let Some(fd) = self.pidfd() else {
+            // Gone already, or a kernel without pidfds: watch /proc instead.
+            while self.is_alive() {
+                if Instant::now() >= deadline {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            return true;
+        };
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut poll = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // Rounded up, so that a wait never ends before its deadline.
+            let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+            // SAFETY: poll(2) on one pollfd that lives on this stack for the call.
+            let ready = unsafe { libc::poll(&mut poll, 1, ms) };
+            if ready > 0 {
+                // A pidfd turns readable when its process has exited.
+                return true;
+            }
+            let interrupted = ready < 0
+                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted;
+            if !interrupted || Instant::now() >= deadline {
+                return !self.is_alive();
+            }
+        }
+    }
+
+    /// Resolves once this process has exited (at once when it is gone already). Cancel-safe;
+    /// needs a tokio runtime with I/O enabled.
+    pub async fn exited(&self) {
+        if let Some(fd) = self.pidfd() {
+            // SAFETY: the AsyncFd owns the pidfd (an OwnedFd) and nothing else closes or
+            // replaces that descriptor while it is registered.
+            let watched = unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+            };
+            if let Ok(watched) = watched {
+                // A pidfd turns readable when its process has exited, and stays so.
+                let _ = watched.readable().await;
+                return;
+            }
+        }
+        // No pidfds on this kernel: watch /proc instead.
+        while self.is_alive() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// SIGKILL, then waits up to `limit` for it to take effect; returns whether the process
+    /// is gone (also when it was gone before).
+    pub fn kill_and_wait(&self, limit: Duration) -> bool {
+        self.kill();
+        self.wait_gone(limit)
     }
 
     /// Writes "PID START_TIME" (atomically: other processes read it at any time).
@@ -173,6 +268,47 @@ mod tests {
         child.wait().unwrap();
         assert!(!id.is_alive());
         assert!(!id.kill());
+    }
+
+    #[test]
+    fn waiting_ends_when_a_process_exits_not_before() {
+        // A process that is not our child (its parent, a shell, reaps it): like a shim.
+        let mut shell = std::process::Command::new("sh")
+            .args(["-c", "sleep 60 & echo $!; wait"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(shell.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let sleeper = ProcessId::of(line.trim().parse().unwrap()).unwrap();
+        assert!(!sleeper.wait_gone(Duration::from_millis(50)));
+        assert!(sleeper.is_alive());
+        assert!(sleeper.kill_and_wait(Duration::from_secs(30)));
+        assert!(!sleeper.is_alive());
+        assert!(sleeper.wait_gone(Duration::ZERO));
+        shell.wait().unwrap();
+    }
+
+    #[tokio::test]
+    async fn exits_are_awaited_without_a_thread() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let id = ProcessId::of(child.id()).unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(50), id.exited()).await;
+        assert!(waiting.is_err(), "a running process has not exited");
+        assert!(id.kill());
+        // Our child stays a zombie until reaped; the pidfd says it has exited all the same.
+        tokio::time::timeout(Duration::from_secs(30), id.exited())
+            .await
+            .expect("exited");
+        child.wait().unwrap();
+        id.exited().await;
     }
 
     #[test]

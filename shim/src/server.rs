@@ -11,7 +11,9 @@ use boxlite_protocol::agent::{
     ReadOutputResponse, ResizeTtyRequest, ShutdownRequest, SignalRequest, WaitRequest,
     WaitResponse, WriteStdinRequest,
 };
-use boxlite_protocol::shim::{StateRequest, StateResponse, StopRequest, StopResponse};
+use boxlite_protocol::shim::{
+    AdoptRequest, AdoptResponse, StateRequest, StateResponse, StopRequest, StopResponse,
+};
 use boxlite_protocol::{agent_ttrpc, shim_ttrpc};
 use ttrpc::r#async::TtrpcContext;
 
@@ -32,6 +34,8 @@ pub mod files {
     /// The shim, then each VMM process it started, one "PID START_TIME" per line: whoever
     /// finds the shim dead kills what is left of its VM (when the first line is that shim).
     pub const VMM_PID: &str = "vmm.pid";
+    /// The files that name a box's processes.
+    pub const PID_FILES: [&str; 2] = [PID, VMM_PID];
     /// Files that mean nothing once the shim is gone.
     pub const STALE_AFTER_SHIM: [&str; 3] = [SOCKET, PID, VMM_PID];
 }
@@ -133,6 +137,8 @@ pub struct ShimService {
     pub vm: Arc<Vm>,
     pub engine: &'static str,
     pub counters: Arc<RelayCounters>,
+    /// Notified (once, keeping the permit) when the launcher adopts the box.
+    pub adopted: Arc<tokio::sync::Notify>,
 }
 
 #[async_trait]
@@ -151,6 +157,11 @@ impl shim_ttrpc::Shim for ShimService {
             bytes_out: self.counters.bytes_out.load(Ordering::Relaxed),
             ..Default::default()
         })
+    }
+
+    async fn adopt(&self, _c: &TtrpcContext, _req: AdoptRequest) -> ttrpc::Result<AdoptResponse> {
+        self.adopted.notify_one();
+        Ok(AdoptResponse::default())
     }
 
     async fn stop(&self, _c: &TtrpcContext, req: StopRequest) -> ttrpc::Result<StopResponse> {

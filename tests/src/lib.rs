@@ -318,6 +318,73 @@ fn add_opaque_layer(layout: &Path, from_tag: &str, new_tag: &str) {
     .unwrap();
 }
 
+/// A home for one test, under [`scratch_root`]. When it is dropped, also by a failing test's
+/// unwinding, every shim and VMM recorded under it is killed (and waited for) before the
+/// directory goes, so no test leaves a VM behind whatever happened to it.
+pub struct TestHome {
+    dir: tempfile::TempDir,
+}
+
+impl TestHome {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir_in(scratch_root()).expect("test home"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The processes recorded for the boxes of this home: shims and their VMMs.
+    pub fn box_processes(&self) -> Vec<boxlite_shim::process::ProcessId> {
+        let files = boxlite_shim::server::files::PID_FILES;
+        std::fs::read_dir(self.path().join("boxes"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|entry| {
+                files
+                    .iter()
+                    .flat_map(move |file| boxlite_shim::process::read_all(&entry.path().join(file)))
+            })
+            .collect()
+    }
+}
+
+impl Default for TestHome {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestHome {
+    fn drop(&mut self) {
+        for process in self.box_processes() {
+            if !process.kill_and_wait(Duration::from_secs(30)) {
+                eprintln!("TestHome: {process:?} survived SIGKILL for 30 s");
+            }
+        }
+    }
+}
+
+/// Waits until `condition` holds, checking every 10 ms; panics naming `what` when `limit`
+/// passes first. A deadline against hangs, not a speed claim (speed: scripts/bench).
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still not {what} after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A fresh box directory with a qcow2 overlay over an ext4 base (busybox by default).
 pub struct TestBox {
     pub dir: tempfile::TempDir,

@@ -6,7 +6,7 @@ use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use boxlite::BoxliteError;
-use boxlite_tests::{layout_box_options, scratch_root, sh, test_runtime};
+use boxlite_tests::{layout_box_options, scratch_root, sh, test_runtime, TestHome};
 use sha2::{Digest, Sha256};
 
 /// Size of the large-file round trip (BOXLITE_COPY_TEST_MIB overrides; the 1 GiB is
@@ -63,7 +63,7 @@ fn make_tree(root: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_and_trees_go_in_and_come_back_identical() {
-    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let home = TestHome::new();
     let work = tempfile::tempdir_in(scratch_root()).unwrap();
     let rt = test_runtime!(home.path());
     let b = rt

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use boxlite::{BoxCommand, BoxStatus, BoxliteError, NetworkMode, PortSpec};
-use boxlite_tests::{free_port, layout_box_options, scratch_root, sh, test_runtime};
+use boxlite_tests::{free_port, layout_box_options, sh, test_runtime, TestHome};
 
 /// GET / from 127.0.0.1:port, retrying while the server in the box starts.
 fn http_get(port: u16) -> String {
@@ -30,7 +30,7 @@ fn http_get(port: u16) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boxes_get_a_network_ports_and_none_on_request() {
-    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let home = TestHome::new();
     let rt = test_runtime!(home.path());
 
     let host_port = free_port();

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use boxlite::images::{ImageError, ImageStore, ProgressFn, PullOptions, PullProgress};
-use boxlite_tests::{free_port, oci_layout, scratch_root, TestRegistry};
+use boxlite_tests::{free_port, oci_layout, TestHome, TestRegistry};
 
 fn blob_count(home: &Path) -> usize {
     std::fs::read_dir(home.join("images/blobs/sha256"))
@@ -24,7 +24,7 @@ async fn pulls_once_shares_layers_lists_and_removes() {
     let registry = TestRegistry::start();
     registry.push(oci_layout(), "busybox", "test/img");
     registry.push(oci_layout(), "layered", "test/img");
-    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let home = TestHome::new();
     let store = ImageStore::open(home.path());
     let layered_ref = format!("{}/test/img:layered", registry.host());
 
@@ -105,7 +105,7 @@ async fn pulls_once_shares_layers_lists_and_removes() {
 async fn bad_references_fail_clearly_and_leave_nothing() {
     let registry = TestRegistry::start();
     registry.push(oci_layout(), "busybox", "test/img");
-    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let home = TestHome::new();
     let store = ImageStore::open(home.path());
     let options = PullOptions::default();
 
@@ -154,7 +154,7 @@ async fn bad_references_fail_clearly_and_leave_nothing() {
 fn two_processes_pulling_at_once_write_each_blob_once() {
     let registry = TestRegistry::start();
     registry.push(oci_layout(), "layered", "test/img");
-    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let home = TestHome::new();
     let reference = format!("{}/test/img:layered", registry.host());
     let puller = env!("CARGO_BIN_EXE_pull_image");
     let children: Vec<_> = (0..2)
@@ -188,7 +188,7 @@ fn two_processes_pulling_at_once_write_each_blob_once() {
 async fn a_multi_arch_index_resolves_to_linux_amd64() {
     let registry = TestRegistry::start();
     registry.push(oci_layout(), "multiarch", "test/img");
-    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let home = TestHome::new();
     let store = ImageStore::open(home.path());
     let pulled = store
         .pull(

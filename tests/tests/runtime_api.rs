@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use boxlite::{BoxCommand, BoxOptions, BoxStatus, BoxliteError, BoxliteOptions};
-use boxlite_tests::{layout_box_options, scratch_root, test_runtime};
+use boxlite_tests::{layout_box_options, test_runtime, TestHome};
 
 fn options() -> BoxOptions {
     layout_box_options("opaque")
@@ -13,7 +13,7 @@ fn options() -> BoxOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_box_lives_through_the_api() {
-    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let home = TestHome::new();
     let rt = test_runtime!(home.path());
 
     // Bad input is refused and leaves nothing behind.
@@ -221,7 +221,7 @@ async fn futures_join(web: &boxlite::LiteBox) -> Vec<String> {
 
 #[test]
 fn the_default_runtime_is_one_per_process() {
-    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let home = TestHome::new();
     let options = BoxliteOptions {
         home_dir: Some(home.path().to_path_buf()),
         ..Default::default()
@@ -240,4 +240,73 @@ fn the_default_runtime_is_one_per_process() {
 /// launched it (this one, from another thread) reaps it; a zombie does not run.
 fn running(pid: u32) -> bool {
     boxlite_shim::process::ProcessId::of(pid).is_some_and(|p| p.is_alive())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_boxes_are_listed_as_unknown_and_removed_by_force() {
+    let home = TestHome::new();
+    let rt = test_runtime!(home.path());
+    let gone = rt.create(options(), Some("gone")).await.unwrap();
+    let garbled = rt.create(options(), Some("garbled")).await.unwrap();
+    let fine = rt.create(options(), Some("fine")).await.unwrap();
+
+    // Its directory deleted by hand: rm -f still removes it.
+    std::fs::remove_dir_all(home.path().join("boxes").join(gone.id())).unwrap();
+    rt.remove("gone", true).await.unwrap();
+    assert!(rt.get_info("gone").await.unwrap().is_none());
+
+    // A row whose options and status cannot be read: listed as Unknown, the others intact.
+    let db = rusqlite::Connection::open(home.path().join("db/boxes.db")).unwrap();
+    db.execute(
+        "UPDATE boxes SET options = '{not json', status = 'exploded' WHERE id = ?1",
+        [garbled.id()],
+    )
+    .unwrap();
+    let infos = rt.list_info().await.unwrap();
+    let status_of = |id: &str| infos.iter().find(|i| i.id == id).map(|i| i.status);
+    assert_eq!(status_of(garbled.id()), Some(BoxStatus::Unknown));
+    assert_eq!(status_of(fine.id()), Some(BoxStatus::Configured));
+    rt.remove("garbled", true).await.unwrap();
+    assert!(!home.path().join("boxes").join(garbled.id()).exists());
+    assert_eq!(rt.list_info().await.unwrap().len(), 1);
+    rt.remove("fine", false).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn homes_are_private_and_only_their_owner_may_open_them() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let parent = TestHome::new();
+    let home = parent.path().join("new-home");
+    let rt = test_runtime!(&home);
+    let b = rt.create(options(), None).await.unwrap();
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode();
+    assert_eq!(mode(&home) & 0o777, 0o700);
+    // Environment values of boxes are in these: nobody else may read them.
+    let box_dir = home.join("boxes").join(b.id());
+    for file in [
+        home.join("db/boxes.db"),
+        home.join("db/images.db"),
+        box_dir.join("config.json"),
+    ] {
+        assert_eq!(mode(&file) & 0o077, 0, "{}", file.display());
+    }
+    rt.remove(b.id(), false).await.unwrap();
+
+    // A home that belongs to someone else is refused, naming both users.
+    let theirs = parent.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    let nobody = 65534;
+    std::os::unix::fs::chown(&theirs, Some(nobody), Some(nobody)).expect("tests run as root");
+    assert_eq!(std::fs::metadata(&theirs).unwrap().uid(), nobody);
+    let err = boxlite::BoxliteRuntime::new(BoxliteOptions {
+        home_dir: Some(theirs.clone()),
+        ..Default::default()
+    })
+    .err()
+    .expect("another user's home");
+    assert!(
+        matches!(err, BoxliteError::HomeNotOwned { owner: 65534, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("65534"), "{err}");
 }

@@ -8,6 +8,7 @@ use boxlite_protocol::agent::OutputStream;
 use boxlite_shim::agent_client::ExecOptions;
 use boxlite_shim::client::ShimClient;
 use boxlite_shim::launch::{launch, LaunchError};
+use boxlite_shim::process::{read_all, ProcessId};
 use boxlite_shim::ShimConfig;
 use boxlite_tests::{process_exists, TestBox, READY_TIMEOUT};
 
@@ -20,7 +21,88 @@ fn config(test_box: &TestBox) -> ShimConfig {
         engine: Some(boxlite_tests::test_engine_kind()),
         vm: test_box.spec.clone(),
         ready_timeout_ms: READY_TIMEOUT.as_millis() as u64,
+        launcher: None,
     }
+}
+
+/// A process standing in for the runtime that starts a box (any live process will do).
+fn launcher_process() -> (std::process::Child, ProcessId) {
+    let child = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    let id = ProcessId::of(child.id()).unwrap();
+    (child, id)
+}
+
+fn shim_log(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join(boxlite_shim::server::files::LOG)).unwrap_or_default()
+}
+
+/// The shim and every VMM it recorded are gone (zombies count as gone).
+fn assert_all_gone(dir: &std::path::Path) {
+    let recorded = read_all(&dir.join(boxlite_shim::server::files::VMM_PID));
+    assert!(recorded.len() >= 2, "{recorded:?}");
+    for process in recorded {
+        assert!(
+            process.wait_gone(Duration::from_secs(60)),
+            "{process:?} is still running:\n{}",
+            shim_log(dir)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_box_nobody_adopts_and_a_terminated_shim_power_off() {
+    // The starting process dies after the box is ready but before recording it: the shim
+    // powers the VM off by itself instead of leaving a VM nobody knows about.
+    let test_box = TestBox::new();
+    let dir = test_box.dir.path();
+    let (mut launcher, launcher_id) = launcher_process();
+    let mut with_launcher = config(&test_box);
+    with_launcher.launcher = Some(launcher_id);
+    let launched = launch(&shim_binary(), dir, &with_launcher)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    launcher.kill().unwrap();
+    launcher.wait().unwrap();
+    assert_all_gone(dir);
+    assert!(!launched.process.is_alive());
+    assert!(
+        shim_log(dir).contains("died before recording it"),
+        "{}",
+        shim_log(dir)
+    );
+
+    // Adopted, the box outlives its launcher; SIGTERM powers the guest off, then the shim
+    // exits.
+    let test_box = TestBox::new();
+    let dir = test_box.dir.path();
+    let (mut launcher, launcher_id) = launcher_process();
+    let mut with_launcher = config(&test_box);
+    with_launcher.launcher = Some(launcher_id);
+    let launched = launch(&shim_binary(), dir, &with_launcher)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    launched.client.adopt().await.unwrap();
+    launcher.kill().unwrap();
+    launcher.wait().unwrap();
+    let exec = launched
+        .client
+        .agent()
+        .exec("alive", &ExecOptions::new(["echo", "still here"]))
+        .await;
+    assert!(exec.is_ok(), "{exec:?}");
+    assert!(launched.process.is_alive());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(launched.process.pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_all_gone(dir);
+    let log = shim_log(dir);
+    assert!(log.contains("SIGTERM: powering the VM off"), "{log}");
+    assert!(log.contains("VM ended"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,13 +157,10 @@ async fn a_shim_serves_any_connection_and_stops_on_request() {
         "a clean power-off"
     );
     // The shim exits once its VM has ended, and takes QEMU with it.
-    for _ in 0..500 {
-        if !launched.process.is_alive() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(!launched.process.is_alive(), "the shim outlived its VM");
+    assert!(
+        launched.process.wait_gone(Duration::from_secs(30)),
+        "the shim outlived its VM"
+    );
     for pid in state.vmm_pids {
         assert!(!process_exists(pid), "VMM {pid} outlived the shim");
     }

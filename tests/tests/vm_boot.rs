@@ -246,7 +246,7 @@ async fn an_agent_that_never_answers_hits_the_configured_timeout_with_the_consol
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_qemu_during_boot_is_reported_within_a_second() {
+async fn killing_qemu_during_boot_is_reported_on_its_death() {
     let test_box = TestBox::new();
     let spec = test_box.spec.clone();
     let boot =
@@ -270,8 +270,9 @@ async fn killing_qemu_during_boot_is_reported_within_a_second() {
         BootError::VmExited { exit, .. } => assert_eq!(*exit, VmExit::Signaled(9)),
         other => panic!("expected VmExited, got {other}"),
     }
+    // Reported on the VMM's death, not after the ready timeout (how fast: scripts/bench).
     assert!(
-        latency < Duration::from_secs(1),
+        latency < READY_TIMEOUT / 4,
         "reported {latency:?} after QEMU died"
     );
 }

@@ -9,7 +9,7 @@ use boxlite::images::{ImageRunConfig, ImageStore, PullOptions};
 use boxlite_shim::agent_client::ExecOptions;
 use boxlite_shim::engine::qemu::QemuEngine;
 use boxlite_shim::vm::Vm;
-use boxlite_tests::{oci_layout, scratch_root, TestBox, TestRegistry, READY_TIMEOUT};
+use boxlite_tests::{oci_layout, TestBox, TestHome, TestRegistry, READY_TIMEOUT};
 
 fn blob_files(store_dir: &std::path::Path) -> Vec<(String, std::time::SystemTime)> {
     let dir = store_dir.join("blobs/sha256");
@@ -29,7 +29,7 @@ fn blob_files(store_dir: &std::path::Path) -> Vec<(String, std::time::SystemTime
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_layered_image_boots_with_its_files_and_config() {
-    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let home = TestHome::new();
     let images = home.path().join("images");
     let store = ImageStore::open(home.path());
 
@@ -110,7 +110,7 @@ async fn images_pulled_from_a_registry_boot_with_their_files() {
     let registry = TestRegistry::start();
     registry.push(oci_layout(), "busybox", "test/img");
     registry.push(oci_layout(), "opaque", "test/img");
-    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let home = TestHome::new();
     let store = ImageStore::open(home.path());
     let options = PullOptions::default();
 
@@ -143,7 +143,7 @@ async fn images_pulled_from_a_registry_boot_with_their_files() {
 
 #[test]
 fn an_unknown_tag_names_the_tags_there_are() {
-    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let home = TestHome::new();
     let store = ImageStore::open(home.path());
     let err = store
         .import_layout(oci_layout(), Some("nope"))
@@ -162,7 +162,7 @@ fn an_unknown_tag_names_the_tags_there_are() {
 
 #[test]
 fn an_index_in_a_layout_resolves_to_linux_amd64() {
-    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let home = TestHome::new();
     let store = ImageStore::open(home.path());
     let multi = store
         .import_layout(oci_layout(), Some("multiarch"))

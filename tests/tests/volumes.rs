@@ -2,11 +2,11 @@
 //! read-only volume refuses writes in the box, and bad volume options are refused up front.
 
 use boxlite::VolumeSpec;
-use boxlite_tests::{layout_box_options, scratch_root, sh, test_runtime};
+use boxlite_tests::{layout_box_options, scratch_root, sh, test_runtime, TestHome};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn volumes_are_shared_both_ways_and_read_only_means_it() {
-    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let home = TestHome::new();
     let shared = tempfile::tempdir_in(scratch_root()).unwrap();
     let docs = tempfile::tempdir_in(scratch_root()).unwrap();
     std::fs::write(shared.path().join("from-host.txt"), "hello box\n").unwrap();

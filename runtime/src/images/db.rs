@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{ImageError, ImageStore, StoredImage};
+use crate::sqlite::ConnectionGuard;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -28,16 +29,22 @@ fn db_err(path: &Path) -> impl FnOnce(rusqlite::Error) -> ImageError + '_ {
 }
 
 impl ImageStore {
-    fn connect(&self) -> Result<Connection, ImageError> {
+    fn connect(&self) -> Result<ConnectionGuard<'_>, ImageError> {
+        self.db.get(|| self.open_db())
+    }
+
+    fn open_db(&self) -> Result<Connection, ImageError> {
         let dir = self.db_path.parent().expect("db path has a parent");
         std::fs::create_dir_all(dir).map_err(|source| ImageError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
         let path = &self.db_path;
-        let conn = Connection::open(path).map_err(db_err(path))?;
+        let conn = crate::sqlite::open_private(path).map_err(db_err(path))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err(path))?;
         conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err(path))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db_err(path))?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS images (
@@ -136,6 +143,8 @@ impl ImageStore {
             }
         }
         tx.commit().map_err(db_err(&self.db_path))?;
+        // Files are removed without holding the connection.
+        drop(conn);
         for digest in image.blobs.iter().filter(|d| !still_needed.contains(*d)) {
             self.blobs.remove(digest)?;
         }

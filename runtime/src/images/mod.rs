@@ -110,6 +110,7 @@ pub struct StoredImage {
 pub struct ImageStore {
     root: PathBuf,
     db_path: PathBuf,
+    db: crate::sqlite::SharedConnection,
     blobs: BlobStore,
 }
 
@@ -123,6 +124,7 @@ impl ImageStore {
         Self {
             blobs: BlobStore::new(&root),
             db_path: home.join("db").join("images.db"),
+            db: crate::sqlite::SharedConnection::default(),
             root,
         }
     }

@@ -3,10 +3,12 @@
 //!
 //! - Unqualified names ("busybox", "library/alpine") are tried against the configured
 //!   registries in order; with none configured, against docker.io.
-//! - Plain HTTP is used only for loopback registries and those the caller marks insecure.
+//! - Plain HTTP is allowed for `localhost` and addresses that parse as loopback, and for
+//!   registries the caller marks insecure; credentials are never sent to the latter.
 //! - Credentials come from the Docker config (`$DOCKER_CONFIG/config.json` or
-//!   `~/.docker/config.json`, `auths.<registry>.auth`); bearer tokens are negotiated by the
-//!   client from them.
+//!   `~/.docker/config.json`): its credential helpers (`credHelpers`, `credsStore`), else
+//!   `auths.<registry>.auth`; bearer tokens are negotiated by the client from them.
+//! - Connecting and every read have deadlines.
 //! - Every blob is verified by sha256 before it becomes visible; one download per blob even
 //!   when several processes pull at once (a per-blob lock, then a second look).
 
@@ -99,23 +101,50 @@ pub fn candidates(name: &str, registries: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Whether `registry` (host[:port]) is this machine: `localhost`, or an address that parses
+/// as loopback. A name that merely starts with "127." is not.
 fn is_loopback(registry: &str) -> bool {
-    let host = registry
-        .rsplit_once(':')
-        .map(|(h, _)| h)
-        .unwrap_or(registry);
-    host == "localhost" || host.starts_with("127.") || host == "[::1]"
+    let host = match registry.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => match registry.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => registry,
+        },
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Credentials for `registry` from a Docker config file.
+/// How long a Docker credential helper may take to answer.
+const CREDENTIAL_HELPER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most a credential helper's answer may hold.
+const CREDENTIAL_HELPER_OUTPUT_LIMIT: u64 = 64 * 1024;
+/// How long a registry may take to accept a connection, and to send the next bytes.
+const REGISTRY_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+const REGISTRY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Credentials for `registry` from a Docker config file: its credential helper
+/// (`credHelpers.<registry>`, else `credsStore`), else `auths.<registry>.auth`.
 pub fn docker_auth(config: &Path, registry: &str) -> RegistryAuth {
+    docker_auth_searching(config, registry, std::env::var_os("PATH").as_deref())
+}
+
+/// [`docker_auth`], finding credential helpers in the directories of `search_path`.
+fn docker_auth_searching(
+    config: &Path,
+    registry: &str,
+    search_path: Option<&std::ffi::OsStr>,
+) -> RegistryAuth {
     let Ok(text) = std::fs::read_to_string(config) else {
         return RegistryAuth::Anonymous;
     };
     let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
         return RegistryAuth::Anonymous;
     };
-    let keys: Vec<String> = if registry == "docker.io" || registry == "index.docker.io" {
+    let docker_hub = registry == "docker.io" || registry == "index.docker.io";
+    let keys: Vec<String> = if docker_hub {
         vec![
             "https://index.docker.io/v1/".into(),
             "index.docker.io".into(),
@@ -128,11 +157,28 @@ pub fn docker_auth(config: &Path, registry: &str) -> RegistryAuth {
             format!("http://{registry}"),
         ]
     };
-    for key in keys {
-        let Some(encoded) = json.pointer(&format!(
-            "/auths/{}/auth",
+    let pointer = |root: &str, key: &str| {
+        json.pointer(&format!(
+            "/{root}/{}",
             key.replace('~', "~0").replace('/', "~1")
-        )) else {
+        ))
+    };
+    let helper = keys
+        .iter()
+        .find_map(|key| pointer("credHelpers", key))
+        .or_else(|| json.get("credsStore"))
+        .and_then(|h| h.as_str());
+    if let Some(helper) = helper {
+        // The server name Docker stores under: its v1 URL for Docker Hub, the host elsewhere.
+        let server = if docker_hub { &keys[0] } else { registry };
+        match credential_helper(helper, server, search_path) {
+            Ok(Some(auth)) => return auth,
+            Ok(None) => {}
+            Err(message) => log::warn!("docker-credential-{helper}: {message}; trying auths"),
+        }
+    }
+    for key in &keys {
+        let Some(encoded) = pointer("auths", key).and_then(|a| a.get("auth")) else {
             continue;
         };
         let Some(decoded) = encoded
@@ -147,6 +193,91 @@ pub fn docker_auth(config: &Path, registry: &str) -> RegistryAuth {
         }
     }
     RegistryAuth::Anonymous
+}
+
+/// Asks `docker-credential-NAME get` for `server`'s credentials, as Docker does: the server on
+/// stdin, `{"Username", "Secret"}` on stdout. `Ok(None)` when it has none; bounded in time and
+/// in what it may print.
+fn credential_helper(
+    name: &str,
+    server: &str,
+    search_path: Option<&std::ffi::OsStr>,
+) -> Result<Option<RegistryAuth>, String> {
+    use std::io::{Read, Write};
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        return Err(format!("{name:?} is not a credential helper name"));
+    }
+    let program = format!("docker-credential-{name}");
+    let path = search_path
+        .map(std::env::split_paths)
+        .into_iter()
+        .flatten()
+        .map(|dir| dir.join(&program))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| "not found in PATH".to_string())?;
+    let mut child = std::process::Command::new(&path)
+        .arg("get")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", path.display()))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut stdout = child.stdout.take().expect("piped");
+    // Read on a thread, so that a helper that never writes nor exits meets the deadline.
+    let server = server.to_string();
+    let reader = std::thread::spawn(move || {
+        let _ = stdin.write_all(server.as_bytes());
+        drop(stdin);
+        let mut answer = Vec::new();
+        let _ = (&mut stdout)
+            .take(CREDENTIAL_HELPER_OUTPUT_LIMIT + 1)
+            .read_to_end(&mut answer);
+        answer
+    });
+    let deadline = std::time::Instant::now() + CREDENTIAL_HELPER_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "gave no answer within {CREDENTIAL_HELPER_TIMEOUT:?}"
+                ));
+            }
+        }
+    };
+    let answer = reader.join().unwrap_or_default();
+    if answer.len() as u64 > CREDENTIAL_HELPER_OUTPUT_LIMIT {
+        return Err(format!(
+            "answered more than {CREDENTIAL_HELPER_OUTPUT_LIMIT} bytes"
+        ));
+    }
+    if !status.success() {
+        // "credentials not found in native keychain", in Docker's protocol.
+        return Ok(None);
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Answer {
+        username: String,
+        secret: String,
+    }
+    let answer: Answer =
+        serde_json::from_slice(&answer).map_err(|e| format!("unreadable answer: {e}"))?;
+    Ok(match answer.username.as_str() {
+        // An identity token is a refresh token for an OAuth exchange this client does not do.
+        "<token>" => None,
+        _ => Some(RegistryAuth::Basic(answer.username, answer.secret)),
+    })
 }
 
 fn default_docker_config() -> PathBuf {
@@ -226,19 +357,29 @@ impl ImageStore {
         options: &PullOptions,
     ) -> Result<PullOutcome, PullFailure> {
         let registry = reference.resolve_registry().to_string();
+        let loopback = is_loopback(&registry);
         let mut plain_http: Vec<String> = options.insecure_registries.clone();
-        if is_loopback(&registry) {
+        if loopback {
             plain_http.push(registry.clone());
         }
+        let in_clear = !loopback && plain_http.contains(&registry);
         let client = Client::new(ClientConfig {
             protocol: ClientProtocol::HttpsExcept(plain_http),
+            connect_timeout: Some(REGISTRY_CONNECT_TIMEOUT),
+            read_timeout: Some(REGISTRY_READ_TIMEOUT),
             ..Default::default()
         });
         let config_path = options
             .docker_config
             .clone()
             .unwrap_or_else(default_docker_config);
-        let auth = docker_auth(&config_path, reference.registry());
+        let auth = if in_clear {
+            // Plain HTTP to another machine: anyone on the path could read credentials.
+            log::warn!("{registry} is reached over plain HTTP; pulling anonymously");
+            RegistryAuth::Anonymous
+        } else {
+            docker_auth(&config_path, reference.registry())
+        };
         // A registry that lacks the image, or cannot be reached, lets the next one try; one
         // that answers with something broken ends the pull.
         let fatal = |err: OciDistributionError| {
@@ -481,8 +622,65 @@ mod tests {
         assert!(is_loopback("127.0.0.1:5000"));
         assert!(is_loopback("localhost:5000"));
         assert!(is_loopback("localhost"));
+        assert!(is_loopback("[::1]:5000"));
+        assert!(is_loopback("127.0.0.2"));
         assert!(!is_loopback("registry.example.com:5000"));
         assert!(!is_loopback("10.0.0.1:5000"));
+        // Names that only look like loopback addresses are names.
+        assert!(!is_loopback("127.evil.example"));
+        assert!(!is_loopback("127.evil.example:5000"));
+        assert!(!is_loopback("localhost.evil.example"));
+        assert!(!is_loopback("[::2]:5000"));
+    }
+
+    /// A real credential helper process speaking Docker's protocol (a shell script).
+    fn install_helper(dir: &Path, name: &str, body: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(format!("docker-credential-{name}"));
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn credential_helpers_answer_first_and_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        // Echoes the server it was asked about back as the user name.
+        install_helper(
+            &bin,
+            "store",
+            r#"read server; [ "$1" = get ] || exit 2; printf '{"ServerURL":"%s","Username":"%s","Secret":"s3"}' "$server" "$server""#,
+        );
+        install_helper(&bin, "none", "echo 'credentials not found' >&2; exit 1");
+        install_helper(&bin, "chatty", "head -c 200000 /dev/zero");
+        let config = dir.path().join("config.json");
+        let encoded = base64::engine::general_purpose::STANDARD.encode("plain:old");
+        std::fs::write(
+            &config,
+            format!(
+                r#"{{"credsStore":"store","credHelpers":{{"quay.io":"none","gcr.io":"chatty"}},
+                    "auths":{{"quay.io":{{"auth":"{encoded}"}}}}}}"#
+            ),
+        )
+        .unwrap();
+        let path = Some(bin.as_os_str());
+        let auth = |registry| docker_auth_searching(&config, registry, path);
+        assert!(
+            matches!(auth("ghcr.io"), RegistryAuth::Basic(u, p) if u == "ghcr.io" && p == "s3")
+        );
+        assert!(matches!(auth("docker.io"),
+            RegistryAuth::Basic(u, _) if u == "https://index.docker.io/v1/"));
+        // The per-registry helper wins; when it has nothing, auths still count.
+        assert!(matches!(auth("quay.io"), RegistryAuth::Basic(u, p) if u == "plain" && p == "old"));
+        assert!(matches!(auth("gcr.io"), RegistryAuth::Anonymous));
+        assert!(credential_helper("chatty", "gcr.io", path)
+            .unwrap_err()
+            .contains("more than"));
+        assert!(credential_helper("../x", "gcr.io", path).is_err());
+        assert!(credential_helper("missing", "gcr.io", path)
+            .unwrap_err()
+            .contains("not found"));
     }
 
     #[test]

@@ -151,10 +151,15 @@ fn qemu_args_with_tsc(
     ]);
     if let Some(disk) = &spec.root_disk {
         let ro = if disk.read_only { ",read-only=on" } else { "" };
+        // cache=writeback: the host page cache, with the guest's flushes passed on to the
+        // file (cache=unsafe dropped them, so a guest's fsync was not durable). werror and
+        // rerror=report: a full or failing host disk is an I/O error in the guest, not a VM
+        // that QEMU silently pauses (its default for ENOSPC).
         push(&[
             "-drive",
             &format!(
-                "file={},if=none,id=root,format={},cache=unsafe,discard=unmap{ro}",
+                "file={},if=none,id=root,format={},cache=writeback,werror=report,\
+                 rerror=report,discard=unmap{ro}",
                 disk.path.display(),
                 disk.format.as_str()
             ),
@@ -438,7 +443,10 @@ mod tests {
         assert!(append.contains("reboot=t") && append.contains("panic=-1"));
         assert_eq!(
             value_after(&args, "-drive"),
-            ["file=/b/disk.qcow2,if=none,id=root,format=qcow2,cache=unsafe,discard=unmap"]
+            [
+                "file=/b/disk.qcow2,if=none,id=root,format=qcow2,cache=writeback,werror=report,\
+              rerror=report,discard=unmap"
+            ]
         );
         assert!(value_after(&args, "-chardev")
             .contains(&"socket,id=agent,path=/b/agent.sock,server=on,wait=off"));
