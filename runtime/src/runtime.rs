@@ -1024,9 +1024,15 @@ impl LiteBox {
         );
         let execution = self.start_copy(false, guest_src).await?;
 
+        // The box names the stream's top entry; it must be the source asked for, or a hostile
+        // guest could pick which entry of an existing `host_dest` directory it overwrites.
+        let options = boxlite_copy::UnpackOptions {
+            expected_name: Some(boxlite_copy::archive_name(Path::new(guest_src)).into()),
+            ..boxlite_copy::UnpackOptions::copy()
+        };
         let (tx, rx) = tokio::sync::mpsc::channel(COPY_CHUNKS_IN_FLIGHT);
         let unpacker = tokio::task::spawn_blocking(move || {
-            boxlite_copy::unpack(ChunkReader::new(rx), &host_dest)
+            boxlite_copy::unpack_with(ChunkReader::new(rx), &host_dest, &options)
         });
         let mut refused = false;
         while let Some(chunk) = execution.read_stdout().await? {

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use boxlite::images::{ImageError, ImageStore, ProgressFn, PullOptions, PullProgress};
+use boxlite::images::{ImageError, ImageStore, ProgressFn, PullLimits, PullOptions, PullProgress};
 use boxlite_tests::{free_port, oci_layout, TestHome, TestRegistry};
 
 fn blob_count(home: &Path) -> usize {
@@ -209,4 +209,59 @@ async fn a_multi_arch_index_resolves_to_linux_amd64() {
     // The index is kept with the image; nothing of the arm64 entry was fetched.
     assert_eq!(pulled.image.blobs.len(), 1 + expected.blobs.len());
     assert_eq!(pulled.blobs_downloaded, 4, "config and three layers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_cannot_make_a_pull_hold_or_store_more_than_its_limits() {
+    let registry = TestRegistry::start();
+    registry.push(oci_layout(), "busybox", "test/img");
+    let home = TestHome::new();
+    let store = ImageStore::open(home.path());
+    let reference = format!("{}/test/img:busybox", registry.host());
+
+    // Limits below what the image needs: refused, naming the limit to raise.
+    for (limits, field) in [
+        (
+            PullLimits {
+                max_manifest_bytes: 64,
+                ..Default::default()
+            },
+            "max_manifest_bytes",
+        ),
+        (
+            PullLimits {
+                max_blob_bytes: 64,
+                ..Default::default()
+            },
+            "max_blob_bytes",
+        ),
+    ] {
+        let options = PullOptions {
+            limits,
+            ..Default::default()
+        };
+        let err = store.pull(&reference, &options).await.unwrap_err();
+        assert!(matches!(err, ImageError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains(field), "{err}");
+    }
+    assert!(store.list_images().unwrap().is_empty());
+
+    // A blob served longer than its descriptor says is cut off there, and never stored.
+    let layout_store = ImageStore::open(&home.path().join("layout"));
+    let image = layout_store
+        .import_layout(oci_layout(), Some("busybox"))
+        .unwrap();
+    let layer = &image.layers[0];
+    let file = registry.blob_file(layer);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.extend_from_slice(&[0u8; 4096]);
+    std::fs::write(&file, bytes).unwrap();
+    let err = store
+        .pull(&reference, &PullOptions::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("larger than"), "{err}");
+    assert!(!store.blobs().contains(layer));
+    assert!(store.list_images().unwrap().is_empty());
+    nothing_partial(home.path());
 }

@@ -64,6 +64,17 @@ pub enum ImageError {
     BadReference { reference: String, reason: String },
     #[error("image {reference:?} not found or not reachable (tried {tried})")]
     NotFound { reference: String, tried: String },
+    #[error(
+        "pulling {reference}: {what} is {size} bytes, over the limit of {limit} \
+         (PullLimits::{field}); raise it if this image is trusted"
+    )]
+    TooLarge {
+        reference: String,
+        what: String,
+        size: u64,
+        limit: u64,
+        field: &'static str,
+    },
     #[error("pulling {reference}: {message}")]
     Registry { reference: String, message: String },
     #[error("image database {path}: {source}")]
@@ -115,7 +126,7 @@ pub struct ImageStore {
 }
 
 pub use db::ImageInfo;
-pub use registry::{ProgressFn, PullOptions, PullOutcome, PullProgress};
+pub use registry::{ProgressFn, PullLimits, PullOptions, PullOutcome, PullProgress};
 
 impl ImageStore {
     /// The store of the home `home`: `<home>/images/` and `<home>/db/images.db`.

@@ -70,6 +70,53 @@ pub struct PullOptions {
     pub docker_config: Option<PathBuf>,
     /// Called as blob bytes arrive.
     pub progress: Option<ProgressFn>,
+    /// Sizes beyond which what a registry sends is refused.
+    pub limits: PullLimits,
+}
+
+/// The most a registry may make a pull hold or store. Registries are untrusted: a manifest
+/// or blob over its limit ends the pull with [`ImageError::TooLarge`], naming the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PullLimits {
+    /// A manifest or index (held in memory to be parsed). Default 4 MiB, as Docker's registry.
+    pub max_manifest_bytes: u64,
+    /// One blob (a layer or a config), as declared and as received. Default 16 GiB.
+    pub max_blob_bytes: u64,
+}
+
+impl Default for PullLimits {
+    fn default() -> Self {
+        Self {
+            max_manifest_bytes: 4 << 20,
+            max_blob_bytes: 16 << 30,
+        }
+    }
+}
+
+impl PullLimits {
+    fn check(
+        &self,
+        reference: &Reference,
+        what: impl FnOnce() -> String,
+        size: u64,
+        manifest: bool,
+    ) -> Result<(), ImageError> {
+        let (limit, field) = if manifest {
+            (self.max_manifest_bytes, "max_manifest_bytes")
+        } else {
+            (self.max_blob_bytes, "max_blob_bytes")
+        };
+        if size > limit {
+            return Err(ImageError::TooLarge {
+                reference: reference.whole(),
+                what: what(),
+                size,
+                limit,
+                field,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// What a pull did.
@@ -393,11 +440,19 @@ impl ImageStore {
             }
         };
 
+        let limits = options.limits;
+        let too_large = |what: &str, size: u64| {
+            limits
+                .check(reference, || what.to_string(), size, true)
+                .map_err(PullFailure::Fatal)
+        };
         let mut downloads = Downloads::default();
+        // oci-client reads a manifest whole; what it read is refused before it is parsed.
         let (bytes, digest) = client
             .pull_manifest_raw(reference, &auth, &MANIFEST_TYPES)
             .await
             .map_err(fatal)?;
+        too_large("the manifest", bytes.len() as u64)?;
         let top = self
             .put_manifest(reference, &bytes, &digest)
             .map_err(PullFailure::Fatal)?;
@@ -406,11 +461,13 @@ impl ImageStore {
             let index: Index = parse(reference, "image index", &bytes)?;
             let chosen = super::select_linux_amd64(&index, &reference.whole())
                 .map_err(PullFailure::Fatal)?;
+            too_large("the linux/amd64 manifest (declared)", chosen.size)?;
             let by_digest = reference.clone_with_digest(chosen.digest.clone());
             let (bytes, digest) = client
                 .pull_manifest_raw(&by_digest, &auth, &MANIFEST_TYPES)
                 .await
                 .map_err(fatal)?;
+            too_large("the linux/amd64 manifest", bytes.len() as u64)?;
             self.put_manifest(reference, &bytes, &digest)
                 .map_err(PullFailure::Fatal)?;
             manifest_descriptor = chosen;
@@ -424,6 +481,14 @@ impl ImageStore {
                 .map_err(|e| PullFailure::Fatal(e.into()))?,
         )?;
         for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            limits
+                .check(
+                    reference,
+                    || format!("blob {} (declared)", blob.digest),
+                    blob.size,
+                    false,
+                )
+                .map_err(PullFailure::Fatal)?;
             self.download_blob(
                 &client,
                 reference,
@@ -545,6 +610,17 @@ impl ImageStore {
                     message: format!("downloading {}: {}", blob.digest, describe(&e)),
                 })
             })?;
+            // Cut off at the declared size: a registry cannot make us store more.
+            let received = writer.size() + chunk.len() as u64;
+            if received > blob.size {
+                return Err(DownloadError::Store(ImageError::Registry {
+                    reference: reference.whole(),
+                    message: format!(
+                        "blob {} is larger than the {} bytes its descriptor declares; refused",
+                        blob.digest, blob.size
+                    ),
+                }));
+            }
             writer
                 .write(&chunk)
                 .map_err(|e| DownloadError::Store(e.into()))?;

@@ -1,31 +1,25 @@
 //! Applying OCI image layers (tar, optionally gzip- or zstd-compressed) to a root directory:
 //! whiteouts and opaque directories, hardlinks, symlinks, device nodes, modes, owners, mtimes
-//! and extended attributes. Every path is resolved inside the root, symlinks included, so no
-//! entry can write outside it; entries naming `..` or absolute paths are rejected outright.
+//! and extended attributes. The extraction itself is `boxlite_copy`'s hardened core (the same
+//! one that receives copies out of boxes) under [`UnpackOptions::oci_layer`]: every operation
+//! is relative to a directory descriptor walked from the root without letting the kernel
+//! follow a symlink, symlinks in parent paths are resolved inside the root (as the image's
+//! own kernel will), whiteouts never follow symlinks, and extension headers, entry counts and
+//! total bytes are bounded.
 
-use std::collections::HashSet;
-use std::ffi::CString;
-use std::fs;
 use std::io::{self, BufRead, BufReader, Read};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
-const WHITEOUT_PREFIX: &str = ".wh.";
-const OPAQUE_MARKER: &str = ".wh..wh..opq";
-/// Symlinks followed while resolving one path, as Linux allows (ELOOP past this).
-const MAX_SYMLINK_HOPS: usize = 40;
+use boxlite_copy::{CopyError, UnpackOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
-    #[error("layer entry {entry:?} points outside the image root; the layer is rejected")]
-    Escape { entry: String },
-    #[error("layer entry {entry:?}: {source}")]
-    Entry { entry: String, source: io::Error },
     #[error("reading the layer: {0}")]
     Read(#[from] io::Error),
-    #[error("layer entry {entry:?}: too many levels of symbolic links")]
-    SymlinkLoop { entry: String },
+    /// The layer was refused (an entry escaping the root, a limit, a malformed archive) or an
+    /// entry could not be written.
+    #[error(transparent)]
+    Extract(#[from] CopyError),
 }
 
 /// Wraps a layer blob in the right decompressor, found by its first bytes.
@@ -41,256 +35,16 @@ pub fn decompress<'a>(reader: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> 
     })
 }
 
-/// A path inside the layer, as components, or an error when it leaves the root.
-fn normalize(name: &Path) -> Result<PathBuf, UnpackError> {
-    let mut out = PathBuf::new();
-    for component in name.components() {
-        match component {
-            Component::Normal(part) => out.push(part),
-            Component::CurDir => {}
-            // "/etc/x" in a layer means "etc/x" of the image, as every runtime reads it.
-            Component::RootDir => {}
-            Component::ParentDir | Component::Prefix(_) => {
-                return Err(UnpackError::Escape {
-                    entry: name.display().to_string(),
-                })
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Resolves `rel` under `root` the way the guest kernel will: symlinks in the parent
-/// directories are followed, but absolute targets and `..` are taken relative to the root and
-/// can never climb above it. The last component is not followed (it is what gets created).
-fn resolve_parent(root: &Path, rel: &Path, entry: &str) -> Result<PathBuf, UnpackError> {
-    let mut resolved = PathBuf::new();
-    let mut pending: Vec<PathBuf> = rel
-        .parent()
-        .map(|p| {
-            p.components()
-                .rev()
-                .map(|c| PathBuf::from(c.as_os_str()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut hops = 0;
-    while let Some(part) = pending.pop() {
-        match part.to_str() {
-            Some("..") => {
-                resolved.pop();
-                continue;
-            }
-            Some(".") | Some("") | Some("/") => continue,
-            _ => {}
-        }
-        let candidate = resolved.join(&part);
-        let full = root.join(&candidate);
-        match fs::symlink_metadata(&full) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                hops += 1;
-                if hops > MAX_SYMLINK_HOPS {
-                    return Err(UnpackError::SymlinkLoop {
-                        entry: entry.to_string(),
-                    });
-                }
-                let target = fs::read_link(&full).map_err(|source| UnpackError::Entry {
-                    entry: entry.to_string(),
-                    source,
-                })?;
-                if target.is_absolute() {
-                    resolved = PathBuf::new();
-                }
-                for c in target.components().rev() {
-                    pending.push(PathBuf::from(c.as_os_str()));
-                }
-            }
-            _ => resolved = candidate,
-        }
-    }
-    Ok(root.join(resolved))
-}
-
-fn remove_any(path: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-fn cstring(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::other("path contains a NUL byte"))
-}
-
 /// Applies one (decompressed) layer to `root`.
 pub fn apply_layer(root: &Path, layer: impl Read) -> Result<(), UnpackError> {
-    let mut archive = tar::Archive::new(layer);
-    // Paths created by this layer: an opaque marker hides only what lower layers left.
-    let mut created: HashSet<PathBuf> = HashSet::new();
-    let mut dir_times: Vec<(PathBuf, i64)> = Vec::new();
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let raw_name = entry.path()?.into_owned();
-        let display = raw_name.display().to_string();
-        let err = |source: io::Error| UnpackError::Entry {
-            entry: display.clone(),
-            source,
-        };
-        let rel = normalize(&raw_name)?;
-        let Some(file_name) = rel.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-            continue; // the root itself
-        };
-        let parent = resolve_parent(root, &rel, &display)?;
-
-        if file_name == OPAQUE_MARKER {
-            if let Ok(children) = fs::read_dir(&parent) {
-                for child in children.flatten() {
-                    if !created.contains(&child.path()) {
-                        remove_any(&child.path()).map_err(err)?;
-                    }
-                }
-            }
-            continue;
-        }
-        if let Some(hidden) = file_name.strip_prefix(WHITEOUT_PREFIX) {
-            remove_any(&parent.join(hidden)).map_err(err)?;
-            continue;
-        }
-
-        fs::create_dir_all(&parent).map_err(err)?;
-        let target = parent.join(&file_name);
-        let header = entry.header().clone();
-        let kind = header.entry_type();
-        let mode = header.mode().map_err(err)? & 0o7777;
-        // Blank owner fields read as root, as Go's archive/tar (and so Docker) reads them.
-        let uid = header.uid().unwrap_or(0) as u32;
-        let gid = header.gid().unwrap_or(0) as u32;
-        let mtime = header.mtime().unwrap_or(0) as i64;
-
-        let existing = fs::symlink_metadata(&target).ok();
-        let keep_existing_dir = kind.is_dir() && existing.as_ref().is_some_and(|m| m.is_dir());
-        if existing.is_some() && !keep_existing_dir {
-            remove_any(&target).map_err(err)?;
-        }
-
-        match kind {
-            tar::EntryType::Directory => {
-                if !keep_existing_dir {
-                    fs::create_dir(&target).map_err(err)?;
-                }
-                dir_times.push((target.clone(), mtime));
-            }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let mut file = fs::File::create(&target).map_err(err)?;
-                io::copy(&mut entry, &mut file).map_err(err)?;
-            }
-            tar::EntryType::Symlink => {
-                let link = entry
-                    .link_name()
-                    .map_err(err)?
-                    .ok_or_else(|| err(io::Error::other("symlink without a target")))?;
-                symlink(link.as_ref(), &target).map_err(err)?;
-            }
-            tar::EntryType::Link => {
-                let link = entry
-                    .link_name()
-                    .map_err(err)?
-                    .ok_or_else(|| err(io::Error::other("hardlink without a target")))?;
-                let link_rel = normalize(&link)?;
-                let link_parent = resolve_parent(root, &link_rel, &display)?;
-                let source = link_parent.join(link_rel.file_name().unwrap_or_default());
-                fs::hard_link(&source, &target).map_err(err)?;
-                created.insert(target);
-                continue; // a hardlink shares its source's metadata
-            }
-            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                let file_type = match kind {
-                    tar::EntryType::Char => libc::S_IFCHR,
-                    tar::EntryType::Block => libc::S_IFBLK,
-                    _ => libc::S_IFIFO,
-                };
-                let major = header.device_major().ok().flatten().unwrap_or(0);
-                let minor = header.device_minor().ok().flatten().unwrap_or(0);
-                let path = cstring(&target).map_err(err)?;
-                // SAFETY: `path` is a valid NUL-terminated string; mknod reads nothing else.
-                let rc = unsafe {
-                    libc::mknod(path.as_ptr(), file_type | mode, libc::makedev(major, minor))
-                };
-                if rc != 0 {
-                    return Err(err(io::Error::last_os_error()));
-                }
-            }
-            // pax/GNU extension headers are consumed by the tar reader; anything else (sockets
-            // are never archived) is skipped.
-            _ => continue,
-        }
-
-        std::os::unix::fs::lchown(&target, Some(uid), Some(gid)).map_err(err)?;
-        if kind != tar::EntryType::Symlink {
-            fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(err)?;
-        }
-        if let Ok(Some(extensions)) = entry.pax_extensions() {
-            for ext in extensions.flatten() {
-                if let (Ok(key), value) = (ext.key(), ext.value_bytes()) {
-                    if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
-                        set_xattr(&target, name, value);
-                    }
-                }
-            }
-        }
-        if kind != tar::EntryType::Directory {
-            set_mtime(&target, mtime);
-        }
-        created.insert(target);
-    }
-    // Directory mtimes last: creating their children changed them.
-    for (dir, mtime) in dir_times.iter().rev() {
-        set_mtime(dir, *mtime);
-    }
+    boxlite_copy::unpack_with(layer, root, &UnpackOptions::oci_layer())?;
     Ok(())
-}
-
-/// Best effort: a filesystem without xattr support loses them, as with `tar --xattrs`.
-fn set_xattr(path: &Path, name: &str, value: &[u8]) {
-    let (Ok(path), Ok(name)) = (cstring(path), CString::new(name)) else {
-        return;
-    };
-    // SAFETY: both strings are NUL-terminated and `value` is a valid slice for its length.
-    unsafe {
-        libc::lsetxattr(
-            path.as_ptr(),
-            name.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-}
-
-fn set_mtime(path: &Path, mtime: i64) {
-    let Ok(path) = cstring(path) else { return };
-    let time = libc::timespec {
-        tv_sec: mtime,
-        tv_nsec: 0,
-    };
-    let times = [time, time];
-    // SAFETY: `path` is NUL-terminated and `times` holds the two timespecs utimensat reads.
-    unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::MetadataExt;
 
     /// Builds a real tar archive in memory.
@@ -424,7 +178,10 @@ mod tests {
             &Layer::new().raw_file("../escaped").bytes()[..],
         )
         .unwrap_err();
-        assert!(matches!(err, UnpackError::Escape { .. }), "{err}");
+        assert!(
+            matches!(err, UnpackError::Extract(CopyError::Escape { .. })),
+            "{err}"
+        );
 
         // A symlink to an absolute host path is followed inside the root, never on the host.
         let evil = Layer::new()
@@ -459,7 +216,10 @@ mod tests {
                 .bytes()[..],
         )
         .unwrap_err();
-        assert!(matches!(err, UnpackError::Escape { .. }), "{err}");
+        assert!(
+            matches!(err, UnpackError::Extract(CopyError::Escape { .. })),
+            "{err}"
+        );
     }
 
     #[test]
@@ -491,5 +251,127 @@ mod tests {
             apply_layer(root.path(), decompress(&blob[..]).unwrap()).unwrap();
             assert_eq!(read(root.path(), "f"), "hello");
         }
+    }
+
+    /// Lower-layer files the whiteout tests check survive.
+    fn lower(root: &Path) {
+        let layer = Layer::new()
+            .file("a/one", "1")
+            .file("a/two", "2")
+            .file("top", "t")
+            .bytes();
+        apply_layer(root, &layer[..]).unwrap();
+    }
+
+    #[test]
+    fn whiteouts_of_dot_and_dotdot_are_refused() {
+        for name in ["a/.wh..", "a/.wh...", ".wh...", ".wh.."] {
+            let outer = tempfile::tempdir().unwrap();
+            let root = outer.path().join("rootfs");
+            fs::create_dir(&root).unwrap();
+            fs::write(outer.path().join("neighbour"), "n").unwrap();
+            lower(&root);
+            let result = apply_layer(&root, &Layer::new().file(name, "").bytes()[..]);
+            assert!(result.is_err(), "{name}: {result:?}");
+            assert_eq!(read(&root, "a/one"), "1", "{name}");
+            assert_eq!(read(&root, "top"), "t", "{name}");
+            assert_eq!(read(outer.path(), "neighbour"), "n", "{name}");
+        }
+    }
+
+    #[test]
+    fn an_opaque_marker_still_works_and_whiteouts_never_follow_symlinks() {
+        let outer = tempfile::tempdir().unwrap();
+        let root = outer.path().join("rootfs");
+        fs::create_dir(&root).unwrap();
+        let host = outer.path().join("host");
+        fs::create_dir(&host).unwrap();
+        fs::write(host.join("precious"), "p").unwrap();
+        lower(&root);
+        let links = Layer::new()
+            .link(
+                tar::EntryType::Symlink,
+                "tohost",
+                &host.display().to_string(),
+            )
+            .link(tar::EntryType::Symlink, "toa", "a")
+            .bytes();
+        apply_layer(&root, &links[..]).unwrap();
+        // Whiting out a symlink removes the link, not what it points at.
+        let upper = Layer::new()
+            .file(".wh.tohost", "")
+            .file(".wh.toa", "")
+            .bytes();
+        apply_layer(&root, &upper[..]).unwrap();
+        assert!(fs::symlink_metadata(root.join("tohost")).is_err());
+        assert!(fs::symlink_metadata(root.join("toa")).is_err());
+        assert_eq!(read(&host, "precious"), "p");
+        assert_eq!(read(&root, "a/one"), "1");
+        // An opaque marker under a link to a host directory never touches the host.
+        let links = Layer::new()
+            .link(
+                tar::EntryType::Symlink,
+                "tohost",
+                &host.display().to_string(),
+            )
+            .bytes();
+        apply_layer(&root, &links[..]).unwrap();
+        let opaque = Layer::new().file("tohost/.wh..wh..opq", "").bytes();
+        let _ = apply_layer(&root, &opaque[..]);
+        assert_eq!(read(&host, "precious"), "p");
+        // And the plain opaque marker keeps working.
+        apply_layer(&root, &Layer::new().file("a/.wh..wh..opq", "").bytes()[..]).unwrap();
+        assert_eq!(fs::read_dir(root.join("a")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn huge_pax_and_long_name_headers_are_refused() {
+        for ext in [b'L', b'x'] {
+            let root = tempfile::tempdir().unwrap();
+            let mut builder = tar::Builder::new(Vec::new());
+            let mut h = Layer::header(tar::EntryType::new(ext), 0o644, 0);
+            let data = if ext == b'x' {
+                let body = format!(" path={}\n", "a".repeat((1 << 20) - 20));
+                format!("{}{body}", body.len() + 8).into_bytes()
+            } else {
+                vec![b'a'; 1 << 20]
+            };
+            h.set_size(data.len() as u64);
+            h.as_old_mut().name[..4].copy_from_slice(b"long");
+            h.set_cksum();
+            builder.append(&h, &data[..]).unwrap();
+            let mut f = Layer::header(tar::EntryType::Regular, 0o644, 1);
+            builder.append_data(&mut f, "short", &b"x"[..]).unwrap();
+            let err = apply_layer(root.path(), &builder.into_inner().unwrap()[..]).unwrap_err();
+            assert!(err.to_string().contains("max_extension_bytes"), "{err}");
+        }
+    }
+
+    #[test]
+    fn layers_keep_device_nodes_setuid_bits_and_owners() {
+        use std::os::unix::fs::FileTypeExt;
+        let root = tempfile::tempdir().unwrap();
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut dev = Layer::header(tar::EntryType::Char, 0o666, 0);
+        dev.set_device_major(1).unwrap();
+        dev.set_device_minor(3).unwrap();
+        builder
+            .append_data(&mut dev, "dev/null", io::empty())
+            .unwrap();
+        let mut suid = Layer::header(tar::EntryType::Regular, 0o4755, 1);
+        builder.append_data(&mut suid, "bin/su", &b"x"[..]).unwrap();
+        apply_layer(root.path(), &builder.into_inner().unwrap()[..]).unwrap();
+        let null = fs::symlink_metadata(root.path().join("dev/null")).unwrap();
+        assert!(null.file_type().is_char_device());
+        assert_eq!(
+            (null.rdev(), null.mode() & 0o7777),
+            (libc::makedev(1, 3), 0o666)
+        );
+        assert_eq!((null.uid(), null.mtime()), (1000, 1_600_000_000));
+        let su = fs::metadata(root.path().join("bin/su")).unwrap();
+        assert_eq!(
+            (su.mode() & 0o7777, su.uid(), su.gid()),
+            (0o4755, 1000, 1000)
+        );
     }
 }
