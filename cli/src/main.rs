@@ -106,6 +106,17 @@ enum Command {
         target: String,
         exec_id: String,
     },
+    /// Show the output of a box's detached commands (`run -d`), kept on the host.
+    Logs {
+        /// Follow: print what is written next, until the box stops.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+        #[arg(name = "BOX")]
+        target: String,
+    },
     /// List running boxes (all with -a).
     Ls {
         #[arg(short = 'a', long)]
@@ -170,6 +181,21 @@ fn main() -> ExitCode {
             ExitCode::from(FAILURE)
         }
     }
+}
+
+/// Log lines to our stdout and stderr, as the command wrote them.
+fn print_log_lines(lines: &[boxlite::LogLine]) -> Result<(), String> {
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    for line in lines {
+        let sink: &mut dyn Write = match line.stream {
+            boxlite::LogStream::Stdout => &mut out,
+            boxlite::LogStream::Stderr => &mut err,
+        };
+        sink.write_all(&line.data)
+            .and_then(|_| sink.write_all(b"\n"))
+            .map_err(|e| format!("writing the log out: {e}"))?;
+    }
+    out.flush().map_err(|e| format!("writing the log out: {e}"))
 }
 
 /// A command that could not start is reported with docker's exit codes (127: no such program,
@@ -314,12 +340,13 @@ async fn run(cli: Cli) -> Result<u8, String> {
                 }
             };
             if detach {
+                // Its output goes to the box's log on the host: the command never blocks on it.
+                execution.send_output_to_log().await.map_err(e)?;
                 println!("{}", b.id());
                 eprintln!(
-                    "exec {id}: its output waits in the box (up to 4 MiB per stream, then the \
-                     command blocks); read it with `boxlite attach {} {id}`",
+                    "exec {}: its output goes to the box's log: `boxlite logs [-f] {}`",
+                    execution.id(),
                     b.id(),
-                    id = execution.id()
                 );
                 return Ok(0);
             }
@@ -371,6 +398,32 @@ async fn run(cli: Cli) -> Result<u8, String> {
             let b = find(&rt, &target).await?;
             let execution = b.attach(&exec_id).await.map_err(e)?;
             stream(&execution, false).await
+        }
+        Command::Logs {
+            follow,
+            tail,
+            target,
+        } => {
+            let b = find(&rt, &target).await?;
+            let (lines, mut reader) = b.logs(tail).map_err(e)?;
+            print_log_lines(&lines)?;
+            if !follow {
+                return Ok(0);
+            }
+            // Until the box stops (and what it wrote last is shown), or Ctrl-C.
+            loop {
+                let lines = reader
+                    .read_new()
+                    .map_err(|err| format!("reading the log: {err}"))?;
+                print_log_lines(&lines)?;
+                if lines.is_empty() {
+                    if !b.info().await.map_err(e)?.status.is_active() {
+                        print_log_lines(&reader.read_new().map_err(|err| err.to_string())?)?;
+                        return Ok(0);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
         }
         Command::Ls { all, json } => {
             let boxes: Vec<BoxInfo> = rt

@@ -21,7 +21,7 @@ pub use options::{
 };
 pub use runtime::{
     default_runtime, init_default_runtime, try_default_runtime, BoxCommand, BoxMetrics,
-    BoxliteError, BoxliteRuntime, CannotStartReason, ExecResult, Execution, LiteBox, OutputChunk,
-    RuntimeMetrics, ENGINE_ENV, HOME_ENV, SHIM_ENV,
+    BoxliteError, BoxliteRuntime, CannotStartReason, ExecResult, Execution, LiteBox, LogLine,
+    LogStream, OutputChunk, OutputLogReader, RuntimeMetrics, ENGINE_ENV, HOME_ENV, SHIM_ENV,
 };
 pub use status::BoxStatus;

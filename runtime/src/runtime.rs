@@ -24,6 +24,7 @@ use crate::images::{
 };
 use crate::options::{validate_name, BoxOptions, BoxliteOptions, NetworkMode, RootfsSpec};
 use crate::status::BoxStatus;
+pub use boxlite_shim::output_log::{LogLine, LogStream, OutputLogReader};
 
 /// Environment variable naming the home directory.
 pub const HOME_ENV: &str = "BOXLITE_HOME";
@@ -711,6 +712,16 @@ impl LiteBox {
         &self.id
     }
 
+    /// The box's output log (commands whose output was sent there with
+    /// [`Execution::send_output_to_log`]): everything kept, or its last `tail` lines. Keep the
+    /// reader and call `read_new` on it to follow what is written after.
+    pub fn logs(&self, tail: Option<usize>) -> Result<(Vec<LogLine>, OutputLogReader)> {
+        let dir = self.dir();
+        let mut reader = OutputLogReader::new(&dir);
+        let lines = reader.read_all(tail).map_err(io_err(&dir))?;
+        Ok((lines, reader))
+    }
+
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }
@@ -1274,6 +1285,14 @@ impl Execution {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Sends the command's output to the box's output log ([`LiteBox::logs`]) from now on:
+    /// the box's shim reads it, so the command never blocks on output nobody reads (what
+    /// `boxlite run -d` does). This and other handles read nothing more of it; `wait` still
+    /// gives the exit code.
+    pub async fn send_output_to_log(&self) -> Result<()> {
+        Ok(self.client.log_output(&self.id).await?)
     }
 
     /// The next bytes of stdout this handle has not seen; `None` once it has ended.

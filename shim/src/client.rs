@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use boxlite_protocol::shim::{AdoptRequest, StateRequest, StateResponse, StopRequest};
+use boxlite_protocol::shim::{
+    AdoptRequest, LogOutputRequest, StateRequest, StateResponse, StopRequest,
+};
 use boxlite_protocol::shim_ttrpc;
 use tokio::net::UnixStream;
 
@@ -86,6 +88,22 @@ impl ShimClient {
             .map(drop)
             .map_err(|e| ShimError::Rpc {
                 method: "Adopt",
+                message: e.to_string(),
+            })
+    }
+
+    /// Has the shim read exec `exec_id`'s output into the box's output log from now on.
+    pub async fn log_output(&self, exec_id: &str) -> Result<(), ShimError> {
+        let req = LogOutputRequest {
+            exec_id: exec_id.to_string(),
+            ..Default::default()
+        };
+        self.shim
+            .log_output(deadline(CALL_TIMEOUT), &req)
+            .await
+            .map(drop)
+            .map_err(|e| ShimError::Rpc {
+                method: "LogOutput",
                 message: e.to_string(),
             })
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::engine::{self, hardware_virtualization_usable, EngineKind};
+use crate::output_log::{OutputLog, DEFAULT_MAX_FILE_BYTES};
 use crate::process::ProcessId;
 use crate::server::{files, AgentRelay, RelayCounters, ShimService};
 use crate::vm::Vm;
@@ -112,6 +113,10 @@ async fn run(box_dir: &Path) -> Result<(), String> {
             engine: engine.kind().name(),
             counters,
             adopted: Arc::clone(&adopted),
+            output_log: Arc::new(std::sync::Mutex::new(OutputLog::new(
+                box_dir,
+                DEFAULT_MAX_FILE_BYTES,
+            ))),
         },
     )));
     let address = format!("unix://{}", socket.display());

@@ -15,6 +15,7 @@ pub mod client;
 pub mod engine;
 pub mod entry;
 pub mod launch;
+pub mod output_log;
 pub mod process;
 pub mod server;
 pub mod vm;

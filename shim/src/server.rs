@@ -7,16 +7,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use boxlite_protocol::agent::{
-    CopyRequest, Empty, ExecRequest, ExecResponse, PingRequest, PingResponse, ReadOutputRequest,
-    ReadOutputResponse, ResizeTtyRequest, ShutdownRequest, SignalRequest, WaitRequest,
-    WaitResponse, WriteStdinRequest,
+    CopyRequest, Empty, ExecRequest, ExecResponse, OutputStream, PingRequest, PingResponse,
+    ReadOutputRequest, ReadOutputResponse, ResizeTtyRequest, ShutdownRequest, SignalRequest,
+    WaitRequest, WaitResponse, WriteStdinRequest,
 };
 use boxlite_protocol::shim::{
-    AdoptRequest, AdoptResponse, StateRequest, StateResponse, StopRequest, StopResponse,
+    AdoptRequest, AdoptResponse, LogOutputRequest, LogOutputResponse, StateRequest, StateResponse,
+    StopRequest, StopResponse,
 };
 use boxlite_protocol::{agent_ttrpc, shim_ttrpc};
 use ttrpc::r#async::TtrpcContext;
 
+use crate::agent_client::AgentClient;
+use crate::output_log::{LineSplitter, LogStream, OutputLog};
 use crate::vm::Vm;
 
 /// Files of a running box in its directory.
@@ -139,6 +142,42 @@ pub struct ShimService {
     pub counters: Arc<RelayCounters>,
     /// Notified (once, keeping the permit) when the launcher adopts the box.
     pub adopted: Arc<tokio::sync::Notify>,
+    /// The box's output log, shared by its detached commands.
+    pub output_log: Arc<std::sync::Mutex<OutputLog>>,
+}
+
+/// Reads one stream of a detached command into the box's output log until it ends.
+async fn log_stream(
+    agent: AgentClient,
+    log: Arc<std::sync::Mutex<OutputLog>>,
+    exec_id: String,
+    stream: OutputStream,
+) {
+    let which = match stream {
+        OutputStream::STDOUT => LogStream::Stdout,
+        OutputStream::STDERR => LogStream::Stderr,
+    };
+    let mut lines = LineSplitter::default();
+    let write = |line: Vec<u8>| {
+        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(err) = log.write_line(which, &line) {
+            // A full host disk loses log lines, never the command's progress.
+            log::warn!("exec {exec_id}: writing the output log: {err}");
+        }
+    };
+    let drained = agent
+        .drain(&exec_id, stream, |chunk| {
+            for line in lines.push(chunk) {
+                write(line);
+            }
+        })
+        .await;
+    if let Some(line) = lines.finish() {
+        write(line);
+    }
+    if let Err(err) = drained {
+        eprintln!("boxlite-shim: exec {exec_id}: reading its output for the log: {err}");
+    }
 }
 
 #[async_trait]
@@ -162,6 +201,22 @@ impl shim_ttrpc::Shim for ShimService {
     async fn adopt(&self, _c: &TtrpcContext, _req: AdoptRequest) -> ttrpc::Result<AdoptResponse> {
         self.adopted.notify_one();
         Ok(AdoptResponse::default())
+    }
+
+    async fn log_output(
+        &self,
+        _c: &TtrpcContext,
+        req: LogOutputRequest,
+    ) -> ttrpc::Result<LogOutputResponse> {
+        for stream in [OutputStream::STDOUT, OutputStream::STDERR] {
+            tokio::spawn(log_stream(
+                self.vm.agent().clone(),
+                Arc::clone(&self.output_log),
+                req.exec_id.clone(),
+                stream,
+            ));
+        }
+        Ok(LogOutputResponse::default())
     }
 
     async fn stop(&self, _c: &TtrpcContext, req: StopRequest) -> ttrpc::Result<StopResponse> {

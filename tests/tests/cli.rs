@@ -3,16 +3,16 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use boxlite_tests::{agent_binary, cli_bin_dir, oci_layout, scratch_root};
+use boxlite_tests::{agent_binary, cli_bin_dir, oci_layout, TestHome};
 
 struct Cli {
-    home: tempfile::TempDir,
+    home: TestHome,
 }
 
 impl Cli {
     fn new() -> Self {
         Self {
-            home: tempfile::tempdir_in(scratch_root()).unwrap(),
+            home: TestHome::new(),
         }
     }
 
@@ -131,7 +131,7 @@ fn run_exec_ls_stop_rm_through_the_cli() {
     assert_eq!(listed[0]["name"], "web");
     assert_eq!(listed[0]["status"], "running");
 
-    // run -d: the output waits in the box until `attach` reads it, then the exit code.
+    // run -d: the output goes to the box's log on the host; attach gives the exit code.
     let out = cli.run(&[
         "run",
         "-d",
@@ -152,12 +152,28 @@ fn run_exec_ls_stop_rm_through_the_cli() {
         .expect("run -d names the exec")
         .trim_end_matches(':')
         .to_string();
-    let out = cli.run(&["attach", "bg", &exec_id]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = cli.run(&["logs", "bg"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        if (text(&out.stdout), text(&out.stderr)) == ("out\n".into(), "err\n".into()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "logs: {:?} {:?}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = cli.run(&["logs", "--tail", "1", "bg"]);
     assert_eq!(
-        (out.status.code(), text(&out.stdout), text(&out.stderr)),
-        (Some(3), "out\n".into(), "err\n".into()),
-        "{hint}"
+        (text(&out.stdout), text(&out.stderr)),
+        ("".into(), "err\n".into())
     );
+    let out = cli.run(&["attach", "bg", &exec_id]);
+    assert_eq!(out.status.code(), Some(3), "{hint}");
     let out = cli.run(&["attach", "bg", "no-such-exec"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(
@@ -165,6 +181,49 @@ fn run_exec_ls_stop_rm_through_the_cli() {
         "{}",
         text(&out.stderr)
     );
+
+    // Commands that cannot start: docker's exit codes, the reason named, no VM left running.
+    let out = cli.run(&["exec", "bg", "no-such-program"]);
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+    let out = cli.run(&["exec", "-w", "/no/such/dir", "bg", "true"]);
+    assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("/no/such/dir"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = cli.run(&[
+        "run",
+        "--name",
+        "dud",
+        "--memory",
+        "256",
+        &image,
+        "no-such-program",
+    ]);
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+    let out = cli.run(&["inspect", "dud"]);
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        info["status"], "stopped",
+        "run stops the box it could not use"
+    );
+    let out = cli.run(&["run", "-e", "=x", &image, "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("no name"),
+        "{}",
+        text(&out.stderr)
+    );
+    // rm tries every box it is given, and says which failed.
+    let out = cli.run(&["rm", "no-such-box", "dud"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("no-such-box"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout), "dud\n");
     assert!(cli.run(&["rm", "-f", "bg"]).status.success());
 
     // Bad input: clear errors, nothing changed.

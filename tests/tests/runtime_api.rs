@@ -310,3 +310,44 @@ async fn homes_are_private_and_only_their_owner_may_open_them() {
     );
     assert!(err.to_string().contains("65534"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detached_output_goes_to_the_log_and_never_blocks_the_command() {
+    let home = TestHome::new();
+    let rt = test_runtime!(home.path());
+    let b = rt.create(options(), Some("chatty")).await.unwrap();
+    // ~4.8 MB on stdout, past the 4 MiB the agent keeps for a reader: without the log the
+    // command would block until someone read it.
+    let lines = 700_000;
+    let run = b
+        .exec(BoxCommand::new("sh").args(["-c", &format!("seq 1 {lines}; echo to-stderr >&2")]))
+        .await
+        .unwrap();
+    run.send_output_to_log().await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(600), run.wait())
+        .await
+        .expect("a detached command must not block on its output")
+        .unwrap();
+    assert_eq!(result.exit_code, 0);
+    // The shim may still be writing the last lines when the command has exited.
+    let mut all = Vec::new();
+    boxlite_tests::wait_until(Duration::from_secs(60), "every line logged", || {
+        all = b.logs(None).unwrap().0;
+        let done = all.len() == lines + 1;
+        async move { done }
+    })
+    .await;
+    let stdout: Vec<_> = all
+        .iter()
+        .filter(|l| l.stream == boxlite::LogStream::Stdout)
+        .collect();
+    assert_eq!(stdout.len(), lines);
+    assert_eq!(stdout[0].data, b"1");
+    assert_eq!(stdout[lines - 1].data, lines.to_string().into_bytes());
+    let (tail, _) = b.logs(Some(1)).unwrap();
+    assert_eq!(
+        (tail[0].stream, tail[0].data.as_slice()),
+        (boxlite::LogStream::Stderr, &b"to-stderr"[..])
+    );
+    rt.remove("chatty", true).await.unwrap();
+}
