@@ -155,6 +155,7 @@ async fn run(box_dir: &Path) -> Result<(), String> {
         }
     };
     let _ = std::fs::remove_file(&socket);
+    vm.finish_console().await;
     eprintln!("boxlite-shim: VM ended ({exit}); exiting");
     let _ = server.shutdown().await;
     Ok(())

@@ -12,11 +12,13 @@
 
 pub mod agent_client;
 pub mod client;
+pub mod console;
 pub mod engine;
 pub mod entry;
 pub mod launch;
 pub mod output_log;
 pub mod process;
+pub mod rotating;
 pub mod server;
 pub mod vm;
 

@@ -10,8 +10,10 @@
 //! without a newline gets one.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+
+use crate::rotating::{rotated, RotatingFile};
 
 /// The log file; the rotated one is this plus `.1`.
 pub const OUTPUT_LOG: &str = "output.log";
@@ -43,34 +45,25 @@ pub struct LogLine {
     pub data: Vec<u8>,
 }
 
-fn rotated(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_os_string();
-    name.push(".1");
-    PathBuf::from(name)
-}
-
 /// The writing side, owned by the shim; one per box, shared by its detached commands.
 #[derive(Debug)]
 pub struct OutputLog {
-    path: PathBuf,
-    file: Option<File>,
-    written: u64,
-    max_file_bytes: u64,
+    file: RotatingFile,
 }
 
 impl OutputLog {
     pub fn new(box_dir: &Path, max_file_bytes: u64) -> Self {
         Self {
-            path: box_dir.join(OUTPUT_LOG),
-            file: None,
-            written: 0,
-            max_file_bytes: max_file_bytes.max(MAX_RECORD as u64 + 3),
+            file: RotatingFile::new(
+                box_dir.join(OUTPUT_LOG),
+                max_file_bytes.max(MAX_RECORD as u64 + 3),
+            ),
         }
     }
 
     /// Size at which the current file is rotated.
     pub fn max_file_bytes(&self) -> u64 {
-        self.max_file_bytes
+        self.file.max_file_bytes()
     }
 
     /// Appends whole lines (each without its newline) of one stream.
@@ -83,34 +76,9 @@ impl OutputLog {
             record.extend_from_slice(stream.tag());
             record.extend_from_slice(piece);
             record.push(b'\n');
-            self.file_with_room(record.len() as u64)?
-                .write_all(&record)?;
-            self.written += record.len() as u64;
+            self.file.write_record(&record)?;
         }
         Ok(())
-    }
-
-    /// The file to append `size` bytes to: `output.log` (continuing what an earlier shim of
-    /// the box wrote), rotated first when they would not fit.
-    fn file_with_room(&mut self, size: u64) -> std::io::Result<&mut File> {
-        let open = |path: &Path| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-        };
-        if self.file.is_none() {
-            let file = open(&self.path)?;
-            self.written = file.metadata()?.len();
-            self.file = Some(file);
-        }
-        if self.written > 0 && self.written + size > self.max_file_bytes {
-            self.file = None;
-            std::fs::rename(&self.path, rotated(&self.path))?;
-            self.file = Some(open(&self.path)?);
-            self.written = 0;
-        }
-        Ok(self.file.as_mut().expect("opened above"))
     }
 }
 

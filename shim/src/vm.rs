@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use boxlite_protocol::agent::PingResponse;
 
 use crate::agent_client::{AgentClient, AgentError};
+use crate::console::{ConsolePump, CONSOLE_MAX_FILE_BYTES};
 use crate::engine::{console_tail, Engine, EngineError, RunningVm, VmExit, VmSpec};
 use crate::process::{write_all, ProcessId};
 use crate::server::files;
@@ -26,6 +27,11 @@ pub enum BootError {
     VmExited { exit: VmExit, console: String },
     #[error("the agent did not answer within {waited:?} (the ready timeout); the VM was stopped; last console (and VMM) lines:\n{console}")]
     ReadyTimeout { waited: Duration, console: String },
+    #[error("making the console FIFO {path}: {source}")]
+    Console {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +55,8 @@ pub struct BootTimings {
 pub struct Vm {
     running: Box<dyn RunningVm>,
     agent: AgentClient,
+    /// Copies the console into its bounded log while the VM runs.
+    console: tokio::sync::Mutex<ConsolePump>,
     console_log: PathBuf,
     timings: BootTimings,
     agent_version: String,
@@ -63,6 +71,16 @@ impl Vm {
         ready_timeout: Duration,
     ) -> Result<Vm, BootError> {
         let started = Instant::now();
+        // Before the VMM, which opens the console FIFO as it starts.
+        let mut console = ConsolePump::start(
+            &spec.console_pipe(),
+            spec.console_log(),
+            CONSOLE_MAX_FILE_BYTES,
+        )
+        .map_err(|source| BootError::Console {
+            path: spec.console_pipe(),
+            source,
+        })?;
         let running = engine.start(spec).await?;
         record_vmm_processes(spec, running.as_ref());
         let console_log = spec.console_log();
@@ -98,6 +116,7 @@ impl Vm {
             Outcome::Ready(agent, ping) => Ok(Vm {
                 running,
                 agent,
+                console: tokio::sync::Mutex::new(console),
                 console_log,
                 timings: BootTimings {
                     spawn_to_ready: started.elapsed(),
@@ -105,12 +124,16 @@ impl Vm {
                 },
                 agent_version: ping.agent_version,
             }),
-            Outcome::Exited(exit) => Err(BootError::VmExited {
-                exit,
-                console: spec.diagnostics(CONSOLE_TAIL_LINES),
-            }),
+            Outcome::Exited(exit) => {
+                console.finish().await;
+                Err(BootError::VmExited {
+                    exit,
+                    console: spec.diagnostics(CONSOLE_TAIL_LINES),
+                })
+            }
             Outcome::TimedOut => {
                 running.kill().await;
+                console.finish().await;
                 Err(BootError::ReadyTimeout {
                     waited: ready_timeout,
                     console: spec.diagnostics(CONSOLE_TAIL_LINES),
@@ -143,6 +166,11 @@ impl Vm {
     /// Resolves when the VM ends by itself (or is killed from outside).
     pub async fn wait_exit(&self) -> VmExit {
         self.running.wait_exit().await
+    }
+
+    /// Once the VM has ended: copies the last of its console into the log.
+    pub async fn finish_console(&self) {
+        self.console.lock().await.finish().await;
     }
 
     /// Asks the agent to power off and waits up to `timeout` for the VM to end; kills it when

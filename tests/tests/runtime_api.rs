@@ -351,3 +351,24 @@ async fn detached_output_goes_to_the_log_and_never_blocks_the_command() {
     );
     rt.remove("chatty", true).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_flooding_its_console_costs_the_host_a_bounded_log() {
+    let home = TestHome::new();
+    let rt = test_runtime!(home.path());
+    let b = rt.create(options(), Some("loud")).await.unwrap();
+    let (code, out) = boxlite_tests::sh(
+        &b,
+        "head -c 3000000 /dev/zero | tr '\\0' x > /dev/console && echo flooded",
+    )
+    .await;
+    assert_eq!((code, out.as_str()), (0, "flooded\n"));
+    b.stop().await.unwrap();
+    let dir = home.path().join("boxes").join(b.id());
+    let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+    let kept = size("console.log") + size("console.log.1");
+    let bound = 2 * boxlite_shim::console::CONSOLE_MAX_FILE_BYTES;
+    assert!(kept <= bound, "{kept} bytes of console kept, bound {bound}");
+    assert!(size("console.log.1") > 0, "the flood went through the log");
+    rt.remove("loud", false).await.unwrap();
+}

@@ -41,7 +41,7 @@ pub struct KrunConfig {
     pub agent_port: u32,
     pub agent_socket: PathBuf,
     /// Where the guest's console (virtio-console, hvc0) is written.
-    pub console_log: PathBuf,
+    pub console_pipe: PathBuf,
     /// virtio-fs shares: (tag, host directory, read-only), served by libkrun itself.
     pub shared_dirs: Vec<(String, PathBuf, bool)>,
 }
@@ -88,7 +88,7 @@ impl KrunConfig {
             disks,
             agent_port: spec.agent_port,
             agent_socket,
-            console_log: spec.console_log(),
+            console_pipe: spec.console_pipe(),
             shared_dirs: spec
                 .volumes
                 .iter()
@@ -101,7 +101,7 @@ impl KrunConfig {
             &config.kernel,
             &config.initramfs,
             &config.agent_socket,
-            &config.console_log,
+            &config.console_pipe,
         ];
         paths.extend(config.disks.iter().map(|d| &d.path));
         paths.extend(config.shared_dirs.iter().map(|d| &d.1));
@@ -167,7 +167,7 @@ mod tests {
         );
         assert_eq!(config.agent_port, 1024);
         assert_eq!(config.agent_socket, dir.path().join("agent.sock"));
-        assert_eq!(config.console_log, dir.path().join("console.log"));
+        assert_eq!(config.console_pipe, dir.path().join("console.pipe"));
         let words: Vec<&str> = config.cmdline.split(' ').collect();
         for word in [
             "reboot=k",

@@ -164,8 +164,14 @@ impl VmSpec {
         self.run_dir.join("agent.sock")
     }
 
+    /// The guest's console, as kept on the host (bounded, see [`crate::console`]).
     pub fn console_log(&self) -> PathBuf {
         self.run_dir.join("console.log")
+    }
+
+    /// Where the VMM writes the guest's console: a FIFO the shim copies into the log.
+    pub fn console_pipe(&self) -> PathBuf {
+        self.run_dir.join("console.pipe")
     }
 
     /// Where the VMM's own messages go (bad arguments, unreadable kernel, ...).

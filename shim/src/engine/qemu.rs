@@ -47,14 +47,14 @@ impl Accel {
 pub struct QemuPaths {
     /// QEMU listens here; the stream is the agent's virtio-serial port.
     pub agent_socket: PathBuf,
-    pub console_log: PathBuf,
+    pub console_pipe: PathBuf,
 }
 
 impl QemuPaths {
     pub fn new(spec: &VmSpec) -> Self {
         Self {
             agent_socket: spec.agent_socket(),
-            console_log: spec.console_log(),
+            console_pipe: spec.console_pipe(),
         }
     }
 }
@@ -196,7 +196,7 @@ fn qemu_args_with_tsc(
     }
     push(&[
         "-chardev",
-        &format!("file,id=console,path={}", paths.console_log.display()),
+        &format!("file,id=console,path={}", paths.console_pipe.display()),
     ]);
     push(&["-serial", "chardev:console"]);
     args
@@ -452,7 +452,7 @@ mod tests {
             .contains(&"socket,id=agent,path=/b/agent.sock,server=on,wait=off"));
         assert!(value_after(&args, "-device")
             .contains(&"virtserialport,chardev=agent,name=boxlite.agent"));
-        assert!(value_after(&args, "-chardev").contains(&"file,id=console,path=/b/console.log"));
+        assert!(value_after(&args, "-chardev").contains(&"file,id=console,path=/b/console.pipe"));
         assert_eq!(
             value_after(&args, "-netdev"),
             ["user,id=net0,hostfwd=udp:127.0.0.1:8080-:80"]

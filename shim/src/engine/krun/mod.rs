@@ -49,7 +49,7 @@ fn configure(config: &KrunConfig) -> Result<ffi::Context, ffi::KrunError> {
     for (tag, path, read_only) in &config.shared_dirs {
         ctx.add_virtiofs(tag, path, *read_only)?;
     }
-    ctx.set_console_output(&config.console_log)?;
+    ctx.set_console_output(&config.console_pipe)?;
     Ok(ctx)
 }
 
