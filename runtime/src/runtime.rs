@@ -176,7 +176,7 @@ impl BoxliteRuntime {
             std::fs::create_dir_all(home.join(dir)).map_err(io_err(&home))?;
         }
         remove_leftovers_of_removed_boxes(&home.join("boxes"));
-        Ok(Self {
+        let runtime = Self {
             inner: Arc::new(Inner {
                 images: ImageStore::open(&home),
                 db: BoxesDb::new(&home.join("db").join("boxes.db")),
@@ -184,7 +184,9 @@ impl BoxliteRuntime {
                 execs_started: std::sync::atomic::AtomicU64::new(0),
                 home,
             }),
-        })
+        };
+        runtime.sweep_crash_leftovers();
+        Ok(runtime)
     }
 
     /// The home from `BOXLITE_HOME`, else `~/.boxlite`.
@@ -194,6 +196,35 @@ impl BoxliteRuntime {
 
     pub fn home(&self) -> &Path {
         &self.inner.home
+    }
+
+    /// What processes that crashed while creating left behind: partial downloads and bases in
+    /// `images/tmp/`, box directories without a row. Only when nobody is writing there (each
+    /// writer holds a share of a lock the sweep needs whole), so never a create in progress.
+    fn sweep_crash_leftovers(&self) {
+        self.inner.images.sweep_tmp();
+        let boxes = self.inner.home.join("boxes");
+        let Ok(_all) = boxlite_lockfile::try_lock(
+            &boxes.join(CREATE_LOCK),
+            boxlite_lockfile::LockMode::Exclusive,
+        ) else {
+            return;
+        };
+        let Ok(records) = self.inner.db.list() else {
+            return;
+        };
+        let known: std::collections::HashSet<String> =
+            records.into_iter().map(|r| r.info.id).collect();
+        for entry in std::fs::read_dir(&boxes).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || known.contains(&name) || !entry.path().is_dir() {
+                continue;
+            }
+            let removed = boxes.join(format!("{REMOVED_PREFIX}{name}"));
+            if std::fs::rename(entry.path(), &removed).is_ok() {
+                let _ = std::fs::remove_dir_all(&removed);
+            }
+        }
     }
 
     fn box_dir(&self, id: &str) -> PathBuf {
@@ -221,6 +252,13 @@ impl BoxliteRuntime {
 
         let id = ulid::Ulid::new().to_string();
         let dir = self.box_dir(&id);
+        // Until the row exists the directory has none: the share keeps a sweep from taking
+        // it for a crash's leftover.
+        let creating = boxlite_lockfile::lock(
+            &self.inner.home.join("boxes").join(CREATE_LOCK),
+            boxlite_lockfile::LockMode::Shared,
+            Some(BOX_LOCK_TIMEOUT),
+        )?;
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let created = (|| -> Result<()> {
             create_box_disk(&base, &dir.join("disk.qcow2"))?;
@@ -254,6 +292,7 @@ impl BoxliteRuntime {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(err);
         }
+        drop(creating);
         Ok(LiteBox {
             id,
             name: name.map(str::to_string),
@@ -506,6 +545,9 @@ impl BoxliteRuntime {
         .expect("lock task panicked")?)
     }
 }
+
+/// In `boxes/`: held shared by every create until its row exists, exclusively by a sweep.
+const CREATE_LOCK: &str = ".create.lock";
 
 /// Box directories being deleted are renamed to this prefix + id first.
 const REMOVED_PREFIX: &str = ".removed-";

@@ -269,7 +269,46 @@ async fn damaged_boxes_are_listed_as_unknown_and_removed_by_force() {
     rt.remove("garbled", true).await.unwrap();
     assert!(!home.path().join("boxes").join(garbled.id()).exists());
     assert_eq!(rt.list_info().await.unwrap().len(), 1);
+
+    // What crashed creates and pulls left is swept when a runtime opens the home, but not
+    // while a create is under way (it holds a share of the lock the sweep needs whole).
+    let leftover = home.path().join("boxes").join("01CRASHEDWHILECREATING0000");
+    let partial = home.path().join("images").join("tmp").join("blob-partial");
+    let make_leftovers = || {
+        std::fs::create_dir_all(&leftover).unwrap();
+        std::fs::write(leftover.join("disk.qcow2"), b"half").unwrap();
+        std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
+        std::fs::write(&partial, b"half a blob").unwrap();
+    };
+    make_leftovers();
+    let creating = boxlite_lockfile_share(&home.path().join("boxes/.create.lock"));
+    let writing = boxlite_lockfile_share(&home.path().join("images/locks/tmp.lock"));
+    drop(test_runtime!(home.path()));
+    assert!(
+        leftover.exists() && partial.exists(),
+        "swept from under a writer"
+    );
+    drop((creating, writing));
+    drop(test_runtime!(home.path()));
+    assert!(!leftover.exists() && !partial.exists(), "leftovers stayed");
+    assert!(
+        rt.get("fine").await.unwrap().is_some(),
+        "a box with a row stays"
+    );
     rt.remove("fine", false).await.unwrap();
+}
+
+/// A shared hold on a lock file, as a create or a download in another process has.
+fn boxlite_lockfile_share(path: &std::path::Path) -> std::fs::File {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap();
+    file.lock_shared().unwrap();
+    file
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,6 +22,50 @@ pub enum BlobError {
     },
     #[error("blob store I/O at {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Lock(#[from] boxlite_lockfile::LockError),
+}
+
+/// How long a writer waits for a sweep of `tmp/` to finish (it takes milliseconds).
+const TMP_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A share of `tmp/`: held (shared) by everyone writing there, so that a sweep, which needs
+/// it exclusively, only ever removes what nobody is writing.
+pub fn hold_tmp(images_root: &Path) -> Result<boxlite_lockfile::LockGuard, BlobError> {
+    let locks = images_root.join("locks");
+    fs::create_dir_all(&locks).map_err(|source| BlobError::Io {
+        path: locks.clone(),
+        source,
+    })?;
+    Ok(boxlite_lockfile::lock(
+        &locks.join("tmp.lock"),
+        boxlite_lockfile::LockMode::Shared,
+        Some(TMP_LOCK_TIMEOUT),
+    )?)
+}
+
+/// Removes what crashed writers left in `tmp/` (partial downloads, half-built bases), if
+/// nobody is writing there right now; returns how many entries went.
+pub fn sweep_tmp(images_root: &Path) -> usize {
+    let Ok(_all) = boxlite_lockfile::try_lock(
+        &images_root.join("locks").join("tmp.lock"),
+        boxlite_lockfile::LockMode::Exclusive,
+    ) else {
+        return 0;
+    };
+    let Ok(entries) = fs::read_dir(images_root.join("tmp")) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let gone = match entry.file_type() {
+            Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+            _ => fs::remove_file(&path),
+        };
+        removed += usize::from(gone.is_ok());
+    }
+    removed
 }
 
 /// The hex part of a valid `sha256:` digest.
@@ -126,6 +170,7 @@ impl BlobStore {
         fs::create_dir_all(&tmp_dir).map_err(io_err(&tmp_dir))?;
         fs::create_dir_all(final_path.parent().expect("blob path has a parent"))
             .map_err(io_err(&final_path))?;
+        let tmp_share = hold_tmp(&self.root)?;
         let tmp = tempfile::Builder::new()
             .prefix("blob-")
             .tempfile_in(&tmp_dir)
@@ -136,6 +181,7 @@ impl BlobStore {
             size: 0,
             digest: digest.to_string(),
             final_path,
+            _tmp_share: tmp_share,
         }))
     }
 }
@@ -143,11 +189,13 @@ impl BlobStore {
 /// A blob being written: hashed as it goes, visible only after [`BlobWriter::commit`]. Dropped
 /// without a commit, it leaves nothing behind.
 pub struct BlobWriter {
+    /// Dropped after `tmp` (fields drop in order): the file is gone before a sweep may run.
     tmp: tempfile::NamedTempFile,
     hasher: Sha256,
     size: u64,
     digest: String,
     final_path: PathBuf,
+    _tmp_share: boxlite_lockfile::LockGuard,
 }
 
 impl BlobWriter {

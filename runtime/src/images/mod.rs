@@ -130,6 +130,12 @@ pub use registry::{ProgressFn, PullLimits, PullOptions, PullOutcome, PullProgres
 
 impl ImageStore {
     /// The store of the home `home`: `<home>/images/` and `<home>/db/images.db`.
+    /// Removes what crashed writers left in `tmp/` if nobody writes there now (see
+    /// [`blobs::sweep_tmp`]); how many entries went.
+    pub fn sweep_tmp(&self) -> usize {
+        blobs::sweep_tmp(&self.root)
+    }
+
     pub fn open(home: &Path) -> Self {
         let root = home.join("images");
         Self {
@@ -309,6 +315,8 @@ impl ImageStore {
 
         let tmp = self.root.join("tmp");
         fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        // Declared before `work`, so dropped after it: the work directory is gone first.
+        let _tmp_share = blobs::hold_tmp(&self.root)?;
         let work = tempfile::Builder::new()
             .prefix("base-")
             .tempdir_in(&tmp)
