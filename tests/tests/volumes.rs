@@ -39,6 +39,15 @@ async fn volumes_are_shared_both_ways_and_read_only_means_it() {
         std::fs::read_to_string(shared.path().join("out.txt")).unwrap(),
         "from-guest\n"
     );
+
+    // Guest root cannot plant device nodes in a host directory (virtiofsd runs without
+    // CAP_MKNOD): a box must not hand the host a /dev/mem or a disk.
+    if boxlite_tests::test_engine_kind() == boxlite::EngineKind::Qemu {
+        let (code, out) = sh(&b, "mknod /work/mem c 1 1 2>&1").await;
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("not permitted"), "{out}");
+        assert!(!shared.path().join("mem").exists());
+    }
     // A change on the host is seen by the running box.
     std::fs::write(shared.path().join("later.txt"), "later\n").unwrap();
     assert_eq!(sh(&b, "cat /work/later.txt").await.1, "later\n");

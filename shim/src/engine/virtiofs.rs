@@ -55,6 +55,10 @@ pub fn args(volume: &SharedDir, socket: &Path, as_root: bool) -> Vec<String> {
         format!("--shared-dir={}", volume.host_path.display()),
         format!("--sandbox={}", if as_root { "chroot" } else { "namespace" }),
         "--cache=auto".to_string(),
+        // What guest root must not be able to make in a host directory: device nodes
+        // (CAP_MKNOD), file capabilities (CAP_SETFCAP), set-id bits on files it does not
+        // own or for groups it is not in (CAP_FSETID).
+        "--modcaps=-mknod:-setfcap:-fsetid".to_string(),
     ];
     if volume.read_only {
         args.push("--readonly".to_string());
@@ -102,6 +106,7 @@ mod tests {
                 "--shared-dir=/srv/data",
                 "--sandbox=chroot",
                 "--cache=auto",
+                "--modcaps=-mknod:-setfcap:-fsetid",
                 "--readonly"
             ]
         );
