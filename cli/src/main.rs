@@ -3,12 +3,12 @@
 //! boxlite's own failures exit with 125, a command that cannot start with 127.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use boxlite::{
-    BoxCommand, BoxInfo, BoxOptions, BoxliteOptions, BoxliteRuntime, EngineKind, Execution,
-    NetworkMode, PortSpec, RootfsSpec, VolumeSpec,
+    BoxCommand, BoxInfo, BoxOptions, BoxliteOptions, BoxliteRuntime, CopyOptions, EngineKind,
+    Execution, NetworkMode, PortSpec, RootfsSpec, VolumeSpec,
 };
 use clap::{Parser, Subcommand};
 use tokio::io::AsyncReadExt;
@@ -202,7 +202,10 @@ fn print_log_lines(lines: &[boxlite::LogLine]) -> Result<(), String> {
 /// 126: cannot be run); other errors are boxlite's own (125).
 fn exec_failure(err: boxlite::BoxliteError) -> Result<u8, String> {
     match err {
-        boxlite::BoxliteError::CannotStart { reason, message } => {
+        boxlite::BoxliteError::Execution(boxlite::ExecutionError::CannotStart {
+            reason,
+            message,
+        }) => {
             eprintln!("boxlite: {message}");
             Ok(reason.exit_code())
         }
@@ -268,7 +271,7 @@ fn info_json(info: &BoxInfo) -> serde_json::Value {
 
 async fn run(cli: Cli) -> Result<u8, String> {
     let rt = BoxliteRuntime::new(BoxliteOptions {
-        home_dir: cli.home,
+        home_dir: cli.home.unwrap_or_else(boxlite::runtime::default_home),
         image_registries: cli.registries,
     })
     .map_err(|e| e.to_string())?;
@@ -283,8 +286,12 @@ async fn run(cli: Cli) -> Result<u8, String> {
             cmd,
         } => {
             let mut options = BoxOptions::with_rootfs(rootfs(&image));
-            options.cpus = create.cpus;
-            options.memory_mib = create.memory;
+            options.cpus = Some(create.cpus);
+            options.memory_mib = Some(create.memory);
+            // A box the CLI runs belongs to the home, not to this process (docker's model):
+            // it runs on after `run` returns, and stays when stopped unless --rm.
+            options.detach = true;
+            options.auto_remove = false;
             options.env = parse_env(&create.env)?;
             options.working_dir = create.workdir;
             options.engine = create.engine;
@@ -295,18 +302,15 @@ async fn run(cli: Cli) -> Result<u8, String> {
                 .into_iter()
                 .map(|mut v| {
                     // Relative host paths are relative to here, as with docker -v ./dir:/x.
-                    if v.host_path.is_relative() {
+                    if Path::new(&v.host_path).is_relative() {
                         if let Ok(cwd) = std::env::current_dir() {
-                            v.host_path = cwd.join(&v.host_path);
+                            v.host_path = cwd.join(&v.host_path).display().to_string();
                         }
                     }
                     v
                 })
                 .collect();
-            let b = rt
-                .create(options, create.name.as_deref())
-                .await
-                .map_err(e)?;
+            let b = rt.create(options, create.name).await.map_err(e)?;
             let run_config = b.image_config();
             let args: Vec<String> = run_config
                 .entrypoint
@@ -417,7 +421,7 @@ async fn run(cli: Cli) -> Result<u8, String> {
                     .map_err(|err| format!("reading the log: {err}"))?;
                 print_log_lines(&lines)?;
                 if lines.is_empty() {
-                    if !b.info().await.map_err(e)?.status.is_active() {
+                    if !b.info().status.is_active() {
                         print_log_lines(&reader.read_new().map_err(|err| err.to_string())?)?;
                         return Ok(0);
                     }
@@ -457,7 +461,7 @@ async fn run(cli: Cli) -> Result<u8, String> {
         }
         Command::Inspect { target } => {
             let b = find(&rt, &target).await?;
-            let info = b.info().await.map_err(e)?;
+            let info = b.info();
             let options = b.options().await.map_err(e)?;
             let mut json = info_json(&info);
             json["network"] = serde_json::json!(options.network);
@@ -500,10 +504,16 @@ async fn run(cli: Cli) -> Result<u8, String> {
         Command::Cp { src, dest } => {
             let stats = match (box_path(&src), box_path(&dest)) {
                 (Some((target, path)), None) => {
-                    find(&rt, target).await?.copy_out(path, &dest).await
+                    find(&rt, target)
+                        .await?
+                        .copy_out(path, &dest, CopyOptions::default())
+                        .await
                 }
                 (None, Some((target, path))) => {
-                    find(&rt, target).await?.copy_into(&src, path).await
+                    find(&rt, target)
+                        .await?
+                        .copy_into(&src, path, CopyOptions::default())
+                        .await
                 }
                 _ => {
                     return Err(
@@ -554,13 +564,13 @@ async fn run(cli: Cli) -> Result<u8, String> {
                         serde_json::json!({
                             "id": id,
                             "name": name,
-                            "engine": m.engine,
-                            "cpu_percent": m.cpu_percent,
-                            "memory_bytes": m.memory_bytes,
-                            "guest_boot_duration_ms": m.guest_boot_duration_ms,
-                            "execs_started": m.execs_started,
-                            "bytes_in": m.bytes_in,
-                            "bytes_out": m.bytes_out,
+                            "engine": m.engine(),
+                            "cpu_percent": m.cpu_percent(),
+                            "memory_bytes": m.memory_bytes(),
+                            "guest_boot_duration_ms": m.guest_boot_duration_ms(),
+                            "execs_started": m.commands_executed_total(),
+                            "bytes_in": m.bytes_sent_total(),
+                            "bytes_out": m.bytes_received_total(),
                         })
                     })
                     .collect();
@@ -574,12 +584,12 @@ async fn run(cli: Cli) -> Result<u8, String> {
                     println!(
                         "{id:<26}  {:<16}  {:>6.1}  {:>9.1}  {:>6}  {:>10}  {:>10}  {} ms",
                         name.unwrap_or_default(),
-                        m.cpu_percent,
-                        m.memory_bytes as f64 / (1 << 20) as f64,
-                        m.execs_started,
-                        m.bytes_in,
-                        m.bytes_out,
-                        m.guest_boot_duration_ms
+                        m.cpu_percent().unwrap_or_default(),
+                        m.memory_bytes().unwrap_or_default() as f64 / (1 << 20) as f64,
+                        m.commands_executed_total(),
+                        m.bytes_sent_total(),
+                        m.bytes_received_total(),
+                        m.guest_boot_duration_ms().unwrap_or_default()
                     );
                 }
             }
@@ -696,7 +706,11 @@ async fn stream(execution: &Execution, interactive: bool) -> Result<u8, String> 
             _ = &mut stdin, if !stdin_done => stdin_done = true,
         }
     }
-    let result = execution.wait().await.map_err(|e| e.to_string())?;
+    let result = execution
+        .clone_handle()
+        .wait()
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(if result.signal != 0 {
         (128 + result.signal) as u8
     } else {

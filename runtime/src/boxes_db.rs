@@ -2,11 +2,12 @@
 //! timeout, shared by every process using the home; each state change is a compare-and-set
 //! inside one `BEGIN IMMEDIATE` transaction, so two processes can never both move a box.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use boxlite_shim::process::ProcessId;
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::options::BoxOptions;
@@ -15,22 +16,25 @@ use crate::status::BoxStatus;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A box's id: a ULID (26 characters, sortable by creation time).
+pub type BoxID = String;
+
 /// What `get_info` and `list_info` report about a box.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BoxInfo {
-    /// A ULID.
-    pub id: String,
+    pub id: BoxID,
     pub name: Option<String>,
     pub status: BoxStatus,
-    /// Milliseconds since the Unix epoch.
-    pub created_at: u64,
-    pub last_updated: u64,
-    /// The shim's pid while the box runs.
+    pub created_at: DateTime<Utc>,
+    /// When the status last changed.
+    pub last_updated: DateTime<Utc>,
+    /// The shim's pid while the box runs (it hosts the VMM).
     pub pid: Option<u32>,
+    /// The image reference, or the rootfs path.
     pub image: String,
     pub cpus: u8,
     pub memory_mib: u32,
-    pub labels: BTreeMap<String, String>,
+    pub labels: HashMap<String, String>,
     /// The engine of the box's last start ("qemu", "krun"); `None` before the first.
     pub engine: Option<String>,
 }
@@ -56,6 +60,11 @@ pub enum DbError {
     DuplicateName(String),
     #[error("box database {path} holds a row it cannot read: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+}
+
+/// A timestamp in milliseconds since the Unix epoch, as rows store them.
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
 pub fn now_ms() -> u64 {
@@ -171,8 +180,8 @@ impl BoxesDb {
                 info.id,
                 info.name,
                 info.status.as_str(),
-                info.created_at as i64,
-                info.last_updated as i64,
+                info.created_at.timestamp_millis(),
+                info.last_updated.timestamp_millis(),
                 info.image,
                 options_json
             ],
@@ -240,13 +249,13 @@ impl BoxesDb {
                 id,
                 name: text(1),
                 status,
-                created_at: int(3).unwrap_or_default() as u64,
-                last_updated: int(4).unwrap_or_default() as u64,
+                created_at: from_ms(int(3).unwrap_or_default()),
+                last_updated: from_ms(int(4).unwrap_or_default()),
                 pid: shim.map(|s| s.pid),
                 image: text(7).unwrap_or_default(),
-                cpus: options.cpus,
-                memory_mib: options.memory_mib,
-                labels: options.labels.clone(),
+                cpus: options.effective_cpus(),
+                memory_mib: options.effective_memory_mib(),
+                labels: options.labels.clone().into_iter().collect(),
                 engine: text(10),
             },
             options,
@@ -406,13 +415,13 @@ mod tests {
             id: id.to_string(),
             name: None,
             status: BoxStatus::Configured,
-            created_at: now_ms(),
-            last_updated: now_ms(),
+            created_at: from_ms(now_ms() as i64),
+            last_updated: from_ms(now_ms() as i64),
             pid: None,
             image: "busybox".into(),
             cpus: 1,
             memory_mib: 128,
-            labels: BTreeMap::new(),
+            labels: HashMap::new(),
             engine: None,
         }
     }

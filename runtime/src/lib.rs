@@ -8,20 +8,23 @@
 pub mod boxes_db;
 pub mod guest;
 pub mod images;
-pub mod options;
-mod runtime;
+pub mod runtime;
 mod sqlite;
 pub mod status;
 
-pub use boxes_db::BoxInfo;
+pub use boxes_db::{BoxID, BoxInfo};
 pub use boxlite_copy::{CopyError, CopyStats};
 pub use boxlite_shim::engine::EngineKind;
 pub use options::{
-    BoxOptions, BoxliteOptions, NetworkMode, PortSpec, Protocol, RootfsSpec, VolumeSpec,
+    BoxOptions, BoxliteOptions, NetworkMode, NetworkSpec, PortSpec, Protocol, ResourceLimits,
+    RootfsSpec, SecurityOptions, SecurityOptionsBuilder, VolumeSpec,
 };
+pub use runtime::options;
 pub use runtime::{
     default_runtime, init_default_runtime, try_default_runtime, BoxCommand, BoxMetrics,
-    BoxliteError, BoxliteRuntime, CannotStartReason, ExecResult, Execution, LiteBox, LogLine,
-    LogStream, OutputChunk, OutputLogReader, RuntimeMetrics, ENGINE_ENV, HOME_ENV, SHIM_ENV,
+    BoxliteError, BoxliteResult, BoxliteRuntime, CannotStartReason, ConfigError, CopyOptions,
+    ErrorKind, ExecResult, ExecStderr, ExecStdin, ExecStdout, Execution, ExecutionError,
+    ExecutionId, LiteBox, LogLine, LogStream, NetworkError, OutputChunk, OutputLogReader, RpcError,
+    RuntimeMetrics, StateError, StorageError, VmError, ENGINE_ENV, HOME_ENV, SHIM_ENV,
 };
-pub use status::BoxStatus;
+pub use status::{BoxState, BoxStatus, ContainerID, LockId};

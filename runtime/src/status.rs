@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum BoxStatus {
     Unknown,
     Configured,
@@ -42,12 +42,14 @@ impl BoxStatus {
         self == BoxStatus::Stopped
     }
 
+    /// Between two states (Stopping).
+    pub fn is_transient(self) -> bool {
+        self == BoxStatus::Stopping
+    }
+
     /// `start` may boot the box (a running box makes `start` a no-op instead).
     pub fn can_start(self) -> bool {
-        matches!(
-            self,
-            BoxStatus::Configured | BoxStatus::Stopped | BoxStatus::Unknown
-        )
+        matches!(self, BoxStatus::Configured | BoxStatus::Stopped)
     }
 
     pub fn can_stop(self) -> bool {
@@ -63,6 +65,44 @@ impl BoxStatus {
     pub fn can_run(self) -> bool {
         self.is_running() || self.can_start()
     }
+}
+
+/// The identity of a box's one container: 64 hex digits, derived from the box id (sha256),
+/// so that every process names it alike.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContainerID(String);
+
+impl ContainerID {
+    pub fn of_box(box_id: &str) -> Self {
+        use sha2::Digest;
+        Self(hex::encode(sha2::Sha256::digest(box_id.as_bytes())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ContainerID {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The lock that serialises start, stop and remove of a box across processes: the path of
+/// its lock file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LockId(pub std::path::PathBuf);
+
+/// A box's dynamic state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoxState {
+    pub status: BoxStatus,
+    /// The shim's pid while the box runs (it hosts the VMM).
+    pub pid: Option<u32>,
+    pub container_id: Option<ContainerID>,
+    pub last_updated: chrono::DateTime<chrono::Utc>,
+    pub lock_id: Option<LockId>,
 }
 
 impl fmt::Display for BoxStatus {
@@ -111,12 +151,9 @@ mod tests {
         let can = |f: fn(BoxStatus) -> bool| ALL.into_iter().filter(|s| f(*s)).collect::<Vec<_>>();
         assert_eq!(
             can(BoxStatus::can_start),
-            [
-                BoxStatus::Unknown,
-                BoxStatus::Configured,
-                BoxStatus::Stopped
-            ]
+            [BoxStatus::Configured, BoxStatus::Stopped]
         );
+        assert_eq!(can(BoxStatus::is_transient), [BoxStatus::Stopping]);
         assert_eq!(can(BoxStatus::can_stop), [BoxStatus::Running]);
         assert_eq!(
             can(BoxStatus::can_remove),
@@ -133,7 +170,6 @@ mod tests {
         assert_eq!(
             can(BoxStatus::can_run),
             [
-                BoxStatus::Unknown,
                 BoxStatus::Configured,
                 BoxStatus::Running,
                 BoxStatus::Stopped

@@ -54,14 +54,27 @@ pub fn main() -> ExitCode {
 pub const SIGNALLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Resolves, with the reason, when the box is abandoned: its launcher died before adopting
-/// it, or did not adopt it within [`ADOPT_TIMEOUT`]. Never resolves once adopted, nor for a
-/// shim started without a launcher.
-async fn abandonment(launcher: Option<ProcessId>, adopted: Arc<tokio::sync::Notify>) -> String {
+/// it, or did not adopt it within [`ADOPT_TIMEOUT`], or (`stop_with_launcher`) exited after
+/// adopting it. Never resolves otherwise, nor for a shim started without a launcher.
+async fn abandonment(
+    launcher: Option<ProcessId>,
+    adopted: Arc<tokio::sync::Notify>,
+    stop_with_launcher: bool,
+) -> String {
     let Some(launcher) = launcher else {
         return std::future::pending().await;
     };
     tokio::select! {
-        _ = adopted.notified() => std::future::pending().await,
+        _ = adopted.notified() => {
+            if !stop_with_launcher {
+                return std::future::pending().await;
+            }
+            launcher.exited().await;
+            format!(
+                "the process that started the box (pid {}) exited, and the box is not detached",
+                launcher.pid
+            )
+        }
         gone = tokio::time::timeout(ADOPT_TIMEOUT, launcher.exited()) => match gone {
             Ok(()) => format!(
                 "the process that started the box (pid {}) died before recording it",
@@ -139,7 +152,7 @@ async fn run(box_dir: &Path) -> Result<(), String> {
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT: {e}"))?;
     let told_to_end = tokio::select! {
         exit = vm.wait_exit() => Err(exit),
-        reason = abandonment(config.launcher, adopted) => Ok(reason),
+        reason = abandonment(config.launcher, adopted, config.stop_with_launcher) => Ok(reason),
         _ = terminate.recv() => Ok("SIGTERM".to_string()),
         _ = interrupt.recv() => Ok("SIGINT".to_string()),
     };

@@ -35,6 +35,17 @@ pub enum LaunchError {
     Timeout(Duration),
 }
 
+/// How the shim process is confined when it starts (the VMM and helpers inherit it).
+#[derive(Debug, Clone, Default)]
+pub struct LaunchOptions {
+    /// (RLIMIT_*, limit) pairs, soft and hard, set before the shim runs.
+    pub rlimits: Vec<(i32, u64)>,
+    /// Close every descriptor but 0-2 before the shim runs, whatever the caller leaked.
+    pub close_fds: bool,
+    /// The shim's whole environment, instead of the caller's.
+    pub env: Option<Vec<(String, String)>>,
+}
+
 /// A shim that is serving its box.
 pub struct Launched {
     pub process: ProcessId,
@@ -48,6 +59,7 @@ pub async fn launch(
     shim: &Path,
     box_dir: &Path,
     config: &ShimConfig,
+    confinement: &LaunchOptions,
 ) -> Result<Launched, LaunchError> {
     let config_path = box_dir.join(files::CONFIG);
     let json = serde_json::to_vec_pretty(config).expect("shim config serializes");
@@ -74,11 +86,40 @@ pub async fn launch(
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2);
-    // SAFETY: setsid is async-signal-safe; it detaches the shim from our session and terminal
-    // so that it outlives us and no signal meant for our process group reaches it.
+    if let Some(env) = &confinement.env {
+        command.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+    }
+    let rlimits = confinement.rlimits.clone();
+    let close_fds = confinement.close_fds;
+    // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
+    // functions (setsid, setrlimit, close_range) on data prepared before the fork. setsid
+    // detaches the shim from our session and terminal so that it outlives us and no signal
+    // meant for our process group reaches it.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for &(resource, limit) in &rlimits {
+                let value = libc::rlimit {
+                    rlim_cur: limit as libc::rlim_t,
+                    rlim_max: limit as libc::rlim_t,
+                };
+                if libc::setrlimit(resource as _, &value) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // Descriptors the embedding program left without CLOEXEC: closed on exec. (std
+            // sets 0-2 up for the child after this closure only through dup2, which clears
+            // the flag on them.)
+            if close_fds
+                && libc::syscall(
+                    libc::SYS_close_range,
+                    3u32,
+                    u32::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                ) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

@@ -38,6 +38,10 @@ pub struct ShimConfig {
     /// [`ADOPT_TIMEOUT`] of the box being ready.
     #[serde(default)]
     pub launcher: Option<process::ProcessId>,
+    /// Power the VM off when the launcher exits, also after adopting the box (a box that is
+    /// not detached lives as long as the process that started it).
+    #[serde(default)]
+    pub stop_with_launcher: bool,
 }
 
 /// How long a ready box waits for its launcher to adopt it.

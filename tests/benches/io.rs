@@ -54,14 +54,14 @@ async fn main() {
     let shared = tempfile::tempdir_in(scratch_root()).unwrap();
     let work = tempfile::tempdir_in(scratch_root()).unwrap();
     let rt = BoxliteRuntime::new(BoxliteOptions {
-        home_dir: Some(home.path().to_path_buf()),
+        home_dir: home.path().to_path_buf(),
         ..Default::default()
     })
     .unwrap();
     let mut options = layout_box_options("busybox");
-    options.memory_mib = 512;
+    options.memory_mib = Some(512);
     options.volumes = vec![VolumeSpec {
-        host_path: shared.path().to_path_buf(),
+        host_path: shared.path().display().to_string(),
         guest_path: "/vol".into(),
         read_only: false,
     }];
@@ -110,13 +110,17 @@ async fn main() {
     for _ in 0..copy_rounds {
         let before = peak_rss_mib();
         let t = Instant::now();
-        b.copy_into(&big, "/big.bin").await.unwrap();
+        b.copy_into(&big, "/big.bin", boxlite::CopyOptions::default())
+            .await
+            .unwrap();
         copy_in
             .values
             .push(copy_mib as f64 * 1.048576 / t.elapsed().as_secs_f64());
         let back = work.path().join("back.bin");
         let t = Instant::now();
-        b.copy_out("/big.bin", &back).await.unwrap();
+        b.copy_out("/big.bin", &back, boxlite::CopyOptions::default())
+            .await
+            .unwrap();
         copy_out
             .values
             .push(copy_mib as f64 * 1.048576 / t.elapsed().as_secs_f64());

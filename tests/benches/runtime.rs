@@ -37,7 +37,7 @@ async fn main() {
         .unwrap_or(5);
     let home = tempfile::tempdir_in(scratch_root()).unwrap();
     let rt = BoxliteRuntime::new(BoxliteOptions {
-        home_dir: Some(home.path().to_path_buf()),
+        home_dir: home.path().to_path_buf(),
         ..Default::default()
     })
     .unwrap();
@@ -86,8 +86,7 @@ async fn main() {
             .unwrap();
         assert_eq!(out, b"hi\n");
         cold.values.push(ms(t.elapsed()));
-        rss.values
-            .push(rss_kib(b.info().await.unwrap().pid.unwrap()));
+        rss.values.push(rss_kib(b.info().pid.unwrap()));
         if boot < 2 {
             for _ in 0..30 {
                 let t = Instant::now();

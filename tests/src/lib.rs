@@ -97,7 +97,7 @@ pub fn busybox_base() -> &'static Path {
 }
 
 /// Fills `root` with busybox (from Debian's busybox-static) and its applet links.
-fn install_busybox(root: &Path) {
+pub fn install_busybox(root: &Path) {
     let busybox = Path::new("/bin/busybox");
     for sub in ["bin", "etc", "tmp", "root", "proc", "sys", "dev", "run"] {
         std::fs::create_dir_all(root.join(sub)).unwrap();
@@ -497,6 +497,20 @@ impl TestRegistry {
         ]));
     }
 
+    /// Pushes the layout's image `tag` as `target` ("repo:tag"), e.g. as `alpine:latest` for
+    /// code that names that image.
+    pub fn push_as(&self, layout: &Path, tag: &str, target: &str) {
+        run(Command::new("skopeo").args([
+            "--insecure-policy",
+            "copy",
+            "--all",
+            "--quiet",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:{tag}", layout.display()),
+            &format!("docker://{}/{target}", self.host()),
+        ]));
+    }
+
     /// The registry's file holding a blob, for tests that damage it.
     pub fn blob_file(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
@@ -567,14 +581,18 @@ pub fn cli_bin_dir() -> &'static Path {
     })
 }
 
-/// Options for a box from the test layout's image `tag`, sized for TCG test runs.
+/// Options for a box from the test layout's image `tag`, sized for TCG test runs. Detached
+/// and kept when stopped (the tests check what happens across processes and restarts); the
+/// defaults (`auto_remove`, not detached) have tests of their own.
 pub fn layout_box_options(tag: &str) -> boxlite::BoxOptions {
     let mut options = boxlite::BoxOptions::with_rootfs(boxlite::RootfsSpec::Layout {
         path: oci_layout().to_path_buf(),
         tag: Some(tag.into()),
     });
-    options.memory_mib = 256;
+    options.memory_mib = Some(256);
     options.ready_timeout = READY_TIMEOUT;
+    options.detach = true;
+    options.auto_remove = false;
     options
 }
 
@@ -584,7 +602,7 @@ pub fn runtime_with_shim(home: &Path, shim: &str) -> boxlite::BoxliteRuntime {
     std::env::set_var(boxlite::SHIM_ENV, shim);
     std::env::set_var(boxlite::guest::AGENT_ENV, agent_binary());
     boxlite::BoxliteRuntime::new(boxlite::BoxliteOptions {
-        home_dir: Some(home.to_path_buf()),
+        home_dir: home.to_path_buf(),
         ..Default::default()
     })
     .unwrap()

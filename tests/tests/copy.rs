@@ -74,7 +74,10 @@ async fn files_and_trees_go_in_and_come_back_identical() {
     // A tree with symlinks, modes and mtimes.
     let tree = work.path().join("project");
     make_tree(&tree);
-    let stats = b.copy_into(&tree, "/srv/project").await.unwrap();
+    let stats = b
+        .copy_into(&tree, "/srv/project", boxlite::CopyOptions::default())
+        .await
+        .unwrap();
     assert_eq!(stats.entries, 8);
     let (code, listing) = sh(&b, "cat /srv/project/run /srv/project/src/readme").await;
     assert_eq!(
@@ -82,12 +85,16 @@ async fn files_and_trees_go_in_and_come_back_identical() {
         (0, "#!/bin/sh\necho hi\na project\n")
     );
     let back = work.path().join("back");
-    b.copy_out("/srv/project", &back).await.unwrap();
+    b.copy_out("/srv/project", &back, boxlite::CopyOptions::default())
+        .await
+        .unwrap();
     assert_eq!(describe(&back), describe(&tree));
     // Into an existing directory: under the source's name.
     let into = work.path().join("into");
     std::fs::create_dir(&into).unwrap();
-    b.copy_out("/srv/project", &into).await.unwrap();
+    b.copy_out("/srv/project", &into, boxlite::CopyOptions::default())
+        .await
+        .unwrap();
     assert_eq!(describe(&into.join("project")), describe(&tree));
 
     // A large file: same bytes back, streamed.
@@ -104,7 +111,9 @@ async fn files_and_trees_go_in_and_come_back_identical() {
             f.write_all(&block).unwrap();
         }
     }
-    b.copy_into(&big, "/big.bin").await.unwrap();
+    b.copy_into(&big, "/big.bin", boxlite::CopyOptions::default())
+        .await
+        .unwrap();
     let (_, sum) = sh(&b, "sha256sum /big.bin").await;
     let digest = |p: &Path| {
         let mut hasher = Sha256::new();
@@ -114,7 +123,10 @@ async fn files_and_trees_go_in_and_come_back_identical() {
     let expected = digest(&big);
     assert!(sum.starts_with(&expected), "{sum}");
     let big_back = work.path().join("big.back");
-    let stats = b.copy_out("/big.bin", &big_back).await.unwrap();
+    let stats = b
+        .copy_out("/big.bin", &big_back, boxlite::CopyOptions::default())
+        .await
+        .unwrap();
     assert_eq!(stats.bytes, mib << 20);
     assert_eq!(digest(&big_back), expected);
     std::fs::remove_file(&big_back).unwrap();
@@ -124,8 +136,17 @@ async fn files_and_trees_go_in_and_come_back_identical() {
     let evil = work.path().join("evil");
     std::fs::create_dir(&evil).unwrap();
     symlink("/etc/passwd", evil.join("passwd")).unwrap();
-    let err = b.copy_into(&evil, "/srv/evil").await.unwrap_err();
-    assert!(matches!(err, BoxliteError::Copy { .. }), "{err}");
+    let err = b
+        .copy_into(&evil, "/srv/evil", boxlite::CopyOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BoxliteError::Execution(boxlite::ExecutionError::Copy { .. })
+        ),
+        "{err}"
+    );
     assert!(
         err.to_string().contains("symlink pointing outside"),
         "{err}"
@@ -135,8 +156,14 @@ async fn files_and_trees_go_in_and_come_back_identical() {
 
     sh(&b, "mkdir -p /srv/out && ln -s /etc /srv/out/etc-link").await;
     let out_dest = work.path().join("out");
-    let err = b.copy_out("/srv/out", &out_dest).await.unwrap_err();
-    assert!(matches!(err, BoxliteError::HostCopy(_)), "{err}");
+    let err = b
+        .copy_out("/srv/out", &out_dest, boxlite::CopyOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BoxliteError::Storage(boxlite::StorageError::Copy(_))),
+        "{err}"
+    );
     assert!(
         err.to_string().contains("symlink pointing outside"),
         "{err}"
@@ -144,10 +171,17 @@ async fn files_and_trees_go_in_and_come_back_identical() {
     assert!(!work.path().join("etc").exists());
 
     // Bad paths and missing sources.
-    let err = b.copy_into(&tree, "relative/path").await.unwrap_err();
+    let err = b
+        .copy_into(&tree, "relative/path", boxlite::CopyOptions::default())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("not an absolute path"), "{err}");
     let err = b
-        .copy_out("/no/such/file", work.path().join("x"))
+        .copy_out(
+            "/no/such/file",
+            work.path().join("x"),
+            boxlite::CopyOptions::default(),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -156,7 +190,11 @@ async fn files_and_trees_go_in_and_come_back_identical() {
     );
     assert!(!work.path().join("x").exists());
     let err = b
-        .copy_into(work.path().join("missing"), "/srv/m")
+        .copy_into(
+            work.path().join("missing"),
+            "/srv/m",
+            boxlite::CopyOptions::default(),
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");

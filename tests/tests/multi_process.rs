@@ -19,7 +19,7 @@ const CYCLES: usize = 25;
 fn runtime(home: &Path) -> BoxliteRuntime {
     set_binaries();
     BoxliteRuntime::new(BoxliteOptions {
-        home_dir: Some(home.to_path_buf()),
+        home_dir: home.to_path_buf(),
         ..Default::default()
     })
     .unwrap()
@@ -177,7 +177,7 @@ async fn boxes_outlive_their_processes_and_survive_crashes() {
         "started\n"
     );
     let b = rt.get("shared").await.unwrap().unwrap();
-    assert_eq!(b.info().await.unwrap().status, BoxStatus::Running);
+    assert_eq!(b.info().status, BoxStatus::Running);
     let (stdout, _, _) = b
         .exec(BoxCommand::new("echo").arg("from B"))
         .await
@@ -285,7 +285,10 @@ async fn a_shim_from_another_host_boot_is_never_trusted_or_killed() {
     let home = TestHome::new();
     let rt = runtime(home.path());
     let b = rt
-        .create(boxlite_tests::layout_box_options("busybox"), Some("old"))
+        .create(
+            boxlite_tests::layout_box_options("busybox"),
+            Some("old".into()),
+        )
         .await
         .unwrap();
     // As if the box ran before a reboot, under a pid that now belongs to a live process (this
@@ -301,9 +304,9 @@ async fn a_shim_from_another_host_boot_is_never_trusted_or_killed() {
     };
     let this_boot = boxlite_shim::process::boot_id().unwrap();
     set(&this_boot);
-    assert_eq!(b.info().await.unwrap().status, BoxStatus::Running);
+    assert_eq!(b.info().status, BoxStatus::Running);
     set("00000000-0000-0000-0000-000000000000");
-    assert_eq!(b.info().await.unwrap().status, BoxStatus::Stopped);
+    assert_eq!(b.info().status, BoxStatus::Stopped);
     assert!(me.is_alive());
     rt.remove("old", false).await.unwrap();
 }
@@ -318,7 +321,10 @@ async fn a_frozen_shim_hangs_neither_readers_nor_stop() {
     let home = TestHome::new();
     let rt = runtime(home.path());
     let b = rt
-        .create(boxlite_tests::layout_box_options("busybox"), Some("frozen"))
+        .create(
+            boxlite_tests::layout_box_options("busybox"),
+            Some("frozen".into()),
+        )
         .await
         .unwrap();
     let execution = b.exec(BoxCommand::new("sleep").arg("600")).await.unwrap();
@@ -340,7 +346,7 @@ async fn a_frozen_shim_hangs_neither_readers_nor_stop() {
         .await
         .expect("stop must end")
         .unwrap();
-    assert_eq!(b.info().await.unwrap().status, BoxStatus::Stopped);
+    assert_eq!(b.info().status, BoxStatus::Stopped);
     assert!(recorded.iter().all(|p| !p.is_alive()), "{recorded:?}");
     assert_eq!(processes_of(home.path()), Vec::<String>::new());
     rt.remove(b.id(), false).await.unwrap();
@@ -352,7 +358,10 @@ async fn a_caller_killed_during_a_boot_leaks_no_vm() {
     let home_arg = home.path().display().to_string();
     let rt = runtime(home.path());
     let b = rt
-        .create(boxlite_tests::layout_box_options("busybox"), Some("orphan"))
+        .create(
+            boxlite_tests::layout_box_options("busybox"),
+            Some("orphan".into()),
+        )
         .await
         .unwrap();
     let mut starter = worker(&["start-exec", &home_arg, "orphan"])
@@ -374,7 +383,7 @@ async fn a_caller_killed_during_a_boot_leaks_no_vm() {
         async move { gone }
     })
     .await;
-    let status = b.info().await.unwrap().status;
+    let status = b.info().status;
     assert!(!status.is_active(), "{status}");
     // And the box is as good as before: it starts, runs and is removed.
     let (code, out) = boxlite_tests::sh(&b, "echo again").await;

@@ -37,7 +37,10 @@ async fn boxes_get_a_network_ports_and_none_on_request() {
     let mut options = layout_box_options("busybox");
     options.network = NetworkMode::User;
     options.ports = vec![PortSpec::tcp(host_port, 8000)];
-    let web = rt.create(options.clone(), Some("web")).await.unwrap();
+    let web = rt
+        .create(options.clone(), Some("web".into()))
+        .await
+        .unwrap();
 
     // The interface, route and DNS server the agent set up.
     let (code, out) = sh(&web, "ip -4 addr show; ip route; cat /etc/resolv.conf").await;
@@ -62,7 +65,7 @@ async fn boxes_get_a_network_ports_and_none_on_request() {
         .await
         .unwrap();
     assert!(response.contains("served-from-the-box"), "{response}");
-    server.kill(9).await.unwrap();
+    server.signal(9).await.unwrap();
 
     // The box reaches a service on the host (outbound through the VMM, host loopback as
     // the gateway address).
@@ -83,14 +86,20 @@ async fn boxes_get_a_network_ports_and_none_on_request() {
     let taken = holder.local_addr().unwrap().port();
     let mut clash = options.clone();
     clash.ports = vec![PortSpec::tcp(taken, 80)];
-    let b = rt.create(clash, Some("clash")).await.unwrap();
+    let b = rt.create(clash, Some("clash".into())).await.unwrap();
     let err = b.start().await.unwrap_err();
-    assert!(matches!(err, BoxliteError::PortTaken { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            BoxliteError::Network(boxlite::NetworkError::PortTaken { .. })
+        ),
+        "{err}"
+    );
     assert!(
         err.to_string().contains(&format!("{taken}/tcp is taken")),
         "{err}"
     );
-    assert_eq!(b.info().await.unwrap().status, BoxStatus::Configured);
+    assert_eq!(b.info().status, BoxStatus::Configured);
     rt.remove("clash", false).await.unwrap();
     drop(holder);
 
@@ -100,8 +109,7 @@ async fn boxes_get_a_network_ports_and_none_on_request() {
     let err = rt
         .create(bad, None)
         .await
-        .err()
-        .expect("ports without a network");
+        .expect_err("ports without a network");
     assert!(err.to_string().contains("ports need the network"), "{err}");
     rt.remove("web", true).await.unwrap();
 

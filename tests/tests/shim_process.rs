@@ -7,7 +7,7 @@ use std::time::Duration;
 use boxlite_protocol::agent::OutputStream;
 use boxlite_shim::agent_client::ExecOptions;
 use boxlite_shim::client::ShimClient;
-use boxlite_shim::launch::{launch, LaunchError};
+use boxlite_shim::launch::{launch, LaunchError, LaunchOptions};
 use boxlite_shim::process::{read_all, ProcessId};
 use boxlite_shim::ShimConfig;
 use boxlite_tests::{process_exists, TestBox, READY_TIMEOUT};
@@ -22,6 +22,7 @@ fn config(test_box: &TestBox) -> ShimConfig {
         vm: test_box.spec.clone(),
         ready_timeout_ms: READY_TIMEOUT.as_millis() as u64,
         launcher: None,
+        stop_with_launcher: false,
     }
 }
 
@@ -61,9 +62,14 @@ async fn a_box_nobody_adopts_and_a_terminated_shim_power_off() {
     let (mut launcher, launcher_id) = launcher_process();
     let mut with_launcher = config(&test_box);
     with_launcher.launcher = Some(launcher_id);
-    let launched = launch(&shim_binary(), dir, &with_launcher)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let launched = launch(
+        &shim_binary(),
+        dir,
+        &with_launcher,
+        &LaunchOptions::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     launcher.kill().unwrap();
     launcher.wait().unwrap();
     assert_all_gone(dir);
@@ -81,9 +87,14 @@ async fn a_box_nobody_adopts_and_a_terminated_shim_power_off() {
     let (mut launcher, launcher_id) = launcher_process();
     let mut with_launcher = config(&test_box);
     with_launcher.launcher = Some(launcher_id);
-    let launched = launch(&shim_binary(), dir, &with_launcher)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let launched = launch(
+        &shim_binary(),
+        dir,
+        &with_launcher,
+        &LaunchOptions::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     launched.client.adopt().await.unwrap();
     launcher.kill().unwrap();
     launcher.wait().unwrap();
@@ -109,9 +120,14 @@ async fn a_box_nobody_adopts_and_a_terminated_shim_power_off() {
 async fn a_shim_serves_any_connection_and_stops_on_request() {
     let test_box = TestBox::new();
     let dir = test_box.dir.path();
-    let launched = launch(&shim_binary(), dir, &config(&test_box))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let launched = launch(
+        &shim_binary(),
+        dir,
+        &config(&test_box),
+        &LaunchOptions::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let state = launched.client.state().await.unwrap();
     assert_eq!(state.engine, boxlite_tests::test_engine_kind().name());
     assert_eq!(state.shim_pid, launched.process.pid);
@@ -173,10 +189,15 @@ async fn a_failed_boot_is_reported_by_the_shim() {
     let bogus = test_box.dir.path().join("not-a-kernel");
     std::fs::write(&bogus, b"nope").unwrap();
     test_box.spec.kernel = bogus;
-    let err = launch(&shim_binary(), test_box.dir.path(), &config(&test_box))
-        .await
-        .err()
-        .expect("must fail");
+    let err = launch(
+        &shim_binary(),
+        test_box.dir.path(),
+        &config(&test_box),
+        &LaunchOptions::default(),
+    )
+    .await
+    .err()
+    .expect("must fail");
     assert!(matches!(err, LaunchError::BootFailed(_)), "{err}");
     assert!(
         err.to_string().contains("exited") && err.to_string().to_lowercase().contains("kernel"),

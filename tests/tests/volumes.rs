@@ -16,12 +16,12 @@ async fn volumes_are_shared_both_ways_and_read_only_means_it() {
     let mut options = layout_box_options("busybox");
     options.volumes = vec![
         VolumeSpec {
-            host_path: shared.path().to_path_buf(),
+            host_path: shared.path().display().to_string(),
             guest_path: "/work".into(),
             read_only: false,
         },
         VolumeSpec {
-            host_path: docs.path().to_path_buf(),
+            host_path: docs.path().display().to_string(),
             guest_path: "/mnt/docs".into(),
             read_only: true,
         },
@@ -68,7 +68,7 @@ async fn volumes_are_shared_both_ways_and_read_only_means_it() {
     for (volume, needle) in [
         (
             VolumeSpec {
-                host_path: shared.path().join("missing"),
+                host_path: shared.path().join("missing").display().to_string(),
                 guest_path: "/x".into(),
                 read_only: false,
             },
@@ -76,7 +76,7 @@ async fn volumes_are_shared_both_ways_and_read_only_means_it() {
         ),
         (
             VolumeSpec {
-                host_path: shared.path().to_path_buf(),
+                host_path: shared.path().display().to_string(),
                 guest_path: "relative".into(),
                 read_only: false,
             },
@@ -84,7 +84,7 @@ async fn volumes_are_shared_both_ways_and_read_only_means_it() {
         ),
         (
             VolumeSpec {
-                host_path: shared.path().to_path_buf(),
+                host_path: shared.path().display().to_string(),
                 guest_path: "/".into(),
                 read_only: false,
             },
@@ -93,7 +93,7 @@ async fn volumes_are_shared_both_ways_and_read_only_means_it() {
     ] {
         let mut bad = layout_box_options("busybox");
         bad.volumes = vec![volume];
-        let err = rt.create(bad, None).await.err().expect("a bad volume");
+        let err = rt.create(bad, None).await.expect_err("a bad volume");
         assert!(err.to_string().contains(needle), "{err}");
     }
     assert!(rt.list_info().await.unwrap().is_empty());

@@ -337,26 +337,8 @@ impl ImageStore {
             })?;
         }
 
-        let content = disk_usage(&rootfs).map_err(io_err(&rootfs))?;
-        let size_mib = (content + content / 4 + BASE_HEADROOM_BYTES).div_ceil(1 << 20);
         let partial = work.path().join("base.ext4");
-        run_tool(
-            Command::new("mkfs.ext4")
-                .args([
-                    "-q",
-                    "-F",
-                    "-i",
-                    "8192",
-                    "-E",
-                    "root_owner=0:0",
-                    "-L",
-                    "boxlite-root",
-                    "-d",
-                ])
-                .arg(&rootfs)
-                .arg(&partial)
-                .arg(format!("{size_mib}M")),
-        )?;
+        build_ext4(&rootfs, &partial)?;
         fs::write(
             bases.join(format!("{hex}.json")),
             serde_json::to_vec_pretty(image).expect("image serializes"),
@@ -364,6 +346,44 @@ impl ImageStore {
         .map_err(io_err(&bases))?;
         fs::rename(&partial, &base).map_err(io_err(&base))?;
         Ok(base)
+    }
+}
+
+/// An ext4 image of the directory `rootfs`, sized for its contents plus room to write.
+pub fn build_ext4(rootfs: &Path, out: &Path) -> Result<(), ImageError> {
+    let content = disk_usage(rootfs).map_err(io_err(rootfs))?;
+    let size_mib = (content + content / 4 + BASE_HEADROOM_BYTES).div_ceil(1 << 20);
+    run_tool(
+        Command::new("mkfs.ext4")
+            .args([
+                "-q",
+                "-F",
+                "-i",
+                "8192",
+                "-E",
+                "root_owner=0:0",
+                "-L",
+                "boxlite-root",
+                "-d",
+            ])
+            .arg(rootfs)
+            .arg(out)
+            .arg(format!("{size_mib}M")),
+    )
+}
+
+impl StoredImage {
+    /// What a box made from a prepared root filesystem directory records as its image: the
+    /// path, and no image configuration (commands name their program).
+    pub fn from_rootfs_path(path: &str) -> Self {
+        Self {
+            reference: path.to_string(),
+            manifest_digest: String::new(),
+            layers: Vec::new(),
+            size: 0,
+            blobs: Vec::new(),
+            run: ImageRunConfig::default(),
+        }
     }
 }
 

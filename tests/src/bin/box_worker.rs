@@ -4,6 +4,8 @@
 //!   of box PREFIX-i, checking each step; prints one line per error and exits 1 if any.
 //! - `box_worker get-or-create HOME LAYOUT NAME`: prints the id of box NAME.
 //! - `box_worker start-exec HOME NAME`: starts box NAME, runs `echo started` in it, exits.
+//! - `box_worker run-attached HOME LAYOUT`: creates a box with the API's defaults (not
+//!   detached, removed when stopped), runs `echo started` in it, prints its id, exits.
 //! - `box_worker read-slowly HOME NAME LINES OUT`: runs `seq 1 LINES; exit 7` in box NAME,
 //!   prints the exec id, then appends stdout to file OUT a chunk every 100 ms (until killed).
 //!
@@ -17,7 +19,7 @@ use boxlite::{BoxCommand, BoxOptions, BoxStatus, BoxliteOptions, BoxliteRuntime,
 
 fn runtime(home: &str) -> BoxliteRuntime {
     BoxliteRuntime::new(BoxliteOptions {
-        home_dir: Some(PathBuf::from(home)),
+        home_dir: PathBuf::from(home),
         ..Default::default()
     })
     .unwrap_or_else(|e| fail(&format!("opening {home}: {e}")))
@@ -28,7 +30,11 @@ fn options(layout: &str) -> BoxOptions {
         path: PathBuf::from(layout),
         tag: Some("busybox".into()),
     });
-    options.memory_mib = 128;
+    options.memory_mib = Some(128);
+    // Boxes outlive the workers that make them, and stay when stopped: that is what these
+    // processes test.
+    options.detach = true;
+    options.auto_remove = false;
     // Several TCG guests share two cores here: boots take a multiple of their usual time.
     options.ready_timeout = Duration::from_secs(120);
     options
@@ -53,10 +59,31 @@ async fn main() {
             std::process::exit(i32::from(!errors.is_empty()));
         }
         ["get-or-create", home, layout, name] => {
-            match runtime(home).get_or_create(options(layout), name).await {
-                Ok(b) => println!("{}", b.id()),
+            match runtime(home)
+                .get_or_create(options(layout), Some(name.to_string()))
+                .await
+            {
+                Ok((b, _)) => println!("{}", b.id()),
                 Err(e) => fail(&format!("get_or_create {name}: {e}")),
             }
+        }
+        ["run-attached", home, layout] => {
+            let mut attached = options(layout);
+            attached.detach = false;
+            attached.auto_remove = true;
+            let b = runtime(home)
+                .create(attached, None)
+                .await
+                .unwrap_or_else(|e| fail(&format!("create: {e}")));
+            let (stdout, _, _) = b
+                .exec(BoxCommand::new("echo").arg("started"))
+                .await
+                .unwrap_or_else(|e| fail(&format!("exec: {e}")))
+                .output()
+                .await
+                .unwrap_or_else(|e| fail(&format!("output: {e}")));
+            assert_eq!(stdout, b"started\n");
+            println!("{}", b.id());
         }
         ["start-exec", home, name] => {
             let b = get(&runtime(home), name).await;
@@ -119,7 +146,7 @@ async fn cycles(rt: &BoxliteRuntime, options: &BoxOptions, prefix: &str, n: usiz
 
 async fn cycle(rt: &BoxliteRuntime, options: &BoxOptions, name: &str) -> Result<(), String> {
     let b = rt
-        .create(options.clone(), Some(name))
+        .create(options.clone(), Some(name.to_string()))
         .await
         .map_err(|e| format!("create: {e}"))?;
     let listed = |infos: Vec<boxlite::BoxInfo>| {
@@ -129,7 +156,7 @@ async fn cycle(rt: &BoxliteRuntime, options: &BoxOptions, name: &str) -> Result<
             .collect::<Vec<_>>()
     };
     let rows = listed(rt.list_info().await.map_err(|e| format!("list: {e}"))?);
-    if rows.len() != 1 || rows[0].id != b.id() {
+    if rows.len() != 1 || &rows[0].id != b.id() {
         return Err(format!("listed after create as {rows:?}"));
     }
     b.start().await.map_err(|e| format!("start: {e}"))?;
@@ -147,12 +174,12 @@ async fn cycle(rt: &BoxliteRuntime, options: &BoxOptions, name: &str) -> Result<
             String::from_utf8_lossy(&stderr)
         ));
     }
-    let status = b.info().await.map_err(|e| format!("info: {e}"))?.status;
+    let status = b.info().status;
     if status != BoxStatus::Running {
         return Err(format!("{status} after exec"));
     }
     b.stop().await.map_err(|e| format!("stop: {e}"))?;
-    let status = b.info().await.map_err(|e| format!("info: {e}"))?.status;
+    let status = b.info().status;
     if status != BoxStatus::Stopped {
         return Err(format!("{status} after stop"));
     }

@@ -2,13 +2,15 @@
 //! turn bad input into a clear error before anything is written.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use std::net::Ipv4Addr;
 
 use boxlite_shim::engine::EngineKind;
 pub use boxlite_shim::engine::Protocol;
+
+pub use super::security::{ResourceLimits, SecurityOptions, SecurityOptionsBuilder};
 use serde::{Deserialize, Serialize};
 
 /// Smallest memory a box's kernel and agent boot in.
@@ -17,12 +19,35 @@ pub const MIN_MEMORY_MIB: u32 = 64;
 pub const MAX_CPUS: u8 = 64;
 
 /// Options of a [`crate::BoxliteRuntime`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct BoxliteOptions {
-    /// The home (`~/.boxlite`, or `BOXLITE_HOME`, when `None`).
-    pub home_dir: Option<PathBuf>,
+    /// The home: `BOXLITE_HOME`, else `~/.boxlite`, by default.
+    pub home_dir: PathBuf,
     /// Registries tried in order for unqualified image names; empty means docker.io.
     pub image_registries: Vec<String>,
+}
+
+/// Environment variable with registries for unqualified image names, comma-separated, used
+/// when [`BoxliteOptions::default`] is (`BoxliteRuntime::with_defaults`, the default runtime).
+pub const IMAGE_REGISTRIES_ENV: &str = "BOXLITE_IMAGE_REGISTRIES";
+
+impl Default for BoxliteOptions {
+    /// The home of `BOXLITE_HOME` (else `~/.boxlite`); the registries of
+    /// `BOXLITE_IMAGE_REGISTRIES` (else docker.io).
+    fn default() -> Self {
+        Self {
+            home_dir: crate::runtime::default_home(),
+            image_registries: std::env::var(IMAGE_REGISTRIES_ENV)
+                .map(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|r| !r.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// Where a box's root filesystem comes from.
@@ -30,43 +55,96 @@ pub struct BoxliteOptions {
 pub enum RootfsSpec {
     /// An OCI image reference, pulled when not stored yet.
     Image(String),
+    /// A root filesystem already prepared on this host: a directory, copied into the box's
+    /// disk when the box is created.
+    RootfsPath(String),
     /// An OCI image layout directory on this host, with an optional tag.
     Layout { path: PathBuf, tag: Option<String> },
 }
 
-/// Options of one box.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+impl Default for RootfsSpec {
+    fn default() -> Self {
+        RootfsSpec::Image(DEFAULT_IMAGE.to_string())
+    }
+}
+
+/// The image of a box whose options name none.
+pub const DEFAULT_IMAGE: &str = "alpine:latest";
+/// vCPUs of a box whose options name no number.
+pub const DEFAULT_CPUS: u8 = 1;
+/// Memory of a box whose options name none.
+pub const DEFAULT_MEMORY_MIB: u32 = 512;
+
+/// Options of one box. `BoxOptions::default()` is a box of [`DEFAULT_IMAGE`] with
+/// [`DEFAULT_CPUS`] and [`DEFAULT_MEMORY_MIB`], removed when stopped (`auto_remove`) and
+/// stopped when the process that started it exits (`detach: false`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct BoxOptions {
-    pub rootfs: RootfsSpec,
-    pub cpus: u8,
-    pub memory_mib: u32,
-    /// Added to (and overriding) the image's environment, for every exec.
-    pub env: Vec<(String, String)>,
+    /// vCPUs ([`DEFAULT_CPUS`] when `None`).
+    pub cpus: Option<u8>,
+    /// Memory in MiB ([`DEFAULT_MEMORY_MIB`] when `None`).
+    pub memory_mib: Option<u32>,
+    /// Size of the box's disk. Not supported yet: a box's disk is its image plus 2 GiB, and
+    /// `Some` is refused rather than ignored.
+    pub disk_size_gb: Option<u64>,
     /// Replaces the image's working directory when set.
     pub working_dir: Option<String>,
+    /// Added to (and overriding) the image's environment, for every exec.
+    pub env: Vec<(String, String)>,
+    pub rootfs: RootfsSpec,
+    /// Host directories mounted in the box (virtio-fs).
+    pub volumes: Vec<VolumeSpec>,
+    /// User-mode networking (outbound access, DNS) or none (loopback only).
+    pub network: NetworkSpec,
+    /// Host ports forwarded into the box (they need the network).
+    pub ports: Vec<PortSpec>,
+    /// Not supported yet (`true` is refused): the shim does not run in a mount namespace.
+    pub isolate_mounts: bool,
+    /// Remove the box (row, disk, directory) when it is stopped. Default `true`.
+    pub auto_remove: bool,
+    /// Keep the box running after the process that started it exits. Default `false`: the
+    /// box's shim powers it off when that process dies. A detached box belongs to its home
+    /// and any process may use it later.
+    pub detach: bool,
+    /// How the box's shim and VMM processes are confined on the host.
+    pub security: SecurityOptions,
     pub labels: BTreeMap<String, String>,
     /// How long the VM may take to answer after it starts.
     pub ready_timeout: Duration,
     /// The engine to run the box with; `None` takes `BOXLITE_ENGINE`, else picks one for the
     /// host (krun where built in and hardware virtualisation works, QEMU otherwise).
-    #[serde(default)]
     pub engine: Option<EngineKind>,
-    /// User-mode networking (outbound access, DNS) or none (loopback only).
-    #[serde(default)]
-    pub network: NetworkMode,
-    /// Host ports forwarded into the box (they need the network).
-    #[serde(default)]
-    pub ports: Vec<PortSpec>,
-    /// Host directories mounted in the box (virtio-fs).
-    #[serde(default)]
-    pub volumes: Vec<VolumeSpec>,
+}
+
+impl Default for BoxOptions {
+    fn default() -> Self {
+        Self {
+            cpus: None,
+            memory_mib: None,
+            disk_size_gb: None,
+            working_dir: None,
+            env: Vec::new(),
+            rootfs: RootfsSpec::default(),
+            volumes: Vec::new(),
+            network: NetworkSpec::default(),
+            ports: Vec::new(),
+            isolate_mounts: false,
+            auto_remove: true,
+            detach: false,
+            security: SecurityOptions::default(),
+            labels: BTreeMap::new(),
+            ready_timeout: Duration::from_secs(60),
+            engine: None,
+        }
+    }
 }
 
 /// A host directory mounted at `guest_path` in the box; read-only is enforced by the host's
 /// file server and by the guest's mount.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeSpec {
-    pub host_path: PathBuf,
+    pub host_path: String,
     pub guest_path: String,
     pub read_only: bool,
 }
@@ -84,7 +162,7 @@ impl std::str::FromStr for VolumeSpec {
             _ => return Err(format!("{s:?} is not HOST_DIR:GUEST_PATH[:ro]")),
         };
         Ok(VolumeSpec {
-            host_path: PathBuf::from(host),
+            host_path: host.to_string(),
             guest_path: guest.to_string(),
             read_only,
         })
@@ -94,7 +172,7 @@ impl std::str::FromStr for VolumeSpec {
 /// Whether a box has a network interface.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum NetworkMode {
+pub enum NetworkSpec {
     /// An interface behind the VMM's user-mode network stack: outbound TCP/UDP and DNS.
     #[default]
     User,
@@ -102,22 +180,26 @@ pub enum NetworkMode {
     None,
 }
 
-impl std::str::FromStr for NetworkMode {
+/// The name this crate used before the seeds' `NetworkSpec`.
+pub type NetworkMode = NetworkSpec;
+
+impl std::str::FromStr for NetworkSpec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "user" | "default" => Ok(NetworkMode::User),
-            "none" => Ok(NetworkMode::None),
+            "user" | "default" => Ok(NetworkSpec::User),
+            "none" => Ok(NetworkSpec::None),
             other => Err(format!("unknown network {other:?}: expected user or none")),
         }
     }
 }
 
 /// A host port forwarded to a port of the box, from 127.0.0.1 unless `host_ip` says otherwise.
+/// `host_port: None` forwards the guest port's own number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortSpec {
-    pub host_port: u16,
+    pub host_port: Option<u16>,
     pub guest_port: u16,
     pub protocol: Protocol,
     #[serde(default = "localhost")]
@@ -128,10 +210,21 @@ fn localhost() -> Ipv4Addr {
     Ipv4Addr::LOCALHOST
 }
 
+impl Default for PortSpec {
+    fn default() -> Self {
+        Self {
+            host_port: None,
+            guest_port: 0,
+            protocol: Protocol::Tcp,
+            host_ip: Ipv4Addr::LOCALHOST,
+        }
+    }
+}
+
 impl PortSpec {
     pub fn tcp(host_port: u16, guest_port: u16) -> Self {
         Self {
-            host_port,
+            host_port: Some(host_port),
             guest_port,
             protocol: Protocol::Tcp,
             host_ip: Ipv4Addr::LOCALHOST,
@@ -165,7 +258,7 @@ impl std::str::FromStr for PortSpec {
             _ => return Err(bad()),
         };
         Ok(PortSpec {
-            host_port: host.parse().map_err(|_| bad())?,
+            host_port: Some(host.parse().map_err(|_| bad())?),
             guest_port: guest.parse().map_err(|_| bad())?,
             protocol,
             host_ip: ip,
@@ -173,7 +266,15 @@ impl std::str::FromStr for PortSpec {
     }
 }
 
+impl PortSpec {
+    /// The host port: `host_port`, else the guest port's own number.
+    pub fn effective_host_port(&self) -> u16 {
+        self.host_port.unwrap_or(self.guest_port)
+    }
+}
+
 impl BoxOptions {
+    /// Options for a box of `reference`, otherwise the defaults.
     pub fn image(reference: impl Into<String>) -> Self {
         Self::with_rootfs(RootfsSpec::Image(reference.into()))
     }
@@ -181,33 +282,42 @@ impl BoxOptions {
     pub fn with_rootfs(rootfs: RootfsSpec) -> Self {
         Self {
             rootfs,
-            cpus: 1,
-            memory_mib: 512,
-            env: Vec::new(),
-            working_dir: None,
-            labels: BTreeMap::new(),
-            ready_timeout: Duration::from_secs(60),
-            engine: None,
-            network: NetworkMode::User,
-            ports: Vec::new(),
-            volumes: Vec::new(),
+            ..Self::default()
         }
+    }
+
+    /// vCPUs the box gets.
+    pub fn effective_cpus(&self) -> u8 {
+        self.cpus.unwrap_or(DEFAULT_CPUS)
+    }
+
+    /// Memory the box gets, in MiB.
+    pub fn effective_memory_mib(&self) -> u32 {
+        self.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB)
     }
 
     /// Checks every field; the first problem found is the error.
     pub fn validate(&self) -> Result<(), String> {
-        if self.cpus == 0 || self.cpus > MAX_CPUS {
+        let cpus = self.effective_cpus();
+        if cpus == 0 || cpus > MAX_CPUS {
+            return Err(format!("cpus must be between 1 and {MAX_CPUS}, not {cpus}"));
+        }
+        let memory = self.effective_memory_mib();
+        if memory < MIN_MEMORY_MIB {
             return Err(format!(
-                "cpus must be between 1 and {MAX_CPUS}, not {}",
-                self.cpus
+                "memory must be at least {MIN_MEMORY_MIB} MiB, not {memory} MiB"
             ));
         }
-        if self.memory_mib < MIN_MEMORY_MIB {
+        if let Some(size) = self.disk_size_gb {
             return Err(format!(
-                "memory must be at least {MIN_MEMORY_MIB} MiB, not {} MiB",
-                self.memory_mib
+                "disk_size_gb ({size}) is not supported yet: a box's disk is its image plus \
+                 2 GiB; leave it None"
             ));
         }
+        if self.isolate_mounts {
+            return Err("isolate_mounts is not supported yet: leave it false".into());
+        }
+        self.security.validate()?;
         if let Some((key, _)) = self
             .env
             .iter()
@@ -224,11 +334,11 @@ impl BoxOptions {
         }
         let mut guest_paths = std::collections::BTreeSet::new();
         for volume in &self.volumes {
-            let host = volume.host_path.display();
-            if !volume.host_path.is_absolute() {
+            let host = &volume.host_path;
+            if !Path::new(host).is_absolute() {
                 return Err(format!("volume host path {host} must be absolute"));
             }
-            if !volume.host_path.is_dir() {
+            if !Path::new(host).is_dir() {
                 return Err(format!(
                     "volume host path {host} is not a directory (volumes share directories)"
                 ));
@@ -245,21 +355,21 @@ impl BoxOptions {
                 ));
             }
         }
-        if !self.ports.is_empty() && self.network == NetworkMode::None {
+        if !self.ports.is_empty() && self.network == NetworkSpec::None {
             return Err("ports need the network: drop --network none or the ports".into());
         }
         let mut seen = std::collections::BTreeSet::new();
         for port in &self.ports {
-            if port.host_port == 0 || port.guest_port == 0 {
+            let host_port = port.effective_host_port();
+            if host_port == 0 || port.guest_port == 0 {
                 return Err(format!(
-                    "port 0 cannot be forwarded ({} -> {})",
-                    port.host_port, port.guest_port
+                    "port 0 cannot be forwarded ({host_port} -> {})",
+                    port.guest_port
                 ));
             }
-            if !seen.insert((port.host_ip, port.host_port, port.protocol)) {
+            if !seen.insert((port.host_ip, host_port, port.protocol)) {
                 return Err(format!(
-                    "host port {}/{} is forwarded twice",
-                    port.host_port,
+                    "host port {host_port}/{} is forwarded twice",
                     port.protocol.name()
                 ));
             }
@@ -268,6 +378,10 @@ impl BoxOptions {
             RootfsSpec::Image(reference) if reference.trim().is_empty() => {
                 Err("the image reference is empty".into())
             }
+            RootfsSpec::RootfsPath(path) if !Path::new(path).is_dir() => Err(format!(
+                "rootfs path {path:?} is not a directory (RootfsPath takes a prepared root \
+                 filesystem directory)"
+            )),
             _ if self.ready_timeout.is_zero() => {
                 Err("the ready timeout must be longer than zero".into())
             }
@@ -304,8 +418,10 @@ mod tests {
             f(&mut o);
             o.validate().unwrap_err()
         };
-        assert!(err(|o| o.cpus = 0).contains("cpus"));
-        assert!(err(|o| o.memory_mib = 1).contains("at least 64 MiB"));
+        assert!(err(|o| o.cpus = Some(0)).contains("cpus"));
+        assert!(err(|o| o.memory_mib = Some(1)).contains("at least 64 MiB"));
+        assert!(err(|o| o.disk_size_gb = Some(10)).contains("disk_size_gb"));
+        assert!(err(|o| o.security.jailer_enabled = true).contains("jailer_enabled"));
         assert!(err(|o| o.env = vec![("A=B".into(), "x".into())]).contains("A=B"));
         assert!(err(|o| o.working_dir = Some("rel".into())).contains("absolute"));
         assert!(err(|o| o.rootfs = RootfsSpec::Image(" ".into())).contains("empty"));

@@ -1,0 +1,319 @@
+//! `LiteBox`: one box of a runtime.
+
+use super::*;
+
+/// One box of a runtime.
+#[derive(Clone)]
+pub struct LiteBox {
+    pub(crate) id: String,
+    pub(crate) name: Option<String>,
+    pub(crate) runtime: BoxliteRuntime,
+}
+
+impl std::fmt::Debug for LiteBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiteBox")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("home", &self.runtime.home())
+            .finish()
+    }
+}
+
+impl LiteBox {
+    /// The box's id (a ULID).
+    pub fn id(&self) -> &BoxID {
+        &self.id
+    }
+
+    /// The box's output log (commands whose output was sent there with
+    /// [`Execution::send_output_to_log`]): everything kept, or its last `tail` lines. Keep the
+    /// reader and call `read_new` on it to follow what is written after.
+    pub fn logs(&self, tail: Option<usize>) -> Result<(Vec<LogLine>, OutputLogReader)> {
+        let dir = self.dir();
+        let mut reader = OutputLogReader::new(&dir);
+        let lines = reader.read_all(tail).map_err(io_err(&dir))?;
+        Ok((lines, reader))
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    pub(crate) fn dir(&self) -> PathBuf {
+        self.runtime.box_dir(&self.id)
+    }
+
+    pub(crate) fn record(&self) -> Result<BoxRecord> {
+        self.runtime
+            .record(&self.id)?
+            .ok_or_else(|| BoxliteError::NotFound(self.id.clone()))
+    }
+
+    /// What the home's database says about the box now (no VM is started). A box that was
+    /// removed, or whose row cannot be read, reads as Unknown.
+    pub fn info(&self) -> BoxInfo {
+        match self.record() {
+            Ok(record) => record.info,
+            Err(err) => {
+                log::warn!("box {}: {err}", self.id);
+                BoxInfo {
+                    id: self.id.clone(),
+                    name: self.name.clone(),
+                    status: BoxStatus::Unknown,
+                    created_at: from_ms(0),
+                    last_updated: from_ms(now_ms() as i64),
+                    pid: None,
+                    image: String::new(),
+                    cpus: 0,
+                    memory_mib: 0,
+                    labels: Default::default(),
+                    engine: None,
+                }
+            }
+        }
+    }
+
+    /// The box's dynamic state.
+    pub fn state(&self) -> BoxState {
+        let info = self.info();
+        BoxState {
+            status: info.status,
+            pid: info.pid,
+            container_id: Some(ContainerID::of_box(&self.id)),
+            last_updated: info.last_updated,
+            lock_id: Some(LockId(self.dir().join("lock"))),
+        }
+    }
+
+    /// The options the box was created with.
+    pub async fn options(&self) -> Result<BoxOptions> {
+        Ok(self.record()?.options)
+    }
+
+    /// Boots the box; a no-op when it runs already.
+    pub async fn start(&self) -> Result<()> {
+        if self.record()?.info.status.is_running() {
+            return Ok(());
+        }
+        let _lock = self.runtime.lock_box(&self.id).await?;
+        let record = self.record()?;
+        let status = record.info.status;
+        if status.is_running() {
+            return Ok(());
+        }
+        if !status.can_start() {
+            return Err(StateError::Wrong {
+                id: self.id.clone(),
+                action: "start",
+                status,
+            }
+            .into());
+        }
+        let assets = GuestAssets::prepare(&self.runtime.inner.home, None, None)?;
+        let dir = self.dir();
+        let config = ShimConfig {
+            vm: VmSpec {
+                kernel: assets.kernel,
+                initramfs: assets.initramfs,
+                cpus: record.options.effective_cpus(),
+                memory_mib: record.options.effective_memory_mib(),
+                root_disk: Some(DiskSpec {
+                    path: dir.join("disk.qcow2"),
+                    format: DiskFormat::Qcow2,
+                    read_only: false,
+                }),
+                agent_port: boxlite_protocol::AGENT_VSOCK_PORT,
+                run_dir: dir.clone(),
+                // Names are [a-zA-Z0-9_.-] (validate_name), safe on the command line; a hostname
+                // holds 64 bytes at most.
+                extra_cmdline: vec![format!(
+                    "boxlite.hostname={}",
+                    record
+                        .info
+                        .name
+                        .as_deref()
+                        .unwrap_or(&self.id.to_lowercase())
+                        .chars()
+                        .take(63)
+                        .collect::<String>()
+                )],
+                network: network_spec(&record.options)?,
+                volumes: record
+                    .options
+                    .volumes
+                    .iter()
+                    .map(|v| SharedDir {
+                        host_path: v.host_path.clone().into(),
+                        guest_path: v.guest_path.clone(),
+                        read_only: v.read_only,
+                    })
+                    .collect(),
+            },
+            ready_timeout_ms: record.options.ready_timeout.as_millis() as u64,
+            engine: match record.options.engine {
+                Some(engine) => Some(engine),
+                None => engine_from_env()?,
+            },
+            // Until this process records the box as Running and adopts the shim, the shim
+            // powers the VM off if this process dies (or this future is dropped for good); a
+            // box that is not detached stays tied to this process after that too.
+            launcher: ProcessId::current(),
+            stop_with_launcher: !record.options.detach,
+        };
+        let launched = match launch(
+            &shim_binary(),
+            &dir,
+            &config,
+            &record.options.security.launch_options(),
+        )
+        .await
+        {
+            Ok(launched) => launched,
+            Err(err) => {
+                Counters::bump(&self.runtime.inner.counters.boxes_failed);
+                return Err(err.into());
+            }
+        };
+        // Only shown by inspect: a failure to note it must not fail the start.
+        let _ = self
+            .runtime
+            .inner
+            .db
+            .record_engine(&self.id, &launched.engine);
+        let recorded = self.runtime.inner.db.transition(
+            &self.id,
+            &[status],
+            BoxStatus::Running,
+            Some(launched.process),
+        );
+        match recorded {
+            Ok((_, true)) => Ok(launched.client.adopt().await?),
+            // The row changed under us (removed by force, say): a VM nobody records must not
+            // keep running.
+            Ok((found, false)) => {
+                kill_and_wait(&dir, launched.process).await;
+                Err(match found {
+                    None => BoxliteError::NotFound(self.id.clone()),
+                    Some(status) => StateError::Wrong {
+                        id: self.id.clone(),
+                        action: "start",
+                        status,
+                    }
+                    .into(),
+                })
+            }
+            Err(err) => {
+                kill_and_wait(&dir, launched.process).await;
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Powers the box off (killing it after 10 s). It can be started again, unless its
+    /// options say `auto_remove` (the default), which removes it once stopped.
+    pub async fn stop(&self) -> Result<()> {
+        self.stop_within(STOP_TIMEOUT).await
+    }
+
+    /// [`LiteBox::stop`], killing the VM after `timeout`.
+    pub async fn stop_within(&self, timeout: Duration) -> Result<()> {
+        let record = self.record()?;
+        if !record.info.status.can_stop() {
+            if record.options.auto_remove && record.info.status.can_remove() {
+                return self.runtime.remove(&self.id, false).await;
+            }
+            return Ok(());
+        }
+        self.power_off(timeout).await?;
+        Counters::bump(&self.runtime.inner.counters.boxes_stopped);
+        if record.options.auto_remove {
+            self.runtime.remove(&self.id, false).await?;
+        }
+        Ok(())
+    }
+
+    async fn power_off(&self, timeout: Duration) -> Result<()> {
+        let _lock = self.runtime.lock_box(&self.id).await?;
+        let record = self.record()?;
+        if !record.info.status.can_stop() {
+            return Ok(());
+        }
+        self.runtime.inner.db.transition(
+            &self.id,
+            &[BoxStatus::Running],
+            BoxStatus::Stopping,
+            record.shim,
+        )?;
+        if let Ok(client) = ShimClient::connect(&self.dir()).await {
+            let _ = client.stop(timeout).await;
+        }
+        if let Some(shim) = record.shim {
+            // The shim exits once its VM is gone; make sure of it.
+            if !wait_gone(shim, Duration::from_secs(2)).await {
+                kill_and_wait(&self.dir(), shim).await;
+            }
+        }
+        self.runtime.inner.db.transition(
+            &self.id,
+            &[BoxStatus::Stopping],
+            BoxStatus::Stopped,
+            None,
+        )?;
+        Ok(())
+    }
+
+    /// Runs a command, starting the box first if needed.
+    pub async fn exec(&self, command: BoxCommand) -> Result<Execution> {
+        self.start().await?;
+        let record = self.record()?;
+        let run = self.image_config();
+
+        let mut env = run.env.clone();
+        let mut set = |key: &str, value: &str| {
+            env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key));
+            env.push(format!("{key}={value}"));
+        };
+        for (k, v) in record.options.env.iter().chain(&command.env) {
+            set(k, v);
+        }
+        let options = ExecOptions {
+            args: command.args,
+            env,
+            working_dir: command
+                .working_dir
+                .or(record.options.working_dir)
+                .unwrap_or(run.working_dir),
+            stdin: command.stdin,
+            user: command.user.unwrap_or(run.user),
+            timeout: command.timeout,
+            tty: command.tty,
+        };
+        let client = ShimClient::connect(&self.dir()).await?;
+        let id = ulid::Ulid::new().to_string();
+        let counters = &self.runtime.inner.counters;
+        if let Err(err) = client.agent().exec(&id, &options).await {
+            Counters::bump(&counters.exec_errors);
+            return Err(exec_start_error(err));
+        }
+        Counters::bump(&counters.commands_executed);
+        Ok(Execution::new(id, client, options.stdin, command.timeout))
+    }
+
+    /// What the box's image says about running it (env, workdir, user, entrypoint, cmd).
+    pub fn image_config(&self) -> ImageRunConfig {
+        let config: serde_json::Value = std::fs::read(self.dir().join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        serde_json::from_value::<StoredImage>(config["image"].clone())
+            .map(|image| image.run)
+            .unwrap_or_default()
+    }
+
+    /// Re-attaches to an exec started earlier, by any process, by its id.
+    pub async fn attach(&self, exec_id: &str) -> Result<Execution> {
+        let client = ShimClient::connect(&self.dir()).await?;
+        Ok(Execution::attached(exec_id.to_string(), client))
+    }
+}
