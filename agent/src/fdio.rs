@@ -19,10 +19,12 @@ impl FdStream {
     pub fn new(file: File) -> io::Result<Self> {
         // SAFETY: fcntl on a descriptor we own; only its status flags change.
         let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
         // SAFETY: as above.
-        if flags < 0
-            || unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
-        {
+        let set = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) };
+        if set < 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: the AsyncFd owns the File, whose descriptor stays open and unchanged until

@@ -159,6 +159,14 @@ const FAILURE: u8 = 125;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // RUST_LOG=debug (or boxlite=trace, ...) shows what the library does; warnings otherwise.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

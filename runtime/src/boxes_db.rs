@@ -47,6 +47,9 @@ pub struct BoxRecord {
     pub shim: Option<ProcessId>,
     /// The host boot the shim was started in (`/proc/sys/kernel/random/boot_id`).
     pub shim_boot: Option<String>,
+    /// What the box needs of its image (a `StoredImage` as JSON); `None` in rows written
+    /// before it was recorded (their box directory has it in config.json).
+    pub image_json: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,10 +83,10 @@ pub struct BoxesDb {
     conn: SharedConnection,
 }
 
-/// Schema version in `PRAGMA user_version`: 1 added `shim_boot` and `engine`.
-const SCHEMA_VERSION: i64 = 1;
+/// Schema version in `PRAGMA user_version`: 1 added `shim_boot` and `engine`, 2 `image_json`.
+const SCHEMA_VERSION: i64 = 2;
 /// Columns added after the first schema, created by [`BoxesDb::migrate`] where missing.
-const ADDED_COLUMNS: [&str; 2] = ["shim_boot", "engine"];
+const ADDED_COLUMNS: [&str; 3] = ["shim_boot", "engine", "image_json"];
 
 impl BoxesDb {
     pub fn new(path: &Path) -> Self {
@@ -134,7 +137,8 @@ impl BoxesDb {
                  image TEXT NOT NULL,
                  options TEXT NOT NULL,
                  shim_boot TEXT,
-                 engine TEXT
+                 engine TEXT,
+                 image_json TEXT
              );",
         )
         .map_err(self.err())?;
@@ -170,12 +174,20 @@ impl BoxesDb {
         tx.commit().map_err(self.err())
     }
 
-    pub fn insert(&self, info: &BoxInfo, options: &BoxOptions) -> Result<(), DbError> {
+    /// Records a new box. `image_json` is what the box needs of its image (the image's
+    /// configuration), so that a box needs no file of its own until it first starts.
+    pub fn insert(
+        &self,
+        info: &BoxInfo,
+        options: &BoxOptions,
+        image_json: &str,
+    ) -> Result<(), DbError> {
         let conn = self.connect()?;
         let options_json = serde_json::to_string(options).expect("options serialize");
         let inserted = conn.execute(
-            "INSERT INTO boxes (id, name, status, created_at, last_updated, image, options)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO boxes (id, name, status, created_at, last_updated, image, options,
+                                image_json)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 info.id,
                 info.name,
@@ -183,7 +195,8 @@ impl BoxesDb {
                 info.created_at.timestamp_millis(),
                 info.last_updated.timestamp_millis(),
                 info.image,
-                options_json
+                options_json,
+                image_json
             ],
         );
         match inserted {
@@ -229,7 +242,7 @@ impl BoxesDb {
             }
         };
         if !damage.is_empty() {
-            log::warn!(
+            tracing::warn!(
                 "box {id:?} in {}: unreadable {}; shown as unknown (`boxlite rm -f {id}` \
                  removes it)",
                 self.path.display(),
@@ -261,11 +274,12 @@ impl BoxesDb {
             options,
             shim,
             shim_boot: text(9),
+            image_json: text(11),
         })
     }
 
     const COLUMNS: &'static str =
-        "id, name, status, created_at, last_updated, shim_pid, shim_start, image, options, shim_boot, engine";
+        "id, name, status, created_at, last_updated, shim_pid, shim_start, image, options, shim_boot, engine, image_json";
 
     /// The box whose id or name is `id_or_name`.
     pub fn get(&self, id_or_name: &str) -> Result<Option<BoxRecord>, DbError> {
@@ -439,7 +453,7 @@ mod tests {
         .unwrap();
         drop(old);
         let db = BoxesDb::new(&path);
-        db.insert(&info("a"), &BoxOptions::image("busybox"))
+        db.insert(&info("a"), &BoxOptions::image("busybox"), "{}")
             .unwrap();
         let me = ProcessId::current().unwrap();
         db.transition("a", &[BoxStatus::Configured], BoxStatus::Running, Some(me))
@@ -459,7 +473,7 @@ mod tests {
     fn only_the_recorded_shim_marks_a_box_stopped() {
         let dir = tempfile::tempdir().unwrap();
         let db = BoxesDb::new(&dir.path().join("boxes.db"));
-        db.insert(&info("a"), &BoxOptions::image("busybox"))
+        db.insert(&info("a"), &BoxOptions::image("busybox"), "{}")
             .unwrap();
         let me = ProcessId::current().unwrap();
         let other = ProcessId {

@@ -5,10 +5,12 @@
 //! [`Execution`]. Modules: [`images`] (pulls, blob store, bases, box disks), [`guest`] (box
 //! kernel and initramfs), [`status`], [`options`], and `boxes_db` (db/boxes.db).
 
+pub mod blocking;
 pub mod boxes_db;
 pub mod guest;
 pub mod images;
 pub mod runtime;
+mod simple_box;
 mod sqlite;
 pub mod status;
 
@@ -27,4 +29,5 @@ pub use runtime::{
     ExecutionId, LiteBox, LogLine, LogStream, NetworkError, OutputChunk, OutputLogReader, RpcError,
     RuntimeMetrics, StateError, StorageError, VmError, ENGINE_ENV, HOME_ENV, SHIM_ENV,
 };
+pub use simple_box::{ExecOutput, SimpleBox};
 pub use status::{BoxState, BoxStatus, ContainerID, LockId};

@@ -42,7 +42,7 @@ impl ConsolePump {
             let mut buf = vec![0u8; 64 << 10];
             let mut write = |data: &[u8]| {
                 if let Err(err) = log.write_stream(data) {
-                    log::warn!("writing the console log: {err}");
+                    tracing::warn!("writing the console log: {err}");
                 }
             };
             loop {

@@ -24,6 +24,15 @@ pub fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let box_dir = PathBuf::from(box_dir);
+    // Its stderr is shim.log; RUST_LOG picks what goes there (info by default).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
     // Everything the shim and its VMM create (shim.sock, agent.sock, logs, pid files) is for
     // the box's owner alone.
     // SAFETY: umask(2) only sets this process's file mode mask; it cannot fail.

@@ -162,7 +162,7 @@ async fn log_stream(
         let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(err) = log.write_line(which, &line) {
             // A full host disk loses log lines, never the command's progress.
-            log::warn!("exec {exec_id}: writing the output log: {err}");
+            tracing::warn!("exec {exec_id}: writing the output log: {err}");
         }
     };
     let drained = agent

@@ -204,6 +204,6 @@ fn record_vmm_processes(spec: &VmSpec, running: &dyn RunningVm) {
         .chain(running.pids().into_iter().filter_map(ProcessId::of))
         .collect();
     if let Err(err) = write_all(&spec.run_dir.join(files::VMM_PID), &ids) {
-        log::warn!("recording the VMM's pids: {err}");
+        tracing::warn!("recording the VMM's pids: {err}");
     }
 }

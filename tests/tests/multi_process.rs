@@ -116,6 +116,7 @@ async fn many_processes_cycle_boxes_on_one_home() {
     let dirs: Vec<_> = std::fs::read_dir(home.path().join("boxes"))
         .unwrap()
         .flatten()
+        .filter(|e| e.path().is_dir())
         .map(|e| e.file_name())
         .collect();
     assert!(dirs.is_empty(), "box directories left behind: {dirs:?}");

@@ -271,6 +271,10 @@ async fn damaged_boxes_are_listed_as_unknown_and_removed_by_force() {
     let garbled = rt.create(options(), Some("garbled".into())).await.unwrap();
     let fine = rt.create(options(), Some("fine".into())).await.unwrap();
 
+    // A box that never ran is a row: no directory until it starts.
+    assert!(!home.path().join("boxes").join(gone.id()).exists());
+    gone.start().await.unwrap();
+    gone.stop().await.unwrap();
     // Its directory deleted by hand: rm -f still removes it.
     std::fs::remove_dir_all(home.path().join("boxes").join(gone.id())).unwrap();
     rt.remove("gone", true).await.unwrap();
@@ -339,6 +343,7 @@ async fn homes_are_private_and_only_their_owner_may_open_them() {
     let home = parent.path().join("new-home");
     let rt = test_runtime!(&home);
     let b = rt.create(options(), None).await.unwrap();
+    b.start().await.unwrap();
     let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode();
     assert_eq!(mode(&home) & 0o777, 0o700);
     // Environment values of boxes are in these: nobody else may read them.
@@ -350,7 +355,7 @@ async fn homes_are_private_and_only_their_owner_may_open_them() {
     ] {
         assert_eq!(mode(&file) & 0o077, 0, "{}", file.display());
     }
-    rt.remove(b.id(), false).await.unwrap();
+    rt.remove(b.id(), true).await.unwrap();
 
     // A home that belongs to someone else is refused, naming both users.
     let theirs = parent.path().join("theirs");

@@ -249,3 +249,38 @@ async fn prepared_root_filesystems_copy_options_and_error_kinds() {
     assert!(matches!(err, BoxliteError::AlreadyExists(_)));
     rt.remove("prepared", true).await.unwrap();
 }
+
+#[test]
+fn the_blocking_api_and_simple_box_need_no_async_runtime() {
+    let home = TestHome::new();
+    let rt = boxlite::blocking::BoxliteRuntime::from(test_runtime!(home.path()));
+    let b = rt
+        .create(layout_box_options("busybox"), Some("sync".into()))
+        .unwrap();
+    let (out, _, result) = b
+        .exec(BoxCommand::new("echo").arg("hi"))
+        .unwrap()
+        .output()
+        .unwrap();
+    assert_eq!((out.as_slice(), result.success()), (&b"hi\n"[..], true));
+    rt.remove("sync", true).unwrap();
+
+    // A SimpleBox runs commands to completion and is gone once dropped.
+    let simple = boxlite::blocking::SimpleBox::new(&rt, layout_box_options("busybox")).unwrap();
+    let out = simple.exec("sh", &["-c", "echo simple; exit 3"]).unwrap();
+    assert_eq!((out.stdout.as_str(), out.exit_code), ("simple\n", 3));
+    assert!(!out.success());
+    let id = simple.id().to_string();
+    drop(simple);
+    assert!(rt.get_info(&id).unwrap().is_none());
+    assert!(home.box_processes().iter().all(|p| !p.is_alive()));
+
+    // Called from a thread of the caller's own async runtime, it still works.
+    let listed = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async { rt.list_info() })
+        .unwrap();
+    assert!(listed.is_empty());
+}

@@ -221,7 +221,7 @@ fn docker_auth_searching(
         match credential_helper(helper, server, search_path) {
             Ok(Some(auth)) => return auth,
             Ok(None) => {}
-            Err(message) => log::warn!("docker-credential-{helper}: {message}; trying auths"),
+            Err(message) => tracing::warn!("docker-credential-{helper}: {message}; trying auths"),
         }
     }
     for key in &keys {
@@ -422,7 +422,7 @@ impl ImageStore {
             .unwrap_or_else(default_docker_config);
         let auth = if in_clear {
             // Plain HTTP to another machine: anyone on the path could read credentials.
-            log::warn!("{registry} is reached over plain HTTP; pulling anonymously");
+            tracing::warn!("{registry} is reached over plain HTTP; pulling anonymously");
             RegistryAuth::Anonymous
         } else {
             docker_auth(&config_path, reference.registry())

@@ -387,7 +387,7 @@ impl OutputReader {
                 Ok(Some(data)) => self.partial.extend_from_slice(&data),
                 Ok(None) => break,
                 Err(err) => {
-                    log::warn!("exec {}: reading its output: {err}", self.execution.id);
+                    tracing::warn!("exec {}: reading its output: {err}", self.execution.id);
                     break;
                 }
             }

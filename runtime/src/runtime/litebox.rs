@@ -56,7 +56,7 @@ impl LiteBox {
         match self.record() {
             Ok(record) => record.info,
             Err(err) => {
-                log::warn!("box {}: {err}", self.id);
+                tracing::warn!("box {}: {err}", self.id);
                 BoxInfo {
                     id: self.id.clone(),
                     name: self.name.clone(),
@@ -110,6 +110,7 @@ impl LiteBox {
             }
             .into());
         }
+        self.prepare_disk(&record).await?;
         let assets = GuestAssets::prepare(&self.runtime.inner.home, None, None)?;
         let dir = self.dir();
         let config = ShimConfig {
@@ -188,7 +189,10 @@ impl LiteBox {
             Some(launched.process),
         );
         match recorded {
-            Ok((_, true)) => Ok(launched.client.adopt().await?),
+            Ok((_, true)) => {
+                tracing::info!(box_id = %self.id, engine = %launched.engine, shim = launched.process.pid, "started box");
+                Ok(launched.client.adopt().await?)
+            }
             // The row changed under us (removed by force, say): a VM nobody records must not
             // keep running.
             Ok((found, false)) => {
@@ -226,6 +230,7 @@ impl LiteBox {
             return Ok(());
         }
         self.power_off(timeout).await?;
+        tracing::info!(box_id = %self.id, "stopped box");
         Counters::bump(&self.runtime.inner.counters.boxes_stopped);
         if record.options.auto_remove {
             self.runtime.remove(&self.id, false).await?;
@@ -302,13 +307,61 @@ impl LiteBox {
 
     /// What the box's image says about running it (env, workdir, user, entrypoint, cmd).
     pub fn image_config(&self) -> ImageRunConfig {
-        let config: serde_json::Value = std::fs::read(self.dir().join("config.json"))
+        self.record()
             .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        serde_json::from_value::<StoredImage>(config["image"].clone())
+            .and_then(|record| self.stored_image(&record))
             .map(|image| image.run)
             .unwrap_or_default()
+    }
+
+    /// The image the box was made from, as its row (or, for boxes made before rows held
+    /// it, its config.json) records it.
+    pub(crate) fn stored_image(&self, record: &BoxRecord) -> Option<StoredImage> {
+        if let Some(json) = &record.image_json {
+            return serde_json::from_str(json).ok();
+        }
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.dir().join("config.json")).ok()?).ok()?;
+        serde_json::from_value(config["image"].clone()).ok()
+    }
+
+    /// Makes the box's disk (a qcow2 overlay of its image's base, or of its own rootfs
+    /// image) and config.json the first time it starts. Under the box lock.
+    async fn prepare_disk(&self, record: &BoxRecord) -> Result<()> {
+        let dir = self.dir();
+        let disk = dir.join("disk.qcow2");
+        if disk.exists() {
+            return Ok(());
+        }
+        let image = self
+            .stored_image(record)
+            .ok_or_else(|| BoxliteError::Internal(format!("box {} records no image", self.id)))?;
+        let own_rootfs = dir.join(ROOTFS_IMAGE);
+        let base = if own_rootfs.exists() {
+            own_rootfs
+        } else {
+            let images = self.runtime.inner.images.clone();
+            let image = image.clone();
+            tokio::task::spawn_blocking(move || images.ensure_base(&image))
+                .await
+                .expect("base build panicked")?
+        };
+        let config = serde_json::json!({
+            "id": self.id,
+            "name": record.info.name,
+            "options": record.options,
+            "image": image,
+        });
+        // The options hold environment values, which may be secrets: owner only.
+        write_private(
+            &dir.join("config.json"),
+            &serde_json::to_vec_pretty(&config).expect("config serializes"),
+        )
+        .map_err(io_err(&dir))?;
+        // Last: a disk that exists is a box that is ready to boot.
+        let partial = dir.join("disk.qcow2.tmp");
+        create_box_disk(&base, &partial)?;
+        std::fs::rename(&partial, &disk).map_err(io_err(&disk))
     }
 
     /// Re-attaches to an exec started earlier, by any process, by its id.

@@ -175,60 +175,53 @@ impl BoxliteRuntime {
         };
 
         let id = ulid::Ulid::new().to_string();
-        let dir = self.box_dir(&id);
-        // Until the row exists the directory has none: the share keeps a sweep from taking
-        // it for a crash's leftover.
-        let creating = boxlite_lockfile::lock(
-            &self.inner.home.join("boxes").join(CREATE_LOCK),
-            boxlite_lockfile::LockMode::Shared,
-            Some(BOX_LOCK_TIMEOUT),
-        )?;
-        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let base = match (shared_base, &options.rootfs) {
-            (Some(base), _) => Ok(base),
+        let now = from_ms(now_ms() as i64);
+        let info = BoxInfo {
+            id: id.clone(),
+            name: name.clone(),
+            status: BoxStatus::Configured,
+            created_at: now,
+            last_updated: now,
+            pid: None,
+            image: image.reference.clone(),
+            cpus: options.effective_cpus(),
+            memory_mib: options.effective_memory_mib(),
+            labels: options.labels.clone().into_iter().collect(),
+            engine: None,
+        };
+        let image_json = serde_json::to_string(&image).expect("image serializes");
+        match (shared_base, &options.rootfs) {
+            // A box of an image is a row until it first starts: its directory and disk are
+            // made then (`LiteBox::start`), so creating and removing a box that never ran
+            // touches nothing but the database.
+            (Some(_), _) => self.inner.db.insert(&info, &options, &image_json)?,
             (None, RootfsSpec::RootfsPath(path)) => {
-                let (from, to) = (PathBuf::from(path), dir.join("rootfs.ext4"));
-                tokio::task::spawn_blocking(move || build_ext4(&from, &to).map(|()| to))
+                let dir = self.box_dir(&id);
+                // Until the row exists the directory has none: the share keeps a sweep from
+                // taking it for a crash's leftover.
+                let creating = boxlite_lockfile::lock(
+                    &self.inner.home.join("boxes").join(CREATE_LOCK),
+                    boxlite_lockfile::LockMode::Shared,
+                    Some(BOX_LOCK_TIMEOUT),
+                )?;
+                std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+                let (from, to) = (PathBuf::from(path), dir.join(ROOTFS_IMAGE));
+                let created = tokio::task::spawn_blocking(move || build_ext4(&from, &to))
                     .await
                     .expect("rootfs build panicked")
                     .map_err(BoxliteError::from)
+                    .and_then(|()| Ok(self.inner.db.insert(&info, &options, &image_json)?));
+                if let Err(err) = created {
+                    // Nothing half-made stays behind.
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(err);
+                }
+                drop(creating);
             }
             (None, _) => unreachable!("only a rootfs path has no shared base"),
-        };
-        let created = base.and_then(|base| {
-            create_box_disk(&base, &dir.join("disk.qcow2"))?;
-            let config =
-                serde_json::json!({ "id": id, "name": name, "options": options, "image": image });
-            // The options hold environment values, which may be secrets: owner only.
-            write_private(
-                &dir.join("config.json"),
-                &serde_json::to_vec_pretty(&config).expect("config serializes"),
-            )
-            .map_err(io_err(&dir))?;
-            let now = from_ms(now_ms() as i64);
-            let info = BoxInfo {
-                id: id.clone(),
-                name: name.clone(),
-                status: BoxStatus::Configured,
-                created_at: now,
-                last_updated: now,
-                pid: None,
-                image: image.reference.clone(),
-                cpus: options.effective_cpus(),
-                memory_mib: options.effective_memory_mib(),
-                labels: options.labels.clone().into_iter().collect(),
-                engine: None,
-            };
-            self.inner.db.insert(&info, &options)?;
-            Ok(())
-        });
-        if let Err(err) = created {
-            // Nothing half-made stays behind.
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(err);
         }
-        drop(creating);
         Counters::bump(&self.inner.counters.boxes_created);
+        tracing::info!(box_id = %id, name = ?name, image = %image.reference, "created box");
         Ok(LiteBox {
             id,
             name,
@@ -358,10 +351,16 @@ impl BoxliteRuntime {
             .record(id_or_name)?
             .ok_or_else(|| BoxliteError::NotFound(id_or_name.to_string()))?;
         let id = record.info.id.clone();
-        // A box whose directory was deleted by hand can still be removed: its lock file needs
-        // the directory back for a moment.
         let dir = self.box_dir(&id);
-        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        // A box that never started is only a row: deleting it while it is still Configured
+        // is the whole removal (a start racing with this fails its compare-and-set).
+        if record.info.status == BoxStatus::Configured
+            && !dir.exists()
+            && self.inner.db.delete(&id, &[BoxStatus::Configured])?
+        {
+            return Ok(());
+        }
+        // The box lock; a box whose directory was deleted by hand gets it back for a moment.
         let _lock = self.lock_box(&id).await?;
         let record = self.refresh(
             self.inner
@@ -387,6 +386,7 @@ impl BoxliteRuntime {
             BoxStatus::Stopped,
         ];
         self.inner.db.delete(&id, &all)?;
+        tracing::info!(box_id = %id, force, "removed box");
         self.delete_box_dir(&id)
     }
 
@@ -458,6 +458,7 @@ impl BoxliteRuntime {
         }
         let id = &record.info.id;
         let dir = self.box_dir(id);
+        tracing::warn!(box_id = %id, shim = ?record.shim, this_boot, "the box's shim is gone: recovering");
         if let (true, Some(shim)) = (this_boot, record.shim) {
             // Waited for, so that when a caller sees Stopped nothing of the VM runs any more
             // (SIGKILL takes effect after kill(2) returns). Milliseconds, on a rare path.
@@ -490,7 +491,10 @@ impl BoxliteRuntime {
     }
 
     pub(crate) async fn lock_box(&self, id: &str) -> Result<boxlite_lockfile::LockGuard> {
-        let path = self.box_dir(id).join("lock");
+        // A box that never started has no directory yet: its lock file makes it.
+        let dir = self.box_dir(id);
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let path = dir.join("lock");
         Ok(tokio::task::spawn_blocking(move || {
             boxlite_lockfile::lock(
                 &path,
@@ -502,6 +506,9 @@ impl BoxliteRuntime {
         .expect("lock task panicked")?)
     }
 }
+
+/// The ext4 image of a box made from a prepared root filesystem, in its directory.
+pub(crate) const ROOTFS_IMAGE: &str = "rootfs.ext4";
 
 /// In `boxes/`: held shared by every create until its row exists, exclusively by a sweep.
 pub(crate) const CREATE_LOCK: &str = ".create.lock";

@@ -84,7 +84,7 @@ impl Engine for KrunEngine {
             .name("krun-vmm".into())
             .spawn(move || {
                 let err = ctx.start_enter();
-                log::error!("libkrun: {err}");
+                tracing::error!("libkrun: {err}");
                 let _ = exit_tx.send(Some(VmExit::Exited(-1)));
             })
             .map_err(|source| EngineError::Spawn {
