@@ -64,7 +64,7 @@ impl std::fmt::Debug for ProgressFn {
 pub struct PullOptions {
     /// Registries tried in order for unqualified names; empty means docker.io.
     pub registries: Vec<String>,
-    /// Registries (host[:port]) reached over plain HTTP although they are not loopback.
+    /// Registries (`host[:port]`) reached over plain HTTP although they are not loopback.
     pub insecure_registries: Vec<String>,
     /// Docker config file with credentials; `None` reads the usual place.
     pub docker_config: Option<PathBuf>,

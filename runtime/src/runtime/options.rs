@@ -10,7 +10,9 @@ use std::net::Ipv4Addr;
 use boxlite_shim::engine::EngineKind;
 pub use boxlite_shim::engine::Protocol;
 
-pub use super::security::{ResourceLimits, SecurityOptions, SecurityOptionsBuilder};
+pub use super::security::{
+    ResourceLimits, SecurityOptions, SecurityOptionsBuilder, DEFAULT_ENV_ALLOWLIST,
+};
 use serde::{Deserialize, Serialize};
 
 /// Smallest memory a box's kernel and agent boot in.

@@ -15,7 +15,7 @@ use super::{EngineError, NetworkSpec, Protocol};
 /// The descriptor number passt finds its end of the socket pair at.
 const PASST_FD: i32 = 3;
 
-/// passt's arguments for a VM with `network`; the socket is descriptor [`PASST_FD`].
+/// passt's arguments for a VM with `network`; the socket is descriptor 3 (`PASST_FD`).
 pub fn args(network: &NetworkSpec, log: &Path) -> Vec<String> {
     let mut args: Vec<String> = [
         "--foreground",
