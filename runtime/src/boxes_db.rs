@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use boxlite_shim::process::ProcessId;
+use boxlite_shim_api::process::ProcessId;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -92,7 +92,7 @@ impl BoxesDb {
     pub fn new(path: &Path) -> Self {
         Self {
             path: path.to_path_buf(),
-            boot_id: boxlite_shim::process::boot_id(),
+            boot_id: boxlite_shim_api::process::boot_id(),
             conn: SharedConnection::default(),
         }
     }

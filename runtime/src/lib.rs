@@ -16,7 +16,7 @@ pub mod status;
 
 pub use boxes_db::{BoxID, BoxInfo};
 pub use boxlite_copy::{CopyError, CopyStats};
-pub use boxlite_shim::engine::EngineKind;
+pub use boxlite_shim_api::spec::EngineKind;
 pub use options::{
     BoxOptions, BoxliteOptions, NetworkMode, NetworkSpec, PortSpec, Protocol, ResourceLimits,
     RootfsSpec, SecurityOptions, SecurityOptionsBuilder, VolumeSpec,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::engine::{self, hardware_virtualization_usable, EngineKind};
+use crate::engine::{self, hardware_virtualization_usable};
 use crate::output_log::{OutputLog, DEFAULT_MAX_FILE_BYTES};
 use crate::process::ProcessId;
 use crate::server::{files, AgentRelay, RelayCounters, ShimService};
@@ -113,7 +113,7 @@ async fn run(box_dir: &Path) -> Result<(), String> {
         .write(&box_dir.join(files::PID))
         .map_err(|e| format!("writing {}: {e}", files::PID))?;
 
-    let kind = EngineKind::select(config.engine, hardware_virtualization_usable())
+    let kind = engine::select(config.engine, hardware_virtualization_usable())
         .map_err(|e| e.to_string())?;
     let engine = engine::engine(kind).map_err(|e| e.to_string())?;
     let vm = Vm::boot(engine.as_ref(), &config.vm, config.ready_timeout())

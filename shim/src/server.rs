@@ -18,30 +18,11 @@ use boxlite_protocol::shim::{
 use boxlite_protocol::{agent_ttrpc, shim_ttrpc};
 use ttrpc::r#async::TtrpcContext;
 
-use crate::agent_client::AgentClient;
-use crate::output_log::{LineSplitter, LogStream, OutputLog};
 use crate::vm::Vm;
+use boxlite_shim_api::agent_client::AgentClient;
+use boxlite_shim_api::output_log::{LineSplitter, LogStream, OutputLog};
 
-/// Files of a running box in its directory.
-pub mod files {
-    /// The shim's configuration, written by the runtime (never on argv).
-    pub const CONFIG: &str = "shim.json";
-    /// The ttrpc socket; it exists only while the VM runs and its agent answers.
-    pub const SOCKET: &str = "shim.sock";
-    /// "PID START_TIME" of the shim.
-    pub const PID: &str = "shim.pid";
-    /// The shim's own stdout and stderr.
-    pub const LOG: &str = "shim.log";
-    /// Why the VM could not boot, written before the shim exits with failure.
-    pub const BOOT_ERROR: &str = "shim.error";
-    /// The shim, then each VMM process it started, one "PID START_TIME" per line: whoever
-    /// finds the shim dead kills what is left of its VM (when the first line is that shim).
-    pub const VMM_PID: &str = "vmm.pid";
-    /// The files that name a box's processes.
-    pub const PID_FILES: [&str; 2] = [PID, VMM_PID];
-    /// Files that mean nothing once the shim is gone.
-    pub const STALE_AFTER_SHIM: [&str; 3] = [SOCKET, PID, VMM_PID];
-}
+pub use boxlite_shim_api::files;
 
 /// Relays Agent calls to the guest, passing its answers (errors included) through unchanged,
 /// and counts what passes.

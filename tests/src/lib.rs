@@ -549,7 +549,7 @@ pub fn test_engine_kind() -> boxlite_shim::engine::EngineKind {
             v.parse()
                 .unwrap_or_else(|e| panic!("{}: {e}", boxlite::ENGINE_ENV))
         });
-    boxlite_shim::engine::EngineKind::select(
+    boxlite_shim::engine::select(
         requested,
         boxlite_shim::engine::hardware_virtualization_usable(),
     )

@@ -8,15 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use boxlite_protocol::agent::OutputStream;
-pub use boxlite_shim::agent_client::OutputChunk;
-use boxlite_shim::agent_client::{AgentError, ExecOptions};
-use boxlite_shim::client::{ShimClient, ShimError};
-use boxlite_shim::engine::{
+pub use boxlite_shim_api::agent_client::OutputChunk;
+use boxlite_shim_api::agent_client::{AgentError, ExecOptions};
+use boxlite_shim_api::client::{ShimClient, ShimError};
+use boxlite_shim_api::launch::{launch, LaunchError};
+use boxlite_shim_api::process::{self, ProcessId};
+use boxlite_shim_api::spec::{
     DiskFormat, DiskSpec, EngineKind, NetworkSpec, PortForward, Protocol, SharedDir, VmSpec,
 };
-use boxlite_shim::launch::{launch, LaunchError};
-use boxlite_shim::process::{self, ProcessId};
-use boxlite_shim::ShimConfig;
+use boxlite_shim_api::ShimConfig;
 
 pub use crate::boxes_db::BoxID;
 use crate::boxes_db::{from_ms, now_ms, BoxInfo, BoxRecord, BoxesDb, DbError};
@@ -27,7 +27,7 @@ use crate::images::{
 };
 use crate::status::BoxStatus;
 pub use crate::status::{BoxState, ContainerID, LockId};
-pub use boxlite_shim::output_log::{LogLine, LogStream, OutputLogReader};
+pub use boxlite_shim_api::output_log::{LogLine, LogStream, OutputLogReader};
 use options::validate_name;
 pub use options::{BoxOptions, BoxliteOptions, NetworkSpec as BoxNetwork, PortSpec, RootfsSpec};
 
@@ -474,7 +474,7 @@ impl BoxliteRuntime {
             })
             .flatten();
         if let Some(_lock) = lock {
-            for file in boxlite_shim::server::files::STALE_AFTER_SHIM {
+            for file in boxlite_shim_api::files::STALE_AFTER_SHIM {
                 let _ = std::fs::remove_file(dir.join(file));
             }
             // Its VM ended without `stop` (its starter exited, it crashed): a box that asked

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use std::net::Ipv4Addr;
 
-use boxlite_shim::engine::EngineKind;
-pub use boxlite_shim::engine::Protocol;
+use boxlite_shim_api::spec::EngineKind;
+pub use boxlite_shim_api::spec::Protocol;
 
 pub use super::security::{
     ResourceLimits, SecurityOptions, SecurityOptionsBuilder, DEFAULT_ENV_ALLOWLIST,

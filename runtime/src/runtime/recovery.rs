@@ -18,7 +18,7 @@ pub(crate) async fn wait_gone(process: ProcessId, limit: Duration) -> bool {
 pub(crate) fn kill_box_processes(dir: &Path, shim: ProcessId) -> Vec<ProcessId> {
     shim.kill();
     let mut recorded =
-        boxlite_shim::process::read_all(&dir.join(boxlite_shim::server::files::VMM_PID));
+        boxlite_shim_api::process::read_all(&dir.join(boxlite_shim_api::files::VMM_PID));
     if recorded.first() != Some(&shim) {
         recorded.clear();
     }

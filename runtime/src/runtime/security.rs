@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use boxlite_shim::launch::LaunchOptions;
+use boxlite_shim_api::launch::LaunchOptions;
 use serde::{Deserialize, Serialize};
 
 /// Environment variables a shim keeps when the environment is sanitised and no allowlist is

@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::client::ShimClient;
+use crate::files;
 use crate::process::ProcessId;
-use crate::server::files;
 use crate::ShimConfig;
 
 /// Pause between looks at a starting shim.

@@ -11,7 +11,7 @@ use boxlite_protocol::shim_ttrpc;
 use tokio::net::UnixStream;
 
 use crate::agent_client::AgentClient;
-use crate::server::files;
+use crate::files;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {

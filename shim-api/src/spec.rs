@@ -1,0 +1,319 @@
+//! What a VM is made of, as the runtime asks for it and the shim's engines start it: the
+//! `VmSpec` (kernel, initramfs, disks, network, shared directories), the engine kinds, and the
+//! errors a spec can be refused with.
+
+use std::path::{Path, PathBuf};
+
+/// Longest path a unix socket address can hold (sun_path, with its terminating NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{what} not found at {path}: {hint}")]
+    MissingFile {
+        what: &'static str,
+        path: PathBuf,
+        hint: &'static str,
+    },
+    #[error("{program} could not be started: {source}; {hint}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+        hint: &'static str,
+    },
+    #[error("socket path {path} is {len} bytes, longer than the {MAX_SOCKET_PATH} a unix socket allows; use a shorter box directory (BOXLITE_HOME)")]
+    SocketPathTooLong { path: PathBuf, len: usize },
+    #[error("invalid VM spec: {0}")]
+    InvalidSpec(String),
+    #[error("the {engine} engine cannot run here: {reason}")]
+    Unavailable {
+        engine: EngineKind,
+        reason: &'static str,
+    },
+    #[error("the {engine} engine failed: {message}")]
+    Failed { engine: EngineKind, message: String },
+    #[error("preparing {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Disk image formats an engine can attach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum DiskFormat {
+    Raw,
+    Qcow2,
+}
+
+impl DiskFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "raw",
+            DiskFormat::Qcow2 => "qcow2",
+        }
+    }
+}
+
+/// The box's root disk, seen by the guest as `/dev/vda`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DiskSpec {
+    pub path: PathBuf,
+    pub format: DiskFormat,
+    pub read_only: bool,
+}
+
+/// Everything an engine needs to start one VM.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct VmSpec {
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    pub cpus: u8,
+    pub memory_mib: u32,
+    pub root_disk: Option<DiskSpec>,
+    /// The guest vsock port the agent listens on.
+    pub agent_port: u32,
+    /// Where the VM's sockets and console log live (the box directory).
+    pub run_dir: PathBuf,
+    /// Extra kernel command line words, appended after the engine's own.
+    pub extra_cmdline: Vec<String>,
+    /// User-mode networking with these forwards; `None`: no interface but loopback.
+    #[serde(default)]
+    pub network: Option<NetworkSpec>,
+    /// Host directories shared with the guest over virtio-fs.
+    #[serde(default)]
+    pub volumes: Vec<SharedDir>,
+}
+
+/// A host directory the guest mounts at `guest_path` (virtio-fs, tag `vol{index}`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SharedDir {
+    pub host_path: PathBuf,
+    pub guest_path: String,
+    pub read_only: bool,
+}
+
+impl SharedDir {
+    /// The virtio-fs tag of the `index`th volume.
+    pub fn tag(index: usize) -> String {
+        format!("vol{index}")
+    }
+
+    /// `boxlite.vol=TAG,ro|rw,HEX(GUEST_PATH)`: hex so that any path survives the command line.
+    pub fn cmdline_word(&self, index: usize) -> String {
+        let hex: String = self
+            .guest_path
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mode = if self.read_only { "ro" } else { "rw" };
+        format!("boxlite.vol={},{mode},{hex}", Self::tag(index))
+    }
+}
+
+/// A box's user-mode network: outbound access and DNS through the VMM, and host ports
+/// forwarded in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NetworkSpec {
+    pub forwards: Vec<PortForward>,
+}
+
+/// A host port (on `host_ip`) forwarded to a port of the guest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortForward {
+    pub host_ip: std::net::Ipv4Addr,
+    pub host_port: u16,
+    pub guest_port: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// The guest side of user-mode networking (QEMU's slirp defaults): the box's address and
+/// prefix, the gateway, and the DNS server the VMM answers on.
+pub const GUEST_NET: &str = "10.0.2.15/24,10.0.2.2,10.0.2.3";
+
+impl VmSpec {
+    /// The host end of the agent channel: a unix socket the VMM listens on.
+    pub fn agent_socket(&self) -> PathBuf {
+        self.run_dir.join("agent.sock")
+    }
+
+    /// The guest's console, as kept on the host (bounded: the shim's console pump).
+    pub fn console_log(&self) -> PathBuf {
+        self.run_dir.join("console.log")
+    }
+
+    /// Where the VMM writes the guest's console: a FIFO the shim copies into the log.
+    pub fn console_pipe(&self) -> PathBuf {
+        self.run_dir.join("console.pipe")
+    }
+
+    /// Where the VMM's own messages go (bad arguments, unreadable kernel, ...).
+    pub fn vmm_log(&self) -> PathBuf {
+        self.run_dir.join("vmm.log")
+    }
+
+    /// The end of the console log and of the VMM's log, for error messages.
+    pub fn diagnostics(&self, max_lines: usize) -> String {
+        let mut text = console_tail(&self.console_log(), max_lines);
+        let vmm = std::fs::read_to_string(self.vmm_log()).unwrap_or_default();
+        let vmm: Vec<&str> = vmm.lines().collect();
+        if !vmm.is_empty() {
+            text.push_str("\n--- VMM ---\n");
+            text.push_str(&vmm[vmm.len().saturating_sub(max_lines)..].join("\n"));
+        }
+        text
+    }
+
+    pub fn validate(&self) -> Result<(), EngineError> {
+        if self.cpus == 0 {
+            return Err(EngineError::InvalidSpec(
+                "a VM needs at least 1 vCPU".into(),
+            ));
+        }
+        if self.memory_mib < 64 {
+            return Err(EngineError::InvalidSpec(format!(
+                "{} MiB of memory is too little for a VM; give it at least 64",
+                self.memory_mib
+            )));
+        }
+        require_file(
+            "kernel",
+            &self.kernel,
+            "run scripts/setup.sh to build the box kernel, or set BOXLITE_KERNEL",
+        )?;
+        require_file(
+            "initramfs",
+            &self.initramfs,
+            "build the guest agent and its initramfs (scripts/setup.sh)",
+        )?;
+        for volume in &self.volumes {
+            if !volume.host_path.is_dir() {
+                return Err(EngineError::MissingFile {
+                    what: "volume directory",
+                    path: volume.host_path.clone(),
+                    hint: "volumes share host directories; create it first",
+                });
+            }
+        }
+        if let Some(disk) = &self.root_disk {
+            require_file(
+                "root disk",
+                &disk.path,
+                "create the box disk before starting the VM",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The kernel command line words every engine passes.
+    pub fn guest_cmdline(&self) -> Vec<String> {
+        let mut words = vec![
+            // A panic resets the VM, and each engine makes a reset end it: a dead guest is
+            // seen at once. (How to reset is engine-specific: see the engines' cmdlines.)
+            "panic=-1".to_string(),
+            format!("boxlite.port={}", self.agent_port),
+        ];
+        if self.root_disk.is_some() {
+            words.push("boxlite.root=/dev/vda".to_string());
+        }
+        if self.network.is_some() {
+            words.push(format!("boxlite.net={GUEST_NET}"));
+        }
+        for (index, volume) in self.volumes.iter().enumerate() {
+            words.push(volume.cmdline_word(index));
+        }
+        words.extend(self.extra_cmdline.iter().cloned());
+        words
+    }
+}
+
+fn require_file(what: &'static str, path: &Path, hint: &'static str) -> Result<(), EngineError> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(EngineError::MissingFile {
+            what,
+            path: path.to_path_buf(),
+            hint,
+        })
+    }
+}
+
+pub fn check_socket_path(path: &Path) -> Result<(), EngineError> {
+    let len = path.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(EngineError::SocketPathTooLong {
+            path: path.to_path_buf(),
+            len,
+        });
+    }
+    Ok(())
+}
+
+/// Which engine runs a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// QEMU `microvm` as a child process of the shim: KVM where usable, TCG elsewhere.
+    Qemu,
+    /// libkrun inside the shim process (cargo feature `krun`); needs hardware KVM.
+    Krun,
+}
+
+impl EngineKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Qemu => "qemu",
+            EngineKind::Krun => "krun",
+        }
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "qemu" => Ok(EngineKind::Qemu),
+            "krun" => Ok(EngineKind::Krun),
+            other => Err(format!("unknown engine {other:?}: expected qemu or krun")),
+        }
+    }
+}
+
+/// The last `max_lines` lines of a console log, for error messages.
+pub fn console_tail(path: &Path, max_lines: usize) -> String {
+    let Ok(bytes) = std::fs::read(path) else {
+        return format!("(no console output: {} could not be read)", path.display());
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.is_empty() {
+        return "(the guest printed nothing)".to_string();
+    }
+    lines[lines.len().saturating_sub(max_lines)..].join("\n")
+}
