@@ -34,76 +34,9 @@ pub enum InitError {
     },
 }
 
-/// Settings the engine passes on the kernel command line (`boxlite.KEY=VALUE`).
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct BootParams {
-    pub root_device: Option<String>,
-    pub root_fstype: Option<String>,
-    pub vsock_port: Option<u32>,
-    /// `boxlite.net`: the box's address, gateway and DNS (see `net::NetParams`).
-    pub net: Option<String>,
-    /// `boxlite.vol=TAG,ro|rw,HEX(PATH)`, one per volume.
-    pub volumes: Vec<VolumeMount>,
-    /// `boxlite.hostname`: the box's name (or short id).
-    pub hostname: Option<String>,
-}
-
-/// A virtio-fs share to mount in the box.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VolumeMount {
-    pub tag: String,
-    pub read_only: bool,
-    pub guest_path: PathBuf,
-}
-
-impl VolumeMount {
-    fn parse(value: &str) -> Option<Self> {
-        let mut parts = value.split(',');
-        let (tag, mode, hex) = (parts.next()?, parts.next()?, parts.next()?);
-        if hex.len() % 2 != 0 || parts.next().is_some() {
-            return None;
-        }
-        let bytes: Option<Vec<u8>> = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-            .collect();
-        let path = PathBuf::from(String::from_utf8(bytes?).ok()?);
-        let read_only = match mode {
-            "ro" => true,
-            "rw" => false,
-            _ => return None,
-        };
-        path.is_absolute().then(|| Self {
-            tag: tag.to_string(),
-            read_only,
-            guest_path: path,
-        })
-    }
-}
-
-impl BootParams {
-    pub fn parse(cmdline: &str) -> Self {
-        let mut params = Self::default();
-        for word in cmdline.split_whitespace() {
-            let Some((key, value)) = word.split_once('=') else {
-                continue;
-            };
-            match key {
-                "boxlite.root" => params.root_device = Some(value.to_string()),
-                "boxlite.rootfstype" => params.root_fstype = Some(value.to_string()),
-                "boxlite.port" => params.vsock_port = value.parse().ok(),
-                "boxlite.net" => params.net = Some(value.to_string()),
-                "boxlite.hostname" => params.hostname = Some(value.to_string()),
-                "boxlite.vol" => match VolumeMount::parse(value) {
-                    Some(volume) => params.volumes.push(volume),
-                    None => eprintln!("boxlite-agent: ignoring malformed boxlite.vol={value}"),
-                },
-                _ => {}
-            }
-        }
-        params
-    }
-}
+/// Settings the engine passes on the kernel command line (`boxlite.KEY=VALUE`), typed in the
+/// protocol crate so that host and guest agree by construction.
+pub use boxlite_protocol::boot::{BootParams, VolumeMount};
 
 /// PID 1 may start with no descriptors at all (console=hvc0 gives none): make 0, 1 and 2
 /// point somewhere before anything prints or spawns.
@@ -248,11 +181,11 @@ pub fn mount_volumes(rootfs: &Path, volumes: &[VolumeMount]) -> Result<(), InitE
     for volume in volumes {
         let refuse = |reason: String| InitError::Volume {
             tag: volume.tag.clone(),
-            path: volume.guest_path.display().to_string(),
+            path: volume.guest_path.clone(),
             reason,
         };
         let mut target = rootfs.to_path_buf();
-        for part in volume.guest_path.components().skip(1) {
+        for part in Path::new(&volume.guest_path).components().skip(1) {
             let std::path::Component::Normal(part) = part else {
                 return Err(refuse("only plain path components are allowed".into()));
             };
@@ -301,33 +234,4 @@ pub fn uptime_ms() -> u64 {
         })
         .map(|secs| (secs * 1000.0) as u64)
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_boxlite_parameters_and_ignores_the_rest() {
-        let p = BootParams::parse("console=ttyS0 quiet boxlite.root=/dev/vda boxlite.port=2048 boxlite.rootfstype=ext4 boxlite.net=10.0.2.15/24,10.0.2.2,10.0.2.3 boxlite.vol=vol0,ro,2f64617461 boxlite.vol=bad boxlite.hostname=web x=y");
-        assert_eq!(
-            p,
-            BootParams {
-                root_device: Some("/dev/vda".into()),
-                root_fstype: Some("ext4".into()),
-                vsock_port: Some(2048),
-                net: Some("10.0.2.15/24,10.0.2.2,10.0.2.3".into()),
-                volumes: vec![VolumeMount {
-                    tag: "vol0".into(),
-                    read_only: true,
-                    guest_path: "/data".into(),
-                }],
-                hostname: Some("web".into()),
-            }
-        );
-        assert_eq!(
-            BootParams::parse("boxlite.port=notanumber").vsock_port,
-            None
-        );
-    }
 }

@@ -38,7 +38,10 @@ fn main() {
             fatal(&err.to_string());
         }
         let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-        let params = init::BootParams::parse(&cmdline);
+        let (params, malformed) = init::BootParams::parse(&cmdline);
+        for word in malformed {
+            eprintln!("boxlite-agent: ignoring malformed {word}");
+        }
         let root = init::mount_box_disk(&params).unwrap_or_else(|err| fatal(&err.to_string()));
         let net = params
             .net

@@ -1,5 +1,8 @@
 //! Wire definitions shared by the host side and the guest agent, generated at build time from
-//! `proto/*.proto` with ttrpc-codegen (pure Rust, no protoc binary).
+//! `proto/*.proto` with ttrpc-codegen (pure Rust, no protoc binary), and the kernel command
+//! line settings ([`boot`]).
+
+pub mod boot;
 
 /// Includes one generated file as a module; generated code is exempt from our lints.
 macro_rules! generated {

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use boxlite_protocol::boot::{BootParams, VolumeMount};
+
 /// Longest path a unix socket address can hold (sun_path, with its terminating NUL).
 pub const MAX_SOCKET_PATH: usize = 107;
 
@@ -77,6 +79,10 @@ pub struct VmSpec {
     pub run_dir: PathBuf,
     /// Extra kernel command line words, appended after the engine's own.
     pub extra_cmdline: Vec<String>,
+    /// The guest's hostname (at most 63 bytes of `[a-zA-Z0-9_.-]`); `None` leaves the
+    /// agent's default.
+    #[serde(default)]
+    pub hostname: Option<String>,
     /// User-mode networking with these forwards; `None`: no interface but loopback.
     #[serde(default)]
     pub network: Option<NetworkSpec>,
@@ -99,15 +105,13 @@ impl SharedDir {
         format!("vol{index}")
     }
 
-    /// `boxlite.vol=TAG,ro|rw,HEX(GUEST_PATH)`: hex so that any path survives the command line.
-    pub fn cmdline_word(&self, index: usize) -> String {
-        let hex: String = self
-            .guest_path
-            .bytes()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let mode = if self.read_only { "ro" } else { "rw" };
-        format!("boxlite.vol={},{mode},{hex}", Self::tag(index))
+    /// How the guest is told to mount the `index`th volume.
+    pub fn mount(&self, index: usize) -> VolumeMount {
+        VolumeMount {
+            tag: Self::tag(index),
+            read_only: self.read_only,
+            guest_path: self.guest_path.clone(),
+        }
     }
 }
 
@@ -225,21 +229,23 @@ impl VmSpec {
 
     /// The kernel command line words every engine passes.
     pub fn guest_cmdline(&self) -> Vec<String> {
-        let mut words = vec![
-            // A panic resets the VM, and each engine makes a reset end it: a dead guest is
-            // seen at once. (How to reset is engine-specific: see the engines' cmdlines.)
-            "panic=-1".to_string(),
-            format!("boxlite.port={}", self.agent_port),
-        ];
-        if self.root_disk.is_some() {
-            words.push("boxlite.root=/dev/vda".to_string());
-        }
-        if self.network.is_some() {
-            words.push(format!("boxlite.net={GUEST_NET}"));
-        }
-        for (index, volume) in self.volumes.iter().enumerate() {
-            words.push(volume.cmdline_word(index));
-        }
+        let params = BootParams {
+            root_device: self.root_disk.as_ref().map(|_| "/dev/vda".to_string()),
+            root_fstype: None,
+            vsock_port: Some(self.agent_port),
+            net: self.network.as_ref().map(|_| GUEST_NET.to_string()),
+            hostname: self.hostname.clone(),
+            volumes: self
+                .volumes
+                .iter()
+                .enumerate()
+                .map(|(index, volume)| volume.mount(index))
+                .collect(),
+        };
+        // A panic resets the VM, and each engine makes a reset end it: a dead guest is seen
+        // at once. (How to reset is engine-specific: see the engines' cmdlines.)
+        let mut words = vec!["panic=-1".to_string()];
+        words.extend(params.to_cmdline_words());
         words.extend(self.extra_cmdline.iter().cloned());
         words
     }

@@ -418,6 +418,7 @@ impl TestBox {
             agent_port: boxlite_protocol::AGENT_VSOCK_PORT,
             run_dir: dir.path().to_path_buf(),
             extra_cmdline: Vec::new(),
+            hostname: None,
             network: None,
             volumes: Vec::new(),
         };

@@ -126,10 +126,10 @@ impl LiteBox {
                 }),
                 agent_port: boxlite_protocol::AGENT_VSOCK_PORT,
                 run_dir: dir.clone(),
+                extra_cmdline: Vec::new(),
                 // Names are [a-zA-Z0-9_.-] (validate_name), safe on the command line; a hostname
-                // holds 64 bytes at most.
-                extra_cmdline: vec![format!(
-                    "boxlite.hostname={}",
+                // holds 63 bytes at most.
+                hostname: Some(
                     record
                         .info
                         .name
@@ -137,8 +137,8 @@ impl LiteBox {
                         .unwrap_or(&self.id.to_lowercase())
                         .chars()
                         .take(63)
-                        .collect::<String>()
-                )],
+                        .collect(),
+                ),
                 network: network_spec(&record.options)?,
                 volumes: record
                     .options

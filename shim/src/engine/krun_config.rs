@@ -144,6 +144,7 @@ mod tests {
             agent_port: 1024,
             run_dir: dir.to_path_buf(),
             extra_cmdline: vec!["boxlite.test=1".into()],
+            hostname: None,
             network: None,
             volumes: Vec::new(),
         }

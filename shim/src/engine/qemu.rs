@@ -405,6 +405,7 @@ mod tests {
             agent_port: 1024,
             run_dir: "/b".into(),
             extra_cmdline: vec!["x=y".into()],
+            hostname: None,
             network: Some(NetworkSpec {
                 forwards: vec![PortForward {
                     host_ip: std::net::Ipv4Addr::LOCALHOST,

@@ -119,8 +119,8 @@ mod tests {
         assert!(!args.contains(&"--readonly".to_string()));
         assert_eq!(socket_path(Path::new("/b"), 1), Path::new("/b/vol1.sock"));
         assert_eq!(
-            rw.cmdline_word(1),
-            "boxlite.vol=vol1,rw,2f64617461" // "/data"
+            rw.mount(1).to_value(),
+            "vol1,rw,2f64617461" // "/data"
         );
     }
 }
