@@ -11,6 +11,8 @@ echo "test: cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "test: cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "test: cargo doc" >&2
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 # The krun engine is built, linted and unit-tested on every host, so it cannot rot where no
 # machine can boot it.
 echo "test: cargo clippy, krun engine built in" >&2
@@ -32,3 +34,4 @@ else
         "(needs vmx or svm in /proc/cpuinfo and a read-write /dev/kvm); krun was built," \
         "linted and unit-tested above" >&2
 fi
+
