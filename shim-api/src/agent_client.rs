@@ -76,7 +76,8 @@ pub struct OutputChunk {
 impl OutputChunk {
     /// Offset just past the chunk.
     pub fn end(&self) -> u64 {
-        self.offset + self.data.len() as u64
+        // The offset comes from the guest: a hostile one must not make the host overflow.
+        self.offset.saturating_add(self.data.len() as u64)
     }
 }
 
@@ -384,5 +385,20 @@ impl AgentClient {
                 other => return other,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hostile_offset_cannot_overflow_the_end_of_a_chunk() {
+        // Found by fuzz/ (agent_replies, regressions/agent_replies/output-chunk-end-overflow).
+        let chunk = OutputChunk {
+            offset: u64::MAX,
+            data: b"x".to_vec(),
+        };
+        assert_eq!(chunk.end(), u64::MAX);
     }
 }
