@@ -35,3 +35,10 @@ else
         "linted and unit-tested above" >&2
 fi
 
+# --- fuzzing (fuzz/, its own workspace; see fuzz/README.md) ---
+# Every target that parses untrusted input (tar streams and image layers, agent requests and
+# replies, box files) runs for FUZZ_SECONDS (default 60) each, after the reproducers of crashes
+# found before; a crash fails the suite and its reproducer's path is printed.
+echo "test: fuzzing, ${FUZZ_SECONDS:-60}s per target" >&2
+scripts/fuzz.sh
+# --- end fuzzing ---
