@@ -65,6 +65,21 @@ pub enum DbError {
     Corrupt { path: PathBuf, reason: String },
 }
 
+/// A row's options. Rows written before `detach` and `auto_remove` existed keep what boxes
+/// did then (they outlived their starter and stayed when stopped), not the new defaults.
+fn stored_options(json: &str) -> Result<BoxOptions, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_str(json)?;
+    if let Some(fields) = value.as_object_mut() {
+        fields
+            .entry("detach")
+            .or_insert(serde_json::Value::Bool(true));
+        fields
+            .entry("auto_remove")
+            .or_insert(serde_json::Value::Bool(false));
+    }
+    serde_json::from_value(value)
+}
+
 /// A timestamp in milliseconds since the Unix epoch, as rows store them.
 pub fn from_ms(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
@@ -227,7 +242,7 @@ impl BoxesDb {
         };
         let mut damage = Vec::new();
         let id = text(0).unwrap_or_default();
-        let options: BoxOptions = match serde_json::from_str(&text(8).unwrap_or_default()) {
+        let options: BoxOptions = match stored_options(&text(8).unwrap_or_default()) {
             Ok(options) => options,
             Err(e) => {
                 damage.push(format!("options ({e})"));
@@ -423,6 +438,18 @@ impl BoxesDb {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_from_before_detach_and_auto_remove_keep_what_boxes_did_then() {
+        let mut old = serde_json::to_value(BoxOptions::image("busybox")).unwrap();
+        let fields = old.as_object_mut().unwrap();
+        fields.remove("detach");
+        fields.remove("auto_remove");
+        let options = stored_options(&old.to_string()).unwrap();
+        assert!(options.detach && !options.auto_remove);
+        let new = stored_options(&serde_json::to_string(&BoxOptions::image("x")).unwrap()).unwrap();
+        assert!(!new.detach && new.auto_remove, "what a row says wins");
+    }
 
     fn info(id: &str) -> BoxInfo {
         BoxInfo {
