@@ -17,9 +17,11 @@ fn rss_kib(pid: u32) -> f64 {
     boxlite_shim::process::rss_bytes(pid).map_or(f64::NAN, |b| b as f64 / 1024.0)
 }
 
+/// What a box's directory holds on disk; a box that never started has none (0).
 fn allocated_kib(dir: &std::path::Path) -> f64 {
     std::fs::read_dir(dir)
-        .unwrap()
+        .into_iter()
+        .flatten()
         .flatten()
         .filter_map(|e| e.metadata().ok())
         .filter(|m| m.is_file())
