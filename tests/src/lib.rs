@@ -487,15 +487,7 @@ impl TestRegistry {
 
     /// Pushes `tag` of an OCI layout to `repo:tag` with skopeo (every image of an index).
     pub fn push(&self, layout: &Path, tag: &str, repo: &str) {
-        run(Command::new("skopeo").args([
-            "--insecure-policy",
-            "copy",
-            "--all",
-            "--quiet",
-            "--dest-tls-verify=false",
-            &format!("oci:{}:{tag}", layout.display()),
-            &format!("docker://{}/{repo}:{tag}", self.host()),
-        ]));
+        self.push_as(layout, tag, &format!("{repo}:{tag}"));
     }
 
     /// Pushes the layout's image `tag` as `target` ("repo:tag"), e.g. as `alpine:latest` for

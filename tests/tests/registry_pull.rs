@@ -13,6 +13,21 @@ fn blob_count(home: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// Changes, in the registry's storage, the bytes of the busybox image's first layer; its
+/// digest.
+fn damage_first_layer(registry: &TestRegistry, home: &Path, damage: fn(&mut Vec<u8>)) -> String {
+    let layout_store = ImageStore::open(&home.join("layout"));
+    let image = layout_store
+        .import_layout(oci_layout(), Some("busybox"))
+        .unwrap();
+    let layer = image.layers[0].clone();
+    let file = registry.blob_file(&layer);
+    let mut bytes = std::fs::read(&file).unwrap();
+    damage(&mut bytes);
+    std::fs::write(&file, bytes).unwrap();
+    layer
+}
+
 fn nothing_partial(home: &Path) {
     let tmp = home.join("images/tmp");
     let left = std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0);
@@ -128,16 +143,11 @@ async fn bad_references_fail_clearly_and_leave_nothing() {
     assert!(store.list_images().unwrap().is_empty());
 
     // A layer whose bytes do not match its digest is refused, and never lands in the store.
-    let layout_store = ImageStore::open(&home.path().join("layout"));
-    let image = layout_store
-        .import_layout(oci_layout(), Some("busybox"))
-        .unwrap();
-    let layer = &image.layers[0];
-    let file = registry.blob_file(layer);
-    let mut bytes = std::fs::read(&file).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    std::fs::write(&file, bytes).unwrap();
+    let layer = damage_first_layer(&registry, home.path(), |bytes| {
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+    });
+    let layer = &layer;
     let reference = format!("{}/test/img:busybox", registry.host());
     let err = store.pull(&reference, &options).await.unwrap_err();
     let message = err.to_string();
@@ -247,15 +257,10 @@ async fn a_registry_cannot_make_a_pull_hold_or_store_more_than_its_limits() {
     assert!(store.list_images().unwrap().is_empty());
 
     // A blob served longer than its descriptor says is cut off there, and never stored.
-    let layout_store = ImageStore::open(&home.path().join("layout"));
-    let image = layout_store
-        .import_layout(oci_layout(), Some("busybox"))
-        .unwrap();
-    let layer = &image.layers[0];
-    let file = registry.blob_file(layer);
-    let mut bytes = std::fs::read(&file).unwrap();
-    bytes.extend_from_slice(&[0u8; 4096]);
-    std::fs::write(&file, bytes).unwrap();
+    let layer = damage_first_layer(&registry, home.path(), |bytes| {
+        bytes.extend_from_slice(&[0u8; 4096])
+    });
+    let layer = &layer;
     let err = store
         .pull(&reference, &PullOptions::default())
         .await

@@ -36,6 +36,24 @@ fn launcher_process() -> (std::process::Child, ProcessId) {
     (child, id)
 }
 
+/// A shim for `test_box` started on behalf of a stand-in launcher process (returned, alive).
+async fn launch_with_launcher(
+    test_box: &TestBox,
+) -> (std::process::Child, boxlite_shim::launch::Launched) {
+    let (launcher, launcher_id) = launcher_process();
+    let mut with_launcher = config(test_box);
+    with_launcher.launcher = Some(launcher_id);
+    let launched = launch(
+        &shim_binary(),
+        test_box.dir.path(),
+        &with_launcher,
+        &LaunchOptions::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    (launcher, launched)
+}
+
 fn shim_log(dir: &std::path::Path) -> String {
     std::fs::read_to_string(dir.join(boxlite_shim::server::files::LOG)).unwrap_or_default()
 }
@@ -59,17 +77,7 @@ async fn a_box_nobody_adopts_and_a_terminated_shim_power_off() {
     // powers the VM off by itself instead of leaving a VM nobody knows about.
     let test_box = TestBox::new();
     let dir = test_box.dir.path();
-    let (mut launcher, launcher_id) = launcher_process();
-    let mut with_launcher = config(&test_box);
-    with_launcher.launcher = Some(launcher_id);
-    let launched = launch(
-        &shim_binary(),
-        dir,
-        &with_launcher,
-        &LaunchOptions::default(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let (mut launcher, launched) = launch_with_launcher(&test_box).await;
     launcher.kill().unwrap();
     launcher.wait().unwrap();
     assert_all_gone(dir);
@@ -84,17 +92,7 @@ async fn a_box_nobody_adopts_and_a_terminated_shim_power_off() {
     // exits.
     let test_box = TestBox::new();
     let dir = test_box.dir.path();
-    let (mut launcher, launcher_id) = launcher_process();
-    let mut with_launcher = config(&test_box);
-    with_launcher.launcher = Some(launcher_id);
-    let launched = launch(
-        &shim_binary(),
-        dir,
-        &with_launcher,
-        &LaunchOptions::default(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let (mut launcher, launched) = launch_with_launcher(&test_box).await;
     launched.client.adopt().await.unwrap();
     launcher.kill().unwrap();
     launcher.wait().unwrap();
