@@ -285,16 +285,7 @@ impl SimpleBox {
             .litebox()
             .clone();
         let command = BoxCommand::new(program).args(args.iter().copied());
-        block_on(async move {
-            let execution = b.exec(command).await?;
-            let (stdout, stderr, result) = execution.output().await?;
-            Ok(crate::ExecOutput {
-                stdout: String::from_utf8_lossy(&stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&stderr).into_owned(),
-                exit_code: result.exit_code,
-                error_message: result.error_message,
-            })
-        })
+        block_on(async move { crate::simple_box::run_to_completion(&b, command).await })
     }
 
     /// Removes the box now, reporting what went wrong.

@@ -78,14 +78,7 @@ impl SimpleBox {
 
     /// Runs `command` and collects its output.
     pub async fn run(&self, command: BoxCommand) -> BoxliteResult<ExecOutput> {
-        let execution = self.litebox().exec(command).await?;
-        let (stdout, stderr, result) = execution.output().await?;
-        Ok(ExecOutput {
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-            exit_code: result.exit_code,
-            error_message: result.error_message,
-        })
+        run_to_completion(self.litebox(), command).await
     }
 
     /// Removes the box now (killing its VM), reporting what went wrong.
@@ -93,6 +86,21 @@ impl SimpleBox {
         let litebox = self.litebox.take().expect("present until removed");
         self.runtime.remove(litebox.id(), true).await
     }
+}
+
+/// Runs `command` in `litebox` and collects its output (for both `SimpleBox`es).
+pub(crate) async fn run_to_completion(
+    litebox: &LiteBox,
+    command: BoxCommand,
+) -> BoxliteResult<ExecOutput> {
+    let execution = litebox.exec(command).await?;
+    let (stdout, stderr, result) = execution.output().await?;
+    Ok(ExecOutput {
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        exit_code: result.exit_code,
+        error_message: result.error_message,
+    })
 }
 
 impl Drop for SimpleBox {

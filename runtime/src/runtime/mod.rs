@@ -91,7 +91,6 @@ impl BoxliteRuntime {
         for dir in ["boxes", "images", "init", "db", "logs"] {
             std::fs::create_dir_all(home.join(dir)).map_err(io_err(&home))?;
         }
-        remove_leftovers_of_removed_boxes(&home.join("boxes"));
         let runtime = Self {
             inner: Arc::new(Inner {
                 images: ImageStore::open(&home),
@@ -114,12 +113,26 @@ impl BoxliteRuntime {
         &self.inner.home
     }
 
-    /// What processes that crashed while creating left behind: partial downloads and bases in
-    /// `images/tmp/`, box directories without a row. Only when nobody is writing there (each
-    /// writer holds a share of a lock the sweep needs whole), so never a create in progress.
+    /// What processes that crashed left behind, in one pass over `boxes/`: directories a
+    /// `remove` renamed away and did not finish deleting; box directories without a row (a
+    /// create that died), only when nobody is creating (each create holds a share of a lock
+    /// the sweep needs whole); partial downloads and bases in `images/tmp/`, likewise.
     pub(crate) fn sweep_crash_leftovers(&self) {
         self.inner.images.sweep_tmp();
         let boxes = self.inner.home.join("boxes");
+        let mut candidates = Vec::new();
+        for entry in std::fs::read_dir(&boxes).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(REMOVED_PREFIX) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            } else if !name.starts_with('.') && entry.path().is_dir() {
+                candidates.push(name);
+            }
+        }
+        // A home whose boxes never started has no directory to check: no database read.
+        if candidates.is_empty() {
+            return;
+        }
         let Ok(_all) = boxlite_lockfile::try_lock(
             &boxes.join(CREATE_LOCK),
             boxlite_lockfile::LockMode::Exclusive,
@@ -131,15 +144,8 @@ impl BoxliteRuntime {
         };
         let known: std::collections::HashSet<String> =
             records.into_iter().map(|r| r.info.id).collect();
-        for entry in std::fs::read_dir(&boxes).into_iter().flatten().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || known.contains(&name) || !entry.path().is_dir() {
-                continue;
-            }
-            let removed = boxes.join(format!("{REMOVED_PREFIX}{name}"));
-            if std::fs::rename(entry.path(), &removed).is_ok() {
-                let _ = std::fs::remove_dir_all(&removed);
-            }
+        for name in candidates.iter().filter(|name| !known.contains(*name)) {
+            let _ = self.delete_box_dir(name);
         }
     }
 
@@ -515,22 +521,6 @@ pub(crate) const CREATE_LOCK: &str = ".create.lock";
 
 /// Box directories being deleted are renamed to this prefix + id first.
 pub(crate) const REMOVED_PREFIX: &str = ".removed-";
-
-/// Directories a `remove` renamed and then did not finish deleting (its process died).
-pub(crate) fn remove_leftovers_of_removed_boxes(boxes: &Path) {
-    let Ok(entries) = std::fs::read_dir(boxes) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(REMOVED_PREFIX)
-        {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
 
 static DEFAULT_RUNTIME: std::sync::OnceLock<BoxliteRuntime> = std::sync::OnceLock::new();
 
