@@ -82,14 +82,30 @@ impl OutputLog {
     }
 }
 
-/// Cuts a stream's bytes into lines for an [`OutputLog`], keeping a partial last line until
-/// the rest of it arrives (or [`MAX_RECORD`] of it has).
-#[derive(Debug, Default)]
+/// Cuts a stream's bytes into lines, keeping a partial last line until the rest of it
+/// arrives or it reaches the longest line allowed ([`MAX_RECORD`] for an [`OutputLog`]):
+/// what the guest sends without a newline costs the host a bounded buffer.
+#[derive(Debug)]
 pub struct LineSplitter {
     partial: Vec<u8>,
+    max_line: usize,
+}
+
+impl Default for LineSplitter {
+    fn default() -> Self {
+        Self::with_max_line(MAX_RECORD)
+    }
 }
 
 impl LineSplitter {
+    /// Lines longer than `max_line` bytes come out in pieces of `max_line`.
+    pub fn with_max_line(max_line: usize) -> Self {
+        Self {
+            partial: Vec::new(),
+            max_line: max_line.max(1),
+        }
+    }
+
     /// The complete lines in `data` (after what was kept from before).
     pub fn push(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
         let mut lines = Vec::new();
@@ -98,7 +114,7 @@ impl LineSplitter {
                 lines.push(std::mem::take(&mut self.partial));
             } else {
                 self.partial.push(byte);
-                if self.partial.len() == MAX_RECORD {
+                if self.partial.len() == self.max_line {
                     lines.push(std::mem::take(&mut self.partial));
                 }
             }
@@ -286,6 +302,12 @@ mod tests {
         let lines = splitter.push(&vec![b'x'; MAX_RECORD * 2 + 5]);
         assert_eq!(lines.len(), 2);
         assert_eq!(splitter.finish().unwrap().len(), 5);
+        let mut short = LineSplitter::with_max_line(4);
+        assert_eq!(
+            short.push(b"abcdefghij\nk"),
+            [b"abcd".to_vec(), b"efgh".to_vec(), b"ij".to_vec()]
+        );
+        assert_eq!(short.finish(), Some(b"k".to_vec()));
         let mut parsed = Vec::new();
         parse_records(b"O a\ngarbage\nE b\nO partial", &mut parsed);
         assert_eq!(

@@ -349,17 +349,24 @@ impl Execution {
 struct OutputReader {
     execution: Execution,
     stream: OutputStream,
-    /// Bytes of a line not ended yet.
-    partial: Vec<u8>,
+    /// Cuts what arrives into lines, holding at most one unfinished line.
+    splitter: LineSplitter,
+    /// Lines cut and not yet handed out.
+    ready: std::collections::VecDeque<Vec<u8>>,
     ended: bool,
 }
+
+/// The longest line an output stream hands out whole; longer ones come in pieces, so that a
+/// guest printing without newlines costs the host a bounded buffer.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
 
 impl OutputReader {
     fn new(execution: Execution, stream: OutputStream) -> Self {
         Self {
             execution,
             stream,
-            partial: Vec::new(),
+            splitter: LineSplitter::with_max_line(MAX_LINE_BYTES),
+            ready: std::collections::VecDeque::new(),
             ended: false,
         }
     }
@@ -377,14 +384,12 @@ impl OutputReader {
 
     async fn next_line(&mut self) -> Option<String> {
         loop {
-            if let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.partial.drain(..=end).collect();
-                let line = &line[..line.len() - 1];
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if let Some(line) = self.ready.pop_front() {
+                let line = line.strip_suffix(b"\r").unwrap_or(&line);
                 return Some(String::from_utf8_lossy(line).into_owned());
             }
             match self.next_chunk().await {
-                Ok(Some(data)) => self.partial.extend_from_slice(&data),
+                Ok(Some(data)) => self.ready.extend(self.splitter.push(&data)),
                 Ok(None) => break,
                 Err(err) => {
                     tracing::warn!("exec {}: reading its output: {err}", self.execution.id);
@@ -393,8 +398,9 @@ impl OutputReader {
             }
         }
         // The last line, without a newline.
-        (!self.partial.is_empty())
-            .then(|| String::from_utf8_lossy(&std::mem::take(&mut self.partial)).into_owned())
+        self.splitter
+            .finish()
+            .map(|line| String::from_utf8_lossy(&line).into_owned())
     }
 
     fn bytes(self) -> futures::stream::BoxStream<'static, Result<Vec<u8>>> {

@@ -27,6 +27,7 @@ use crate::images::{
 };
 use crate::status::BoxStatus;
 pub use crate::status::{BoxState, ContainerID, LockId};
+use boxlite_shim_api::output_log::LineSplitter;
 pub use boxlite_shim_api::output_log::{LogLine, LogStream, OutputLogReader};
 use options::validate_name;
 pub use options::{BoxOptions, BoxliteOptions, NetworkSpec as BoxNetwork, PortSpec, RootfsSpec};
