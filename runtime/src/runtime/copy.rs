@@ -59,6 +59,31 @@ impl CopyOptions {
     }
 }
 
+/// The most of a copy helper's stderr kept for an error message: the guest writes it.
+const COPY_STDERR_KEPT: usize = 64 << 10;
+
+/// Waits for the box's copy helper to end: its stderr (the first [`COPY_STDERR_KEPT`] bytes;
+/// the rest is read and dropped) and how it ended. Its stdout, already consumed or empty, is
+/// drained the same way.
+async fn copy_helper_end(execution: &Execution) -> Result<(Vec<u8>, ExecResult)> {
+    let mut stderr = Vec::new();
+    let drain_stdout = async {
+        while execution.read_stdout().await?.is_some() {}
+        Ok::<_, BoxliteError>(())
+    };
+    let keep_stderr = async {
+        while let Some(data) = execution.read_stderr().await? {
+            let room = COPY_STDERR_KEPT.saturating_sub(stderr.len());
+            stderr.extend_from_slice(&data[..data.len().min(room)]);
+        }
+        Ok::<_, BoxliteError>(())
+    };
+    let (out, err) = tokio::join!(drain_stdout, keep_stderr);
+    out?;
+    err?;
+    Ok((stderr, execution.wait_shared().await?))
+}
+
 impl LiteBox {
     /// Copies `host_src` (a file or a tree; symlinks kept) to `guest_dest` in the box, which
     /// becomes the copy, or holds it under the source's name when it is an existing directory.
@@ -97,7 +122,7 @@ impl LiteBox {
         drop(rx);
         let packed = packer.await.expect("pack task panicked");
         let _ = agent.write_stdin(&execution.id, &[], true).await;
-        let (_, stderr, result) = execution.output().await?;
+        let (stderr, result) = copy_helper_end(&execution).await?;
         // A host-side failure (an unreadable file) is the cause of whatever the box then
         // says about the cut-short stream.
         let packed = packed?;
@@ -169,7 +194,7 @@ impl LiteBox {
         }
         drop(tx);
         let unpacked = unpacker.await.expect("unpack task panicked");
-        let (_, stderr, result) = execution.output().await?;
+        let (stderr, result) = copy_helper_end(&execution).await?;
         if !refused && (result.exit_code != 0 || result.signal != 0) {
             return Err(ExecutionError::Copy {
                 what,
