@@ -6,6 +6,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// The kernel's "this task is exiting" flag in field 9 of /proc/PID/stat (linux/sched.h).
+const PF_EXITING: u64 = 0x4;
+
 /// Field `n` (1-based, as proc(5) numbers them) of /proc/PID/stat, from field 3 on.
 fn stat_field(stat: &str, n: usize) -> Option<&str> {
     // The command name (field 2) may hold spaces and parentheses; fields resume after the
@@ -71,12 +74,19 @@ impl ProcessId {
         })
     }
 
-    /// Whether this very process still runs (a zombie counts as gone).
+    /// Whether this very process still runs. A zombie counts as gone, and so does a process
+    /// already exiting (PF_EXITING): its pidfd turns readable before /proc shows it a zombie,
+    /// and a waiter told "gone" must not then read it as alive.
     pub fn is_alive(&self) -> bool {
         let Some(stat) = read_stat(self.pid) else {
             return false;
         };
-        stat_field(&stat, 3) != Some("Z") && parse_start_time(&stat) == Some(self.start_time)
+        let exiting = stat_field(&stat, 9)
+            .and_then(|flags| flags.parse::<u64>().ok())
+            .is_some_and(|flags| flags & PF_EXITING != 0);
+        stat_field(&stat, 3) != Some("Z")
+            && !exiting
+            && parse_start_time(&stat) == Some(self.start_time)
     }
 
     /// A pidfd on this very process: once open it names this process and no later one with
