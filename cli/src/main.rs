@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use boxlite::{
     BoxCommand, BoxInfo, BoxOptions, BoxliteOptions, BoxliteRuntime, CopyOptions, EngineKind,
-    Execution, NetworkMode, PortSpec, RootfsSpec, VolumeSpec,
+    Execution, IpNet, NetworkMode, NetworkPolicy, PortSpec, RootfsSpec, VolumeSpec,
 };
 use clap::{Parser, Subcommand};
 use tokio::io::AsyncReadExt;
@@ -59,6 +59,20 @@ struct CreateArgs {
     /// `user` (default: outbound access and DNS) or `none` (loopback only).
     #[arg(long, default_value = "user")]
     network: NetworkMode,
+    /// Let the box reach services on this host (its loopback through the gateway 10.0.2.2,
+    /// and its own addresses). Off by default: code in a box is untrusted.
+    #[arg(long)]
+    allow_host: bool,
+    /// Only these networks are reachable (CIDR or address; repeatable); DNS always is.
+    #[arg(long = "allow-net", value_name = "NET")]
+    allow_net: Vec<IpNet>,
+    /// Never reach these networks (CIDR or address; repeatable), besides cloud metadata.
+    #[arg(long = "deny-net", value_name = "NET")]
+    deny_net: Vec<IpNet>,
+    /// Let the box reach cloud metadata services (169.254.0.0/16 and the like), which are
+    /// denied by default because they hand out the host's credentials.
+    #[arg(long)]
+    allow_metadata: bool,
 }
 
 #[derive(Subcommand)]
@@ -221,6 +235,25 @@ fn exec_failure(err: boxlite::BoxliteError) -> Result<u8, String> {
     }
 }
 
+/// The box's network policy from `create`'s flags: the default, widened or narrowed.
+fn network_policy(
+    allow_host: bool,
+    allow_net: Vec<IpNet>,
+    deny_net: Vec<IpNet>,
+    allow_metadata: bool,
+) -> NetworkPolicy {
+    let mut policy = NetworkPolicy {
+        allow_host,
+        allow_net,
+        ..NetworkPolicy::default()
+    };
+    if allow_metadata {
+        policy.deny_net.clear();
+    }
+    policy.deny_net.extend(deny_net);
+    policy
+}
+
 fn parse_env(entries: &[String]) -> Result<Vec<(String, String)>, String> {
     entries
         .iter()
@@ -305,6 +338,12 @@ async fn run(cli: Cli) -> Result<u8, String> {
             options.engine = create.engine;
             options.ports = create.ports;
             options.network = create.network;
+            options.network_policy = network_policy(
+                create.allow_host,
+                create.allow_net,
+                create.deny_net,
+                create.allow_metadata,
+            );
             options.volumes = create
                 .volumes
                 .into_iter()
@@ -473,6 +512,7 @@ async fn run(cli: Cli) -> Result<u8, String> {
             let options = b.options().await.map_err(e)?;
             let mut json = info_json(&info);
             json["network"] = serde_json::json!(options.network);
+            json["network_policy"] = serde_json::json!(options.network_policy);
             json["ports"] = serde_json::json!(options.ports);
             json["volumes"] = serde_json::json!(options.volumes);
             println!("{}", serde_json::to_string_pretty(&json).expect("json"));

@@ -293,6 +293,7 @@ fn main() {
 
     agent_requests(&mut corpus);
     agent_replies(&mut corpus);
+    guest_frames(&mut corpus);
     eprintln!(
         "make_corpus: {} bytes written under {}",
         corpus.written,
@@ -379,6 +380,41 @@ fn agent_requests(corpus: &mut Corpus) {
 }
 
 /// Selector bytes as in fuzz_targets/agent_replies.rs.
+/// guest_frames: a policy byte, then (direction, 2-byte length, frame) records.
+fn guest_frames(corpus: &mut Corpus) {
+    fn tcp(from: ([u8; 4], u16), to: ([u8; 4], u16), flags: u8) -> Vec<u8> {
+        let mut frame = vec![0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55, 0x52, 0x54, 0, 0x12, 0x34, 0x56];
+        frame.extend_from_slice(&[0x08, 0x00]);
+        frame.extend_from_slice(&[0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0]);
+        frame.extend_from_slice(&from.0);
+        frame.extend_from_slice(&to.0);
+        frame.extend_from_slice(&from.1.to_be_bytes());
+        frame.extend_from_slice(&to.1.to_be_bytes());
+        frame.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        frame
+    }
+    fn record(direction: u8, frame: &[u8]) -> Vec<u8> {
+        let mut out = vec![direction];
+        out.extend_from_slice(&(frame.len() as u16).to_be_bytes());
+        out.extend_from_slice(frame);
+        out
+    }
+    let guest = ([10, 0, 2, 15], 8000);
+    let client = ([10, 0, 2, 2], 50000);
+    let mut inbound = vec![0u8];
+    inbound.extend(record(1, &tcp(client, guest, 0x02)));
+    inbound.extend(record(0, &tcp(guest, client, 0x12)));
+    inbound.extend(record(0, &tcp(guest, client, 0x02)));
+    corpus.put("guest_frames", "inbound-connection", &inbound);
+    for (policy, name) in [(0u8, "default"), (1, "allow-host"), (2, "allow-net"), (3, "open")] {
+        let mut out = vec![policy];
+        for destination in [[10, 0, 2, 2], [127, 0, 0, 1], [169, 254, 169, 254], [203, 0, 113, 5]] {
+            out.extend(record(0, &tcp((guest.0, 40000), (destination, 80), 0x02)));
+        }
+        corpus.put("guest_frames", &format!("outbound-{name}"), &out);
+    }
+}
+
 fn agent_replies(corpus: &mut Corpus) {
     let t = "agent_replies";
     let ping = PingResponse {

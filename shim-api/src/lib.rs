@@ -7,6 +7,7 @@
 pub mod agent_client;
 pub mod client;
 pub mod launch;
+pub mod network_policy;
 pub mod output_log;
 pub mod process;
 pub mod rotating;

@@ -115,11 +115,13 @@ impl SharedDir {
     }
 }
 
-/// A box's user-mode network: outbound access and DNS through the VMM, and host ports
-/// forwarded in.
+/// A box's user-mode network: outbound access and DNS through passt, host ports forwarded
+/// in, and where the guest's traffic may go.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NetworkSpec {
     pub forwards: Vec<PortForward>,
+    #[serde(default)]
+    pub policy: crate::network_policy::NetworkPolicy,
 }
 
 /// A host port (on `host_ip`) forwarded to a port of the guest.
@@ -149,9 +151,16 @@ impl Protocol {
     }
 }
 
-/// The guest side of user-mode networking (QEMU's slirp defaults): the box's address and
+/// The guest side of user-mode networking (the addresses QEMU's slirp made familiar): the box's address and
 /// prefix, the gateway, and the DNS server the VMM answers on.
 pub const GUEST_NET: &str = "10.0.2.15/24,10.0.2.2,10.0.2.3";
+/// The box's address in [`GUEST_NET`].
+pub const GUEST_ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 0, 2, 15);
+/// The gateway in [`GUEST_NET`]: passt maps it to the host's loopback, both ways (the box's
+/// policy decides whether the box may use it).
+pub const GUEST_GATEWAY: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 0, 2, 2);
+/// The DNS server in [`GUEST_NET`]; passt forwards its queries to the host's resolver.
+pub const GUEST_DNS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 0, 2, 3);
 
 impl VmSpec {
     /// The host end of the agent channel: a unix socket the VMM listens on.

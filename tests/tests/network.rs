@@ -1,12 +1,57 @@
 //! Networking through a real box: user-mode networking with an address, default route and DNS
-//! server; a guest server reached from the host through a forwarded port; the box reaching a
-//! host service; a box without a network has loopback only; a taken host port is a clear error.
+//! server; a guest server reached from the host through a forwarded port; the network policy
+//! (host services out of reach by default and reachable when allowed, allow lists); a box
+//! without a network has loopback only; a taken host port is a clear error.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use boxlite::{BoxCommand, BoxStatus, BoxliteError, NetworkMode, PortSpec};
 use boxlite_tests::{free_port, layout_box_options, sh, test_runtime, TestHome};
+
+/// A TCP service on every address of this host (0.0.0.0), to be reached from boxes at the
+/// host's loopback (through the gateway) and at `own_address`, its first non-loopback IPv4
+/// address.
+struct HostService {
+    port: u16,
+    own_address: String,
+    received: std::sync::mpsc::Receiver<String>,
+}
+
+impl HostService {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let own_address = boxlite_shim::engine::netfilter::host_addresses()
+            .into_iter()
+            .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+            .expect("this host has a non-loopback IPv4 address")
+            .to_string();
+        let (sender, received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut got = String::new();
+                if stream.and_then(|mut s| s.read_to_string(&mut got)).is_ok()
+                    && sender.send(got).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Self {
+            port,
+            own_address,
+            received,
+        }
+    }
+
+    /// What the next connection sent.
+    fn next(&self) -> String {
+        self.received
+            .recv_timeout(Duration::from_secs(60))
+            .expect("nothing reached the host service")
+    }
+}
 
 /// GET / from 127.0.0.1:port, retrying while the server in the box starts.
 fn http_get(port: u16) -> String {
@@ -67,19 +112,44 @@ async fn boxes_get_a_network_ports_and_none_on_request() {
     assert!(response.contains("served-from-the-box"), "{response}");
     server.signal(9).await.unwrap();
 
-    // The box reaches a service on the host (outbound through the VMM, host loopback as
-    // the gateway address).
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let accept = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        let mut got = String::new();
-        stream.read_to_string(&mut got).unwrap();
-        got
-    });
-    let (code, out) = sh(&web, &format!("echo hello-host | nc 10.0.2.2 {port}")).await;
-    assert_eq!(code, 0, "{out}");
-    assert_eq!(accept.join().unwrap(), "hello-host\n");
+    // The default policy: services on the host are out of reach, through the gateway (the
+    // host's loopback) and through the host's own addresses, refused at once rather than
+    // left to time out.
+    let host_service = HostService::start();
+    for address in ["10.0.2.2".to_string(), host_service.own_address.clone()] {
+        let (code, out) = sh(
+            &web,
+            &format!("echo x | nc {address} {}", host_service.port),
+        )
+        .await;
+        assert_ne!(code, 0, "{address}: {out}");
+        assert!(out.contains("No route to host"), "{address}: {out}");
+    }
+
+    // Allowed, the box reaches a service on the host's loopback through the gateway and one
+    // on the host's own address.
+    let mut open = layout_box_options("busybox");
+    open.network_policy.allow_host = true;
+    let open = rt.create(open, Some("open".into())).await.unwrap();
+    for address in ["10.0.2.2".to_string(), host_service.own_address.clone()] {
+        let (code, out) = sh(
+            &open,
+            &format!("echo hello-{address} | nc {address} {}", host_service.port),
+        )
+        .await;
+        assert_eq!(code, 0, "{address}: {out}");
+        assert_eq!(host_service.next(), format!("hello-{address}\n"));
+    }
+    // An allow list narrows what is reachable: not the rest of the internet (the refusal
+    // comes from the policy, before any route is tried).
+    rt.remove("open", true).await.unwrap();
+    let mut narrow = layout_box_options("busybox");
+    narrow.network_policy.allow_net = vec!["198.51.100.0/24".parse().unwrap()];
+    let narrow = rt.create(narrow, Some("narrow".into())).await.unwrap();
+    let (code, out) = sh(&narrow, "echo x | nc 203.0.113.7 80").await;
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("No route to host"), "{out}");
+    rt.remove("narrow", true).await.unwrap();
 
     // A taken host port: a clear error, and the box is left as it was.
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

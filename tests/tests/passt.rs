@@ -1,6 +1,6 @@
-//! The krun engine's network helper against the real passt (no VM needed): the arguments the
+//! The engines' network helper against the real passt (no VM needed): the arguments the
 //! engine builds are accepted, the forwarded host port is listened on, and passt quits once
-//! the VMM's end of the socket pair closes.
+//! the VMM's end of the relay closes.
 
 use std::time::{Duration, Instant};
 
@@ -18,8 +18,9 @@ async fn passt_takes_our_arguments_forwards_ports_and_ends_with_the_vm() {
             guest_port: 80,
             protocol: Protocol::Tcp,
         }],
+        policy: Default::default(),
     };
-    let (mut child, vmm_end) = passt::spawn(&network, dir.path()).unwrap();
+    let (mut child, vmm_end) = passt::start(&network, dir.path()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(

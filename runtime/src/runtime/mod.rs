@@ -654,7 +654,10 @@ pub(crate) fn network_spec(options: &BoxOptions) -> Result<Option<NetworkSpec>> 
             protocol: port.protocol,
         });
     }
-    Ok(Some(NetworkSpec { forwards }))
+    Ok(Some(NetworkSpec {
+        forwards,
+        policy: options.network_policy.clone(),
+    }))
 }
 
 /// The engine `BOXLITE_ENGINE` asks for; `None` for auto.

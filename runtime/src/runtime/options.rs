@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use std::net::Ipv4Addr;
 
+pub use boxlite_shim_api::network_policy::{metadata_networks, IpNet, NetworkPolicy};
 use boxlite_shim_api::spec::EngineKind;
 pub use boxlite_shim_api::spec::Protocol;
 
@@ -101,6 +102,9 @@ pub struct BoxOptions {
     pub network: NetworkSpec,
     /// Host ports forwarded into the box (they need the network).
     pub ports: Vec<PortSpec>,
+    /// Where the box's network traffic may go. The default reaches the internet but neither
+    /// the host's services nor cloud metadata (see [`NetworkPolicy`]).
+    pub network_policy: NetworkPolicy,
     /// Not supported yet (`true` is refused): the shim does not run in a mount namespace.
     pub isolate_mounts: bool,
     /// Remove the box (row, disk, directory) when it is stopped. Default `true`.
@@ -131,6 +135,7 @@ impl Default for BoxOptions {
             volumes: Vec::new(),
             network: NetworkSpec::default(),
             ports: Vec::new(),
+            network_policy: NetworkPolicy::default(),
             isolate_mounts: false,
             auto_remove: true,
             detach: false,

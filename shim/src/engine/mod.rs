@@ -4,8 +4,10 @@
 #[cfg(feature = "krun")]
 pub mod krun;
 pub mod krun_config;
+pub mod netfilter;
 pub mod passt;
 pub mod qemu;
+pub mod relay;
 pub mod virtiofs;
 
 pub use boxlite_shim_api::spec::*;
@@ -52,6 +54,27 @@ pub(crate) async fn published_exit(exit: &tokio::sync::watch::Receiver<Option<Vm
         .await
         .map(|state| state.clone());
     published.ok().flatten().unwrap_or(VmExit::Exited(-1))
+}
+
+/// In a child between fork and exec: makes `fd` available as `target`, open across exec.
+/// Only async-signal-safe calls (dup2, fcntl).
+pub(crate) fn inherit_fd(
+    fd: std::os::fd::RawFd,
+    target: std::os::fd::RawFd,
+) -> std::io::Result<()> {
+    // SAFETY: dup2 and fcntl on descriptors of this process; no memory is touched.
+    let rc = unsafe {
+        if fd == target {
+            // dup2 onto itself would keep close-on-exec set.
+            libc::fcntl(fd, libc::F_SETFD, 0)
+        } else {
+            libc::dup2(fd, target)
+        }
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Whether this build of the shim contains the engine.

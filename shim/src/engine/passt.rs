@@ -1,8 +1,9 @@
-//! passt, the user-mode network stack the krun engine gives its VMs (libkrun's
-//! `krun_set_passt_fd`): one passt per VM, talking to libkrun's virtio-net over a socket pair,
-//! configured so that the guest sees what the agent configures for user-mode networking
-//! (10.0.2.15/24, gateway 10.0.2.2 = the host, DNS at 10.0.2.3 forwarded to the host's
-//! resolver) and with the box's port forwards.
+//! passt, the user-mode network stack of every engine's VMs: one passt per VM, configured so
+//! that the guest sees what the agent configures (10.0.2.15/24, gateway 10.0.2.2, DNS at
+//! 10.0.2.3 forwarded to the host's resolver) and with the box's port forwards. The VMM does
+//! not talk to passt directly: the shim relays between them (`relay`) and applies the box's
+//! network policy to what the guest sends (`netfilter`). QEMU gets its end as `-netdev stream`
+//! on an inherited descriptor, libkrun through `krun_set_passt_fd`.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
@@ -10,6 +11,9 @@ use std::process::Stdio;
 
 use tokio::process::{Child, Command};
 
+use boxlite_shim_api::spec::{GUEST_ADDRESS, GUEST_DNS, GUEST_GATEWAY};
+
+use super::netfilter::FrameFilter;
 use super::{EngineError, NetworkSpec, Protocol};
 
 /// The descriptor number passt finds its end of the socket pair at.
@@ -24,18 +28,19 @@ pub fn args(network: &NetworkSpec, log: &Path) -> Vec<String> {
         "--fd",
         &PASST_FD.to_string(),
         "--address",
-        "10.0.2.15",
+        &GUEST_ADDRESS.to_string(),
         "--netmask",
         "24",
         "--gateway",
-        "10.0.2.2",
+        &GUEST_GATEWAY.to_string(),
         "--dns-forward",
-        "10.0.2.3",
+        &GUEST_DNS.to_string(),
         "--log-file",
         &log.display().to_string(),
     ]
     .map(String::from)
     .to_vec();
+
     for (protocol, flag) in [
         (Protocol::Tcp, "--tcp-ports"),
         (Protocol::Udp, "--udp-ports"),
@@ -56,11 +61,37 @@ pub fn args(network: &NetworkSpec, log: &Path) -> Vec<String> {
     args
 }
 
-/// Starts passt for `network` (dying with this process) and returns it with this side of the
-/// socket pair, which goes to libkrun.
-pub fn spawn(network: &NetworkSpec, run_dir: &Path) -> Result<(Child, OwnedFd), EngineError> {
+/// Starts the VM's network: passt for `network` (dying with this process) and the relay
+/// that filters the guest's frames on their way to it. Returns passt and the descriptor the
+/// VMM's network device uses; the relay runs on the current tokio runtime until either side
+/// closes.
+pub fn start(network: &NetworkSpec, run_dir: &Path) -> Result<(Child, OwnedFd), EngineError> {
+    let (passt, passt_side) = spawn(network, run_dir)?;
+    let (vmm_side, relay_side) = socket_pair(run_dir)?;
+    let stream = |fd: OwnedFd| {
+        let stream = std::os::unix::net::UnixStream::from(fd);
+        stream.set_nonblocking(true)?;
+        tokio::net::UnixStream::from_std(stream)
+    };
+    let io = |source| EngineError::Io {
+        path: run_dir.to_path_buf(),
+        source,
+    };
+    let relay_side = stream(relay_side).map_err(io)?;
+    let passt_side = stream(passt_side).map_err(io)?;
+    let filter = FrameFilter::for_this_host(network);
+    tokio::spawn(async move {
+        if let Err(e) = super::relay::run(relay_side, passt_side, filter).await {
+            tracing::warn!("the box's network stopped: {e}");
+        }
+    });
+    Ok((passt, vmm_side))
+}
+
+/// A connected pair of unix stream sockets, both close-on-exec.
+fn socket_pair(run_dir: &Path) -> Result<(OwnedFd, OwnedFd), EngineError> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-    let (ours, theirs) = socketpair(
+    socketpair(
         AddressFamily::Unix,
         SockType::Stream,
         None,
@@ -69,7 +100,12 @@ pub fn spawn(network: &NetworkSpec, run_dir: &Path) -> Result<(Child, OwnedFd), 
     .map_err(|e| EngineError::Io {
         path: run_dir.to_path_buf(),
         source: e.into(),
-    })?;
+    })
+}
+
+/// Starts passt on one end of a socket pair and returns it with the other end.
+fn spawn(network: &NetworkSpec, run_dir: &Path) -> Result<(Child, OwnedFd), EngineError> {
+    let (ours, theirs) = socket_pair(run_dir)?;
     let log = run_dir.join("passt.log");
     let theirs_fd = theirs.as_raw_fd();
     let mut command = Command::new("passt");
@@ -79,13 +115,12 @@ pub fn spawn(network: &NetworkSpec, run_dir: &Path) -> Result<(Child, OwnedFd), 
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true);
-    // SAFETY: dup2 and prctl are async-signal-safe; `theirs_fd` stays open in the parent
-    // until spawn returns. dup2 clears close-on-exec on the copy passt is told about.
+    // SAFETY: `inherit_fd` and prctl are async-signal-safe; `theirs_fd` stays open in the
+    // parent until spawn returns.
     unsafe {
         command.pre_exec(move || {
-            if libc::dup2(theirs_fd, PASST_FD) < 0
-                || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
-            {
+            super::inherit_fd(theirs_fd, PASST_FD)?;
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -94,7 +129,7 @@ pub fn spawn(network: &NetworkSpec, run_dir: &Path) -> Result<(Child, OwnedFd), 
     let child = command.spawn().map_err(|source| EngineError::Spawn {
         program: "passt".into(),
         source,
-        hint: "install passt (scripts/setup.sh does); the krun engine needs it for networking",
+        hint: "install passt (scripts/setup.sh does); boxes with a network need it",
     })?;
     drop(theirs);
     Ok((child, ours))
@@ -122,6 +157,7 @@ mod tests {
                     protocol: Protocol::Tcp,
                 },
             ],
+            policy: Default::default(),
         };
         let args = args(&network, Path::new("/b/passt.log"));
         let joined = args.join(" ");

@@ -6,6 +6,7 @@
 //! Hardware KVM is used when the CPU has it; otherwise TCG, which is what boots on hosts whose
 //! /dev/kvm is software-nested.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -16,11 +17,13 @@ use tokio::process::{Child, Command};
 use tokio::sync::{watch, Notify};
 
 use super::{
-    check_socket_path, published_exit, virtiofs, Engine, EngineError, EngineKind, RunningVm,
+    check_socket_path, passt, published_exit, virtiofs, Engine, EngineError, EngineKind, RunningVm,
     SharedDir, VmExit, VmSpec,
 };
 
 const QEMU: &str = "qemu-system-x86_64";
+/// The descriptor QEMU finds its end of the network relay at.
+const NETWORK_FD: i32 = 3;
 /// Name of the agent's virtio-serial port; the agent looks for it by this name.
 pub const AGENT_PORT_NAME: &str = "boxlite.agent";
 
@@ -180,18 +183,13 @@ fn qemu_args_with_tsc(
             &format!("vhost-user-fs-device,chardev={tag},tag={tag}"),
         ]);
     }
-    if let Some(network) = &spec.network {
-        let mut netdev = "user,id=net0".to_string();
-        for f in &network.forwards {
-            netdev.push_str(&format!(
-                ",hostfwd={}:{}:{}-:{}",
-                f.protocol.name(),
-                f.host_ip,
-                f.host_port,
-                f.guest_port
-            ));
-        }
-        push(&["-netdev", &netdev]);
+    if spec.network.is_some() {
+        // The network device's frames go to the shim's relay, on a descriptor QEMU inherits
+        // (`passt::start`); passt and the box's port forwards are behind it.
+        push(&[
+            "-netdev",
+            &format!("stream,id=net0,server=off,addr.type=fd,addr.str={NETWORK_FD}"),
+        ]);
         push(&["-device", "virtio-net-device,netdev=net0"]);
     }
     push(&[
@@ -207,6 +205,7 @@ fn child_command(
     program: &Path,
     args: &[String],
     stderr_log: &Path,
+    inherited: Option<(RawFd, RawFd)>,
 ) -> Result<Command, EngineError> {
     let log = std::fs::File::create(stderr_log).map_err(|source| EngineError::Io {
         path: stderr_log.to_path_buf(),
@@ -223,9 +222,13 @@ fn child_command(
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log2))
         .kill_on_drop(true);
-    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no shared state.
+    // SAFETY: prctl(PR_SET_PDEATHSIG) and `inherit_fd` are async-signal-safe and touch no
+    // shared state; the inherited descriptor stays open in the parent until spawn returns.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
+            if let Some((fd, target)) = inherited {
+                super::inherit_fd(fd, target)?;
+            }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -239,9 +242,10 @@ fn spawn(
     program: &Path,
     args: &[String],
     log: &Path,
+    inherited: Option<(RawFd, RawFd)>,
     hint: &'static str,
 ) -> Result<Child, EngineError> {
-    child_command(program, args, log)?
+    child_command(program, args, log, inherited)?
         .spawn()
         .map_err(|source| EngineError::Spawn {
             program: program.display().to_string(),
@@ -267,13 +271,24 @@ impl Engine for QemuEngine {
         let _ = std::fs::remove_file(&paths.agent_socket);
 
         // A failed start must not leave daemons behind: they are killed on drop.
-        let helpers = start_virtiofsd(spec).await?;
+        let mut helpers = start_virtiofsd(spec).await?;
+        let network = match &spec.network {
+            Some(network) => {
+                let (passt, vmm_side) = passt::start(network, &spec.run_dir)?;
+                helpers.push(passt);
+                Some(vmm_side)
+            }
+            None => None,
+        };
         let qemu = spawn(
             &self.qemu_binary,
             &qemu_args(spec, self.accel, &paths),
             &spec.vmm_log(),
+            network.as_ref().map(|fd| (fd.as_raw_fd(), NETWORK_FD)),
             "install Debian's qemu-system-x86 (scripts/setup.sh does)",
         )?;
+        // QEMU holds its own copy now; the relay ends when QEMU's closes.
+        drop(network);
         let pids = qemu
             .id()
             .into_iter()
@@ -315,6 +330,7 @@ async fn start_virtiofsd(spec: &VmSpec) -> Result<Vec<Child>, EngineError> {
             &binary,
             &virtiofs::args(volume, &socket, as_root),
             &log,
+            None,
             "install virtiofsd (scripts/setup.sh does) or set BOXLITE_VIRTIOFSD",
         )?;
         if let Err(message) = virtiofs::wait_for_socket(&socket, &mut daemon).await {
@@ -413,6 +429,7 @@ mod tests {
                     guest_port: 80,
                     protocol: Protocol::Udp,
                 }],
+                policy: Default::default(),
             }),
             volumes: vec![SharedDir {
                 host_path: "/h/data".into(),
@@ -456,7 +473,7 @@ mod tests {
         assert!(value_after(&args, "-chardev").contains(&"file,id=console,path=/b/console.pipe"));
         assert_eq!(
             value_after(&args, "-netdev"),
-            ["user,id=net0,hostfwd=udp:127.0.0.1:8080-:80"]
+            ["stream,id=net0,server=off,addr.type=fd,addr.str=3"]
         );
         assert!(value_after(&args, "-device").contains(&"virtio-net-device,netdev=net0"));
         assert!(append.contains("boxlite.net=10.0.2.15/24,10.0.2.2,10.0.2.3"));

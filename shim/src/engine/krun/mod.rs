@@ -72,7 +72,7 @@ impl Engine for KrunEngine {
         // with this process, and quits once libkrun's end closes).
         let passt = match &spec.network {
             Some(network) => {
-                let (passt, fd) = super::passt::spawn(network, &spec.run_dir)?;
+                let (passt, fd) = super::passt::start(network, &spec.run_dir)?;
                 ctx.set_passt_fd(fd).map_err(failed)?;
                 Some(passt)
             }
