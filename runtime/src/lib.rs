@@ -16,10 +16,12 @@ pub mod status;
 
 pub use boxes_db::{BoxID, BoxInfo};
 pub use boxlite_copy::{CopyError, CopyStats};
+pub use boxlite_shim_api::boot_failure::BootFailure;
 pub use boxlite_shim_api::spec::EngineKind;
 pub use options::{
-    BoxOptions, BoxliteOptions, IpNet, NetworkMode, NetworkPolicy, NetworkSpec, PortSpec, Protocol,
-    ResourceLimits, RootfsSpec, SecurityOptions, SecurityOptionsBuilder, VolumeSpec,
+    BoxOptions, BoxliteOptions, InvalidArgument, IpNet, NetworkMode, NetworkPolicy, NetworkSpec,
+    PortSpec, Protocol, ResourceLimits, RootfsSpec, SecurityOptions, SecurityOptionsBuilder,
+    VolumeSpec,
 };
 pub use runtime::options;
 pub use runtime::{

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::boot_failure::BootFailure;
 use crate::client::ShimClient;
 use crate::files;
 use crate::process::ProcessId;
@@ -30,7 +31,7 @@ pub enum LaunchError {
         source: std::io::Error,
     },
     #[error("the box did not start: {0}")]
-    BootFailed(String),
+    BootFailed(#[from] BootFailure),
     #[error("the shim neither served its socket nor exited within {0:?}; it was killed")]
     Timeout(Duration),
 }
@@ -141,8 +142,9 @@ pub async fn launch(
     loop {
         if let Ok(client) = ShimClient::connect(box_dir).await {
             if let Ok(state) = client.state().await {
-                let process =
-                    process.ok_or_else(|| LaunchError::BootFailed("the shim vanished".into()))?;
+                let process = process.ok_or_else(|| BootFailure::Setup {
+                    message: "the shim vanished while it started".into(),
+                })?;
                 return Ok(Launched {
                     process,
                     client,
@@ -151,14 +153,13 @@ pub async fn launch(
             }
         }
         if let Ok(status) = exited.try_recv() {
-            let reason =
-                std::fs::read_to_string(box_dir.join(files::BOOT_ERROR)).unwrap_or_else(|_| {
-                    format!(
-                        "the shim exited ({status:?}) without saying why; see {}",
-                        box_dir.join(files::LOG).display()
-                    )
-                });
-            return Err(LaunchError::BootFailed(reason));
+            let failure = BootFailure::read(box_dir).unwrap_or_else(|| BootFailure::Setup {
+                message: format!(
+                    "the shim exited ({status:?}) without saying why; see {}",
+                    box_dir.join(files::LOG).display()
+                ),
+            });
+            return Err(failure.into());
         }
         if tokio::time::Instant::now() > deadline {
             // SAFETY: kill only sends a signal; the pid is our unreaped child, so it is ours.

@@ -5,6 +5,7 @@
 //! `boxlite-shim` crate only, so a program that embeds the runtime links none of them.
 
 pub mod agent_client;
+pub mod boot_failure;
 pub mod client;
 pub mod launch;
 pub mod network_policy;
@@ -23,7 +24,8 @@ pub mod files {
     pub const PID: &str = "shim.pid";
     /// The shim's own stdout and stderr.
     pub const LOG: &str = "shim.log";
-    /// Why the VM could not boot, written before the shim exits with failure.
+    /// Why the VM could not boot (`boot_failure::BootFailure` as JSON), written before the
+    /// shim exits with failure.
     pub const BOOT_ERROR: &str = "shim.error";
     /// The shim, then each VMM process it started, one "PID START_TIME" per line: whoever
     /// finds the shim dead kills what is left of its VM (when the first line is that shim).

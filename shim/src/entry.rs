@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::boot_failure::BootFailure;
 use crate::engine::{self, hardware_virtualization_usable};
 use crate::output_log::{OutputLog, DEFAULT_MAX_FILE_BYTES};
 use crate::process::ProcessId;
@@ -47,14 +48,19 @@ pub fn main() -> ExitCode {
         .build()
     {
         Ok(rt) => rt,
-        Err(err) => return fail(&box_dir, &format!("starting the async runtime: {err}")),
+        Err(err) => {
+            return fail(
+                &box_dir,
+                &setup(format!("starting the async runtime: {err}")),
+            )
+        }
     };
     let outcome = runtime.block_on(run(&box_dir));
     // The VM is gone: nothing left on a blocking thread may hold the exit up.
     runtime.shutdown_background();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => fail(&box_dir, &message),
+        Err(failure) => fail(&box_dir, &failure),
     }
 }
 
@@ -95,30 +101,35 @@ async fn abandonment(
 }
 
 /// Records why the shim could not do its job where the runtime looks for it.
-fn fail(box_dir: &Path, message: &str) -> ExitCode {
-    eprintln!("boxlite-shim: {message}");
-    let _ = std::fs::write(box_dir.join(files::BOOT_ERROR), message);
+fn fail(box_dir: &Path, failure: &BootFailure) -> ExitCode {
+    eprintln!("boxlite-shim: {failure}");
+    let _ = failure.write(box_dir);
     ExitCode::FAILURE
 }
 
-async fn run(box_dir: &Path) -> Result<(), String> {
+fn setup(message: String) -> BootFailure {
+    BootFailure::Setup { message }
+}
+
+async fn run(box_dir: &Path) -> Result<(), BootFailure> {
     let config_path = box_dir.join(files::CONFIG);
     let config: ShimConfig = serde_json::from_slice(
         &std::fs::read(&config_path)
-            .map_err(|e| format!("reading {}: {e}", config_path.display()))?,
+            .map_err(|e| setup(format!("reading {}: {e}", config_path.display())))?,
     )
-    .map_err(|e| format!("parsing {}: {e}", config_path.display()))?;
+    .map_err(|e| setup(format!("parsing {}: {e}", config_path.display())))?;
     ProcessId::current()
-        .ok_or("reading this process's start time")?
+        .ok_or_else(|| setup("reading this process's start time".into()))?
         .write(&box_dir.join(files::PID))
-        .map_err(|e| format!("writing {}: {e}", files::PID))?;
+        .map_err(|e| setup(format!("writing {}: {e}", files::PID)))?;
 
-    let kind = engine::select(config.engine, hardware_virtualization_usable())
-        .map_err(|e| e.to_string())?;
-    let engine = engine::engine(kind).map_err(|e| e.to_string())?;
-    let vm = Vm::boot(engine.as_ref(), &config.vm, config.ready_timeout())
-        .await
-        .map_err(|e| e.to_string())?;
+    let unavailable = |e: engine::EngineError| BootFailure::EngineUnavailable {
+        message: e.to_string(),
+    };
+    let kind =
+        engine::select(config.engine, hardware_virtualization_usable()).map_err(unavailable)?;
+    let engine = engine::engine(kind).map_err(unavailable)?;
+    let vm = Vm::boot(engine.as_ref(), &config.vm, config.ready_timeout()).await?;
     let vm = Arc::new(vm);
 
     let socket = box_dir.join(files::SOCKET);
@@ -144,12 +155,12 @@ async fn run(box_dir: &Path) -> Result<(), String> {
     let address = format!("unix://{}", socket.display());
     let mut server = ttrpc::r#async::Server::new()
         .bind(&address)
-        .map_err(|e| format!("listening on {address}: {e}"))?
+        .map_err(|e| setup(format!("listening on {address}: {e}")))?
         .register_service(services);
     server
         .start()
         .await
-        .map_err(|e| format!("serving on {address}: {e}"))?;
+        .map_err(|e| setup(format!("serving on {address}: {e}")))?;
     eprintln!(
         "boxlite-shim: box ready in {:?}, serving {address}",
         vm.timings().spawn_to_ready
@@ -157,8 +168,10 @@ async fn run(box_dir: &Path) -> Result<(), String> {
 
     // Until the VM ends: by Stop, by the guest, by the VMM dying, by a signal to this
     // process, or because nobody adopted the box.
-    let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM: {e}"))?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT: {e}"))?;
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| setup(format!("SIGTERM: {e}")))?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| setup(format!("SIGINT: {e}")))?;
     let told_to_end = tokio::select! {
         exit = vm.wait_exit() => Err(exit),
         reason = abandonment(config.launcher, adopted, config.stop_with_launcher) => Ok(reason),

@@ -18,5 +18,6 @@ pub mod server;
 pub mod vm;
 
 pub use boxlite_shim_api::{
-    agent_client, client, launch, output_log, process, rotating, ShimConfig, ADOPT_TIMEOUT,
+    agent_client, boot_failure, client, launch, output_log, process, rotating, ShimConfig,
+    ADOPT_TIMEOUT,
 };

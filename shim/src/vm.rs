@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use boxlite_protocol::agent::PingResponse;
 
 use crate::agent_client::{AgentClient, AgentError};
+use crate::boot_failure::BootFailure;
 use crate::console::{ConsolePump, CONSOLE_MAX_FILE_BYTES};
 use crate::engine::{console_tail, Engine, EngineError, RunningVm, VmExit, VmSpec};
 use crate::process::{write_all, ProcessId};
@@ -32,6 +33,32 @@ pub enum BootError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+}
+
+impl From<BootError> for BootFailure {
+    fn from(err: BootError) -> Self {
+        match err {
+            BootError::Engine(e @ EngineError::Unavailable { .. }) => {
+                BootFailure::EngineUnavailable {
+                    message: e.to_string(),
+                }
+            }
+            BootError::Engine(e) => BootFailure::Engine {
+                message: e.to_string(),
+            },
+            BootError::VmExited { exit, console } => BootFailure::VmExited {
+                exit: exit.to_string(),
+                console,
+            },
+            BootError::ReadyTimeout { waited, console } => BootFailure::ReadyTimeout {
+                waited_ms: waited.as_millis().try_into().unwrap_or(u64::MAX),
+                console,
+            },
+            e @ BootError::Console { .. } => BootFailure::Setup {
+                message: e.to_string(),
+            },
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -36,10 +36,17 @@ async fn a_box_lives_through_the_api() {
             "{err}"
         );
     }
-    assert!(rt
+    let err = rt
         .create(options(), Some("bad name!".into()))
         .await
-        .is_err());
+        .expect_err("bad name");
+    assert!(
+        matches!(
+            err,
+            BoxliteError::InvalidArgument(boxlite::InvalidArgument::Name(ref n)) if n == "bad name!"
+        ),
+        "{err}"
+    );
     assert!(rt.list_info().await.unwrap().is_empty());
 
     let web = rt.create(options(), Some("web".into())).await.unwrap();
@@ -438,4 +445,26 @@ async fn a_guest_flooding_its_console_costs_the_host_a_bounded_log() {
     assert!(kept <= bound, "{kept} bytes of console kept, bound {bound}");
     assert!(size("console.log.1") > 0, "the flood went through the log");
     rt.remove("loud", false).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_this_host_cannot_run_is_unsupported() {
+    if boxlite_tests::test_engine_kind() == boxlite::EngineKind::Krun {
+        return;
+    }
+    let home = TestHome::new();
+    let rt = test_runtime!(home.path());
+    // The shim says so as a typed boot failure, which the caller sees as Unsupported (not
+    // as a failed VM), and the box stays as it was.
+    let mut krun = options();
+    krun.engine = Some(boxlite::EngineKind::Krun);
+    let b = rt.create(krun, None).await.unwrap();
+    let err = b.start().await.expect_err("krun cannot run here");
+    assert_eq!(err.kind(), boxlite::ErrorKind::Unsupported, "{err}");
+    assert!(
+        err.to_string().contains("krun engine cannot run here"),
+        "{err}"
+    );
+    assert_eq!(b.info().status, BoxStatus::Configured);
+    rt.remove(b.id(), true).await.unwrap();
 }

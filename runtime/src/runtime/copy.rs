@@ -32,7 +32,7 @@ impl Default for CopyOptions {
 
 impl CopyOptions {
     /// Refuses what this copy cannot honour, naming the option.
-    fn check(&self, source_is_dir: bool, call: &str) -> Result<()> {
+    fn check(&self, source_is_dir: bool, call: &'static str) -> Result<()> {
         let unsupported = |option: &str| {
             Err(BoxliteError::Unsupported(format!(
                 "{call} with CopyOptions::{option} is not supported yet"
@@ -51,9 +51,7 @@ impl CopyOptions {
             return unsupported("recursive = false");
         }
         if !self.recursive && source_is_dir {
-            return Err(BoxliteError::InvalidArgument(format!(
-                "{call}: the source is a directory and CopyOptions::recursive is false"
-            )));
+            return Err(InvalidArgument::CopyOfDirectoryNotRecursive { call }.into());
         }
         Ok(())
     }
@@ -207,9 +205,7 @@ impl LiteBox {
 
     pub(crate) async fn start_copy(&self, into_box: bool, guest_path: &str) -> Result<Execution> {
         if !guest_path.starts_with('/') {
-            return Err(BoxliteError::InvalidArgument(format!(
-                "{guest_path:?} is not an absolute path in the box"
-            )));
+            return Err(InvalidArgument::GuestPath(guest_path.to_string()).into());
         }
         self.start().await?;
         let client = ShimClient::connect(&self.dir()).await?;

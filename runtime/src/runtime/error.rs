@@ -19,9 +19,9 @@ pub enum BoxliteError {
     /// The box is not in a state that allows the operation.
     #[error(transparent)]
     InvalidState(#[from] StateError),
-    /// An option or argument is wrong; the message says which and why.
+    /// An option or argument is wrong; the value says which and why.
     #[error("invalid argument: {0}")]
-    InvalidArgument(String),
+    InvalidArgument(#[from] InvalidArgument),
     /// The host or home is not set up for this: the message says what to change.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -235,10 +235,22 @@ macro_rules! via {
 via! {
     boxlite_lockfile::LockError => StorageError,
     boxlite_copy::CopyError => StorageError,
-    LaunchError => VmError,
     GuestError => VmError,
     ShimError => RpcError,
     AgentError => RpcError,
+}
+
+impl From<LaunchError> for BoxliteError {
+    /// A shim that says no engine can run here is `Unsupported` (the host cannot do it, the
+    /// caller did nothing wrong); every other launch failure is an `Engine` error.
+    fn from(err: LaunchError) -> Self {
+        match err {
+            LaunchError::BootFailed(BootFailure::EngineUnavailable { message }) => {
+                BoxliteError::Unsupported(message)
+            }
+            other => VmError::from(other).into(),
+        }
+    }
 }
 
 impl From<DbError> for BoxliteError {

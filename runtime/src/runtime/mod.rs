@@ -10,6 +10,7 @@ use std::time::Duration;
 use boxlite_protocol::agent::OutputStream;
 pub use boxlite_shim_api::agent_client::OutputChunk;
 use boxlite_shim_api::agent_client::{AgentError, ExecOptions};
+use boxlite_shim_api::boot_failure::BootFailure;
 use boxlite_shim_api::client::{ShimClient, ShimError};
 use boxlite_shim_api::launch::{launch, LaunchError};
 use boxlite_shim_api::process::{self, ProcessId};
@@ -46,7 +47,9 @@ pub use error::*;
 pub use execution::*;
 pub use litebox::*;
 pub use metrics::*;
-pub use options::{ResourceLimits, SecurityOptions, SecurityOptionsBuilder, VolumeSpec};
+pub use options::{
+    InvalidArgument, ResourceLimits, SecurityOptions, SecurityOptionsBuilder, VolumeSpec,
+};
 use recovery::*;
 
 /// Environment variable naming the home directory.
@@ -156,12 +159,12 @@ impl BoxliteRuntime {
 
     /// Creates a box (Configured: persisted, disk made, no VM). Pulls its image if needed.
     pub async fn create(&self, options: BoxOptions, name: Option<String>) -> Result<LiteBox> {
-        options.validate().map_err(BoxliteError::InvalidArgument)?;
+        options.validate()?;
         if options.engine.is_none() {
             engine_from_env()?;
         }
         if let Some(name) = &name {
-            validate_name(name).map_err(BoxliteError::InvalidArgument)?;
+            validate_name(name)?;
             if self.inner.db.get(name)?.is_some() {
                 return Err(BoxliteError::AlreadyExists(name.clone()));
             }

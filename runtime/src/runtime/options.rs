@@ -304,25 +304,27 @@ impl BoxOptions {
     }
 
     /// Checks every field; the first problem found is the error.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidArgument> {
+        use InvalidArgument as E;
         let cpus = self.effective_cpus();
         if cpus == 0 || cpus > MAX_CPUS {
-            return Err(format!("cpus must be between 1 and {MAX_CPUS}, not {cpus}"));
+            return Err(E::Cpus { value: cpus });
         }
         let memory = self.effective_memory_mib();
         if memory < MIN_MEMORY_MIB {
-            return Err(format!(
-                "memory must be at least {MIN_MEMORY_MIB} MiB, not {memory} MiB"
-            ));
+            return Err(E::Memory { value: memory });
         }
-        if let Some(size) = self.disk_size_gb {
-            return Err(format!(
-                "disk_size_gb ({size}) is not supported yet: a box's disk is its image plus \
-                 2 GiB; leave it None"
-            ));
+        if self.disk_size_gb.is_some() {
+            return Err(E::NotSupported {
+                field: "disk_size_gb",
+                hint: "a box's disk is its image plus 2 GiB; leave it None",
+            });
         }
         if self.isolate_mounts {
-            return Err("isolate_mounts is not supported yet: leave it false".into());
+            return Err(E::NotSupported {
+                field: "isolate_mounts",
+                hint: "leave it false",
+            });
         }
         self.security.validate()?;
         if let Some((key, _)) = self
@@ -330,84 +332,132 @@ impl BoxOptions {
             .iter()
             .find(|(k, _)| k.is_empty() || k.contains('=') || k.contains('\0'))
         {
-            return Err(format!("invalid environment variable name {key:?}"));
+            return Err(E::EnvName(key.clone()));
         }
         if let Some(dir) = &self.working_dir {
             if !dir.starts_with('/') {
-                return Err(format!(
-                    "working directory {dir:?} must be an absolute path"
-                ));
+                return Err(E::WorkingDir(dir.clone()));
             }
         }
         let mut guest_paths = std::collections::BTreeSet::new();
         for volume in &self.volumes {
             let host = &volume.host_path;
+            let host_problem = |problem| {
+                Err(E::VolumeHostPath {
+                    path: host.clone(),
+                    problem,
+                })
+            };
             if !Path::new(host).is_absolute() {
-                return Err(format!("volume host path {host} must be absolute"));
+                return host_problem("must be absolute");
             }
             if !Path::new(host).is_dir() {
-                return Err(format!(
-                    "volume host path {host} is not a directory (volumes share directories)"
-                ));
+                return host_problem("is not a directory (volumes share directories)");
             }
             let guest = &volume.guest_path;
+            let guest_problem = |problem| {
+                Err(E::VolumeGuestPath {
+                    path: guest.clone(),
+                    problem,
+                })
+            };
             if !guest.starts_with('/') || guest == "/" || guest.split('/').any(|p| p == "..") {
-                return Err(format!(
-                    "volume guest path {guest:?} must be an absolute path below / without `..`"
-                ));
+                return guest_problem("must be an absolute path below / without `..`");
             }
             if guest.contains(['\0', ',']) || !guest_paths.insert(guest.trim_end_matches('/')) {
-                return Err(format!(
-                    "volume guest path {guest:?} is invalid or used twice"
-                ));
+                return guest_problem("is invalid or used twice");
             }
         }
         if !self.ports.is_empty() && self.network == NetworkSpec::None {
-            return Err("ports need the network: drop --network none or the ports".into());
+            return Err(E::PortsWithoutNetwork);
         }
         let mut seen = std::collections::BTreeSet::new();
         for port in &self.ports {
             let host_port = port.effective_host_port();
             if host_port == 0 || port.guest_port == 0 {
-                return Err(format!(
-                    "port 0 cannot be forwarded ({host_port} -> {})",
-                    port.guest_port
-                ));
+                return Err(E::PortZero {
+                    host_port,
+                    guest_port: port.guest_port,
+                });
             }
             if !seen.insert((port.host_ip, host_port, port.protocol)) {
-                return Err(format!(
-                    "host port {host_port}/{} is forwarded twice",
-                    port.protocol.name()
-                ));
+                return Err(E::PortTwice {
+                    host_port,
+                    protocol: port.protocol.name(),
+                });
             }
         }
         match &self.rootfs {
-            RootfsSpec::Image(reference) if reference.trim().is_empty() => {
-                Err("the image reference is empty".into())
+            RootfsSpec::Image(reference) if reference.trim().is_empty() => Err(E::EmptyImage),
+            RootfsSpec::RootfsPath(path) if !Path::new(path).is_dir() => {
+                Err(E::RootfsPath(path.clone()))
             }
-            RootfsSpec::RootfsPath(path) if !Path::new(path).is_dir() => Err(format!(
-                "rootfs path {path:?} is not a directory (RootfsPath takes a prepared root \
-                 filesystem directory)"
-            )),
-            _ if self.ready_timeout.is_zero() => {
-                Err("the ready timeout must be longer than zero".into())
-            }
+            _ if self.ready_timeout.is_zero() => Err(E::ReadyTimeout),
             _ => Ok(()),
         }
     }
 }
 
+/// What is wrong with an option or argument, one variant per kind of mistake (the SDKs show
+/// the message; programs can match the variant).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidArgument {
+    #[error("cpus must be between 1 and {MAX_CPUS}, not {value}")]
+    Cpus { value: u8 },
+    #[error("memory must be at least {MIN_MEMORY_MIB} MiB, not {value} MiB")]
+    Memory { value: u32 },
+    #[error("{field} is not supported yet: {hint}")]
+    NotSupported {
+        field: &'static str,
+        hint: &'static str,
+    },
+    #[error("invalid environment variable name {0:?}")]
+    EnvName(String),
+    #[error("working directory {0:?} must be an absolute path")]
+    WorkingDir(String),
+    #[error("volume host path {path} {problem}")]
+    VolumeHostPath { path: String, problem: &'static str },
+    #[error("volume guest path {path:?} {problem}")]
+    VolumeGuestPath { path: String, problem: &'static str },
+    #[error("ports need the network: drop --network none or the ports")]
+    PortsWithoutNetwork,
+    #[error("port 0 cannot be forwarded ({host_port} -> {guest_port})")]
+    PortZero { host_port: u16, guest_port: u16 },
+    #[error("host port {host_port}/{protocol} is forwarded twice")]
+    PortTwice {
+        host_port: u16,
+        protocol: &'static str,
+    },
+    #[error("the image reference is empty")]
+    EmptyImage,
+    #[error("rootfs path {0:?} is not a directory (RootfsPath takes a prepared root filesystem directory)")]
+    RootfsPath(String),
+    #[error("the ready timeout must be longer than zero")]
+    ReadyTimeout,
+    #[error("invalid box name {0:?}: use 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit")]
+    Name(String),
+    /// A security option this host cannot honour, or a bad value in one.
+    #[error("security.{field}: {problem}")]
+    Security {
+        field: &'static str,
+        problem: String,
+    },
+    #[error("{0:?} is not an absolute path in the box")]
+    GuestPath(String),
+    #[error("{call}: the source is a directory and CopyOptions::recursive is false")]
+    CopyOfDirectoryNotRecursive { call: &'static str },
+}
+
 /// Whether `name` may name a box: like Docker's container names.
-pub fn validate_name(name: &str) -> Result<(), String> {
+pub fn validate_name(name: &str) -> Result<(), InvalidArgument> {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     if !first_ok
         || !chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
         || name.len() > 128
     {
-        return Err(format!(
-            "invalid box name {name:?}: use 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit"
-        ));
+        return Err(InvalidArgument::Name(name.to_string()));
     }
     Ok(())
 }
@@ -423,7 +473,7 @@ mod tests {
         let err = |f: fn(&mut BoxOptions)| {
             let mut o = ok.clone();
             f(&mut o);
-            o.validate().unwrap_err()
+            o.validate().unwrap_err().to_string()
         };
         assert!(err(|o| o.cpus = Some(0)).contains("cpus"));
         assert!(err(|o| o.memory_mib = Some(1)).contains("at least 64 MiB"));
@@ -432,6 +482,16 @@ mod tests {
         assert!(err(|o| o.env = vec![("A=B".into(), "x".into())]).contains("A=B"));
         assert!(err(|o| o.working_dir = Some("rel".into())).contains("absolute"));
         assert!(err(|o| o.rootfs = RootfsSpec::Image(" ".into())).contains("empty"));
+        // Typed: programs can match the mistake.
+        let mut o = ok.clone();
+        o.ports = vec![PortSpec::tcp(8080, 80), PortSpec::tcp(8080, 81)];
+        assert_eq!(
+            o.validate(),
+            Err(InvalidArgument::PortTwice {
+                host_port: 8080,
+                protocol: "tcp"
+            })
+        );
     }
 
     #[test]

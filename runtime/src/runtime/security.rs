@@ -10,6 +10,8 @@
 use std::path::PathBuf;
 
 use boxlite_shim_api::launch::LaunchOptions;
+
+use super::options::InvalidArgument;
 use serde::{Deserialize, Serialize};
 
 /// Environment variables a shim keeps when the environment is sanitised and no allowlist is
@@ -135,12 +137,17 @@ impl SecurityOptions {
     }
 
     /// The first field set to something this host cannot honour, as an error that says so.
-    pub fn validate(&self) -> Result<(), String> {
-        let unsupported = |field: &str| {
-            Err(format!(
-                "security.{field} is not supported yet; leave it off (supported: close_fds, \
-                 sanitize_env, env_allowlist, resource_limits)"
-            ))
+    pub fn validate(&self) -> Result<(), InvalidArgument> {
+        let problem = |field: &'static str, problem: String| {
+            Err(InvalidArgument::Security { field, problem })
+        };
+        let unsupported = |field: &'static str| {
+            problem(
+                field,
+                "not supported yet; leave it off (supported: close_fds, sanitize_env, \
+                 env_allowlist, resource_limits)"
+                    .into(),
+            )
         };
         if self.jailer_enabled {
             return unsupported("jailer_enabled");
@@ -158,35 +165,43 @@ impl SecurityOptions {
             return unsupported("chroot_enabled/chroot_base");
         }
         if self.sandbox_profile.is_some() {
-            return Err(
-                "security.sandbox_profile is a macOS sandbox profile; Linux has none".into(),
+            return problem(
+                "sandbox_profile",
+                "a macOS sandbox profile; Linux has none".into(),
             );
         }
         if !self.network_enabled {
-            return Err(
-                "security.network_enabled = false has no meaning on Linux; use \
-                 BoxOptions::network = NetworkSpec::None for a box without a network"
+            return problem(
+                "network_enabled",
+                "false has no meaning on Linux; use BoxOptions::network = NetworkSpec::None \
+                 for a box without a network"
                     .into(),
             );
         }
         // SAFETY: geteuid/getegid only read this process's credentials.
         let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
         if self.uid.is_some_and(|u| u != uid) || self.gid.is_some_and(|g| g != gid) {
-            return Err(format!(
-                "security.uid/gid: running the shim as another user is not supported yet; \
-                 leave them None or set them to this user ({uid}:{gid})"
-            ));
+            return problem(
+                "uid/gid",
+                format!(
+                    "running the shim as another user is not supported yet; leave them None \
+                     or set them to this user ({uid}:{gid})"
+                ),
+            );
         }
         let limits = &self.resource_limits;
         if limits.max_open_files.is_some_and(|n| n < 64) {
-            return Err("security.resource_limits.max_open_files must be at least 64 (the VMM needs descriptors)".into());
+            return problem(
+                "resource_limits.max_open_files",
+                "must be at least 64 (the VMM needs descriptors)".into(),
+            );
         }
         if self
             .env_allowlist
             .iter()
             .any(|name| name.is_empty() || name.contains(['=', '\0']))
         {
-            return Err("security.env_allowlist holds an invalid variable name".into());
+            return problem("env_allowlist", "holds an invalid variable name".into());
         }
         Ok(())
     }
@@ -298,7 +313,7 @@ impl SecurityOptionsBuilder {
     }
 
     /// The options, checked ([`SecurityOptions::validate`]).
-    pub fn build(self) -> Result<SecurityOptions, String> {
+    pub fn build(self) -> Result<SecurityOptions, InvalidArgument> {
         self.options.validate()?;
         Ok(self.options)
     }
@@ -320,7 +335,7 @@ mod tests {
         let refused = |f: fn(&mut SecurityOptions)| {
             let mut o = SecurityOptions::standard();
             f(&mut o);
-            o.validate().unwrap_err()
+            o.validate().unwrap_err().to_string()
         };
         assert!(refused(|o| o.seccomp_enabled = true).contains("seccomp_enabled"));
         assert!(refused(|o| o.new_net_ns = true).contains("new_net_ns"));
