@@ -173,14 +173,6 @@ const FAILURE: u8 = 125;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // RUST_LOG=debug (or boxlite=trace, ...) shows what the library does; warnings otherwise.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -316,6 +308,10 @@ async fn run(cli: Cli) -> Result<u8, String> {
         image_registries: cli.registries,
     })
     .map_err(|e| e.to_string())?;
+    // RUST_LOG=debug (or boxlite=trace, ...) shows what the library does on stderr; warnings
+    // otherwise. The home's logs/boxlite.log keeps RUST_LOG's levels (info when unset); the
+    // home is checked (ours, private) by now.
+    boxlite::logging::install(rt.home(), "warn");
     let e = |err: boxlite::BoxliteError| err.to_string();
     match cli.command {
         Command::Run {

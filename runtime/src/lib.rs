@@ -3,12 +3,14 @@
 //! [`BoxliteRuntime`] opens a home (`~/.boxlite`); [`LiteBox`] is one box in it, created from
 //! an OCI image and run by a shim process of its own; [`BoxCommand`] runs in it as an
 //! [`Execution`]. Modules: [`images`] (pulls, blob store, bases, box disks), [`guest`] (box
-//! kernel and initramfs), [`status`], [`options`], and `boxes_db` (db/boxes.db).
+//! kernel and initramfs), [`status`], [`options`], [`logging`] (the home's `logs/`), and
+//! `boxes_db` (db/boxes.db).
 
 pub mod blocking;
 pub mod boxes_db;
 pub mod guest;
 pub mod images;
+pub mod logging;
 pub mod runtime;
 mod simple_box;
 mod sqlite;
@@ -29,7 +31,7 @@ pub use runtime::{
     BoxliteError, BoxliteResult, BoxliteRuntime, CannotStartReason, ConfigError, CopyOptions,
     ErrorKind, ExecResult, ExecStderr, ExecStdin, ExecStdout, Execution, ExecutionError,
     ExecutionId, LiteBox, LogLine, LogStream, NetworkError, OutputChunk, OutputLogReader, RpcError,
-    RuntimeMetrics, StateError, StorageError, VmError, ENGINE_ENV, HOME_ENV, SHIM_ENV,
+    RuntimeMetrics, StateError, StorageError, VmError, ENGINE_ENV, HOME_ENV, SHIM_ENV, TMPDIR_ENV,
 };
 pub use simple_box::{ExecOutput, SimpleBox};
 pub use status::{BoxState, BoxStatus, ContainerID, LockId};

@@ -23,7 +23,8 @@ impl Cli {
             .arg(self.home.path())
             .args(args)
             .env("BOXLITE_AGENT", agent_binary())
-            .env_remove("BOXLITE_SHIM");
+            .env_remove("BOXLITE_SHIM")
+            .env_remove("RUST_LOG");
         command
     }
 
@@ -57,6 +58,13 @@ fn run_exec_ls_stop_rm_through_the_cli() {
     ]);
     assert_eq!(out.status.code(), Some(7), "stderr: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "from-image e\n/srv\n");
+    // The home keeps the runtime's log (info without RUST_LOG), not on stderr.
+    let log = std::fs::read_to_string(cli.home.path().join("logs/boxlite.log")).unwrap();
+    assert!(
+        log.contains("created box") && log.contains("started box"),
+        "{log}"
+    );
+    assert!(!text(&out.stderr).contains("created box"));
 
     // exec with stdin: `echo x | boxlite exec -i web cat`.
     let mut child = cli
@@ -249,6 +257,17 @@ fn run_exec_ls_stop_rm_through_the_cli() {
     assert_eq!(out.status.code(), Some(125));
     assert!(
         text(&out.stderr).contains("BOXLITE_ENGINE: unknown engine \"kvm\""),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = cli
+        .command(&["ls"])
+        .env("BOXLITE_TMPDIR", "relative/tmp")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("BOXLITE_TMPDIR: relative/tmp is not an existing directory"),
         "{}",
         text(&out.stderr)
     );

@@ -27,6 +27,24 @@ fn blob_files(store_dir: &std::path::Path) -> Vec<(String, std::time::SystemTime
     files
 }
 
+/// `BOXLITE_TMPDIR`: image root filesystems are unpacked there while a base is built, and
+/// nothing is left there afterwards.
+#[test]
+fn bases_are_unpacked_in_the_scratch_directory() {
+    let home = TestHome::new();
+    let not_a_dir = home.path().join("not-a-dir");
+    std::fs::write(&not_a_dir, b"").unwrap();
+    let store = ImageStore::open(home.path()).with_scratch(Some(not_a_dir));
+    let image = store.import_layout(oci_layout(), Some("busybox")).unwrap();
+    let err = store.ensure_base(&image).unwrap_err();
+    assert!(err.to_string().contains("not-a-dir"), "{err}");
+
+    let scratch = tempfile::tempdir_in(home.path()).unwrap();
+    let store = ImageStore::open(home.path()).with_scratch(Some(scratch.path().to_path_buf()));
+    assert!(store.ensure_base(&image).unwrap().is_file());
+    assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_layered_image_boots_with_its_files_and_config() {
     let home = TestHome::new();

@@ -120,6 +120,9 @@ pub struct StoredImage {
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     root: PathBuf,
+    /// Where image root filesystems are unpacked while a base is built (`BOXLITE_TMPDIR`);
+    /// `None`: `images/tmp/`. Only the finished base must be on the home's file system.
+    scratch: Option<PathBuf>,
     db_path: PathBuf,
     db: crate::sqlite::SharedConnection,
     blobs: BlobStore,
@@ -143,7 +146,15 @@ impl ImageStore {
             db_path: home.join("db").join("images.db"),
             db: crate::sqlite::SharedConnection::default(),
             root,
+            scratch: None,
         }
+    }
+
+    /// Unpacks image root filesystems under `scratch` (which must exist) while building
+    /// bases, instead of under `images/tmp/`.
+    pub fn with_scratch(mut self, scratch: Option<PathBuf>) -> Self {
+        self.scratch = scratch;
+        self
     }
 
     fn base_path(&self, manifest_digest: &str) -> Result<PathBuf, ImageError> {
@@ -321,7 +332,14 @@ impl ImageStore {
             .prefix("base-")
             .tempdir_in(&tmp)
             .map_err(io_err(&tmp))?;
-        let rootfs = work.path().join("rootfs");
+        // The unpacked tree may be large and is thrown away: it goes to the scratch
+        // directory when there is one.
+        let scratch_parent = self.scratch.as_deref().unwrap_or(work.path());
+        let scratch = tempfile::Builder::new()
+            .prefix("boxlite-rootfs-")
+            .tempdir_in(scratch_parent)
+            .map_err(io_err(scratch_parent))?;
+        let rootfs = scratch.path().join("rootfs");
         fs::create_dir(&rootfs).map_err(io_err(&rootfs))?;
         for layer in &image.layers {
             let blob = self.blobs.open(layer)?;

@@ -54,6 +54,9 @@ use recovery::*;
 
 /// Environment variable naming the home directory.
 pub const HOME_ENV: &str = "BOXLITE_HOME";
+/// Environment variable naming a directory for the runtime's scratch files (image root
+/// filesystems unpacked while a base is built); the home's `images/tmp/` when unset.
+pub const TMPDIR_ENV: &str = "BOXLITE_TMPDIR";
 /// Environment variable naming the shim binary.
 pub const SHIM_ENV: &str = "BOXLITE_SHIM";
 /// Environment variable choosing the engine of boxes whose options name none: `qemu`,
@@ -97,7 +100,7 @@ impl BoxliteRuntime {
         }
         let runtime = Self {
             inner: Arc::new(Inner {
-                images: ImageStore::open(&home),
+                images: ImageStore::open(&home).with_scratch(scratch_dir_from_env()?),
                 db: BoxesDb::new(&home.join("db").join("boxes.db")),
                 registries: options.image_registries,
                 counters: Counters::default(),
@@ -661,6 +664,26 @@ pub(crate) fn network_spec(options: &BoxOptions) -> Result<Option<NetworkSpec>> 
         forwards,
         policy: options.network_policy.clone(),
     }))
+}
+
+/// The directory `BOXLITE_TMPDIR` names, checked; `None` when unset or empty.
+fn scratch_dir_from_env() -> Result<Option<PathBuf>> {
+    let Some(dir) = std::env::var_os(TMPDIR_ENV).filter(|d| !d.is_empty()) else {
+        return Ok(None);
+    };
+    let dir = PathBuf::from(dir);
+    if !dir.is_absolute() || !dir.is_dir() {
+        return Err(ConfigError::Environment {
+            variable: TMPDIR_ENV,
+            message: format!(
+                "{} is not an existing directory given by its absolute path; create it or \
+                 unset {TMPDIR_ENV}",
+                dir.display()
+            ),
+        }
+        .into());
+    }
+    Ok(Some(dir))
 }
 
 /// The engine `BOXLITE_ENGINE` asks for; `None` for auto.
