@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use blobs::{sha256_hex, BlobError, BlobStore};
-use spec::{Descriptor, ImageConfig, Index, Manifest, REF_NAME};
+use spec::{digest, is_index, is_linux_amd64, ref_name, Descriptor, ImageConfig, Index, Manifest};
 
 /// How long one process waits for another that is building the same image's base.
 const BASE_LOCK_TIMEOUT: Duration = Duration::from_secs(600);
@@ -203,20 +203,16 @@ impl ImageStore {
             })?;
         let tagged: Vec<&Descriptor> = match tag {
             Some(tag) => index
-                .manifests
+                .manifests()
                 .iter()
-                .filter(|d| d.annotations.get(REF_NAME).map(String::as_str) == Some(tag))
+                .filter(|d| ref_name(d) == Some(tag))
                 .collect(),
-            None => index.manifests.iter().collect(),
+            None => index.manifests().iter().collect(),
         };
         let descriptor = match tagged.as_slice() {
             [one] => (*one).clone(),
             [] if tag.is_some() => {
-                let available: Vec<&str> = index
-                    .manifests
-                    .iter()
-                    .filter_map(|d| d.annotations.get(REF_NAME).map(String::as_str))
-                    .collect();
+                let available: Vec<&str> = index.manifests().iter().filter_map(ref_name).collect();
                 return Err(ImageError::UnknownTag {
                     path: layout.to_path_buf(),
                     tag: tag.unwrap_or_default().to_string(),
@@ -231,11 +227,12 @@ impl ImageStore {
             }
         };
         let fetch = |d: &Descriptor| -> Result<(), ImageError> {
-            let hex = sha256_hex(&d.digest)?;
+            let digest = digest(d);
+            let hex = sha256_hex(&digest)?;
             let path = layout.join("blobs").join("sha256").join(hex);
             let file = fs::File::open(&path)
-                .map_err(|e| layout_err(format!("missing blob {}: {e}", d.digest)))?;
-            self.blobs.put(&d.digest, Some(d.size), file)?;
+                .map_err(|e| layout_err(format!("missing blob {digest}: {e}")))?;
+            self.blobs.put(&digest, Some(d.size()), file)?;
             Ok(())
         };
         let image = self.store_image(&reference, descriptor, &fetch)?;
@@ -254,37 +251,39 @@ impl ImageStore {
         let mut blobs = Vec::new();
         // Multi-arch images: an index names one manifest per platform.
         for _ in 0..2 {
-            if !descriptor.is_index() {
+            if !is_index(&descriptor) {
                 break;
             }
             fetch(&descriptor)?;
-            blobs.push(descriptor.digest.clone());
-            let index: Index = self.json(reference, "image index", &descriptor.digest)?;
+            blobs.push(digest(&descriptor));
+            let index: Index = self.json(reference, "image index", &digest(&descriptor))?;
             descriptor = select_linux_amd64(&index, reference)?;
         }
         fetch(&descriptor)?;
-        let manifest: Manifest = self.json(reference, "manifest", &descriptor.digest)?;
-        fetch(&manifest.config)?;
-        let config: ImageConfig = self.json(reference, "image config", &manifest.config.digest)?;
-        for layer in &manifest.layers {
+        let manifest: Manifest = self.json(reference, "manifest", &digest(&descriptor))?;
+        fetch(manifest.config())?;
+        let config: ImageConfig =
+            self.json(reference, "image config", &digest(manifest.config()))?;
+        for layer in manifest.layers() {
             fetch(layer)?;
         }
-        blobs.push(descriptor.digest.clone());
-        blobs.push(manifest.config.digest.clone());
-        blobs.extend(manifest.layers.iter().map(|l| l.digest.clone()));
-        let run = config.config.unwrap_or_default();
+        let layers: Vec<String> = manifest.layers().iter().map(digest).collect();
+        blobs.push(digest(&descriptor));
+        blobs.push(digest(manifest.config()));
+        blobs.extend(layers.iter().cloned());
+        let run = config.config().clone().unwrap_or_default();
         Ok(StoredImage {
             reference: reference.to_string(),
-            manifest_digest: descriptor.digest.clone(),
-            layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
-            size: manifest.layers.iter().map(|l| l.size).sum(),
+            manifest_digest: digest(&descriptor),
+            layers,
+            size: manifest.layers().iter().map(|l| l.size()).sum(),
             blobs,
             run: ImageRunConfig {
-                env: run.env.unwrap_or_default(),
-                entrypoint: run.entrypoint.unwrap_or_default(),
-                cmd: run.cmd.unwrap_or_default(),
-                working_dir: run.working_dir.unwrap_or_default(),
-                user: run.user.unwrap_or_default(),
+                env: run.env().clone().unwrap_or_default(),
+                entrypoint: run.entrypoint().clone().unwrap_or_default(),
+                cmd: run.cmd().clone().unwrap_or_default(),
+                working_dir: run.working_dir().clone().unwrap_or_default(),
+                user: run.user().clone().unwrap_or_default(),
             },
         })
     }
@@ -407,16 +406,16 @@ impl StoredImage {
 
 /// The linux/amd64 entry of a multi-platform index.
 pub(crate) fn select_linux_amd64(index: &Index, image: &str) -> Result<Descriptor, ImageError> {
-    if let Some(d) = index.manifests.iter().find(|d| d.is_linux_amd64()) {
+    if let Some(d) = index.manifests().iter().find(|d| is_linux_amd64(d)) {
         return Ok(d.clone());
     }
     let available: Vec<String> = index
-        .manifests
+        .manifests()
         .iter()
         .filter_map(|d| {
-            d.platform
+            d.platform()
                 .as_ref()
-                .map(|p| format!("{}/{}", p.os, p.architecture))
+                .map(|p| format!("{}/{}", p.os(), p.architecture()))
         })
         .collect();
     Err(ImageError::NoPlatform {

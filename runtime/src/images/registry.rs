@@ -25,8 +25,8 @@ use sha2::{Digest, Sha256};
 
 use super::blobs::sha256_hex;
 use super::spec::{
-    Descriptor, Index, Manifest, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX,
-    MEDIA_OCI_MANIFEST,
+    digest as digest_of, is_index, Descriptor, DescriptorBuilder, Index, Manifest, MediaType,
+    MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
 };
 use super::{ImageError, ImageStore, StoredImage};
 
@@ -457,12 +457,12 @@ impl ImageStore {
             .put_manifest(reference, &bytes, &digest)
             .map_err(PullFailure::Fatal)?;
         let mut manifest_descriptor = top.clone();
-        if top.is_index() {
+        if is_index(&top) {
             let index: Index = parse(reference, "image index", &bytes)?;
             let chosen = super::select_linux_amd64(&index, &reference.whole())
                 .map_err(PullFailure::Fatal)?;
-            too_large("the linux/amd64 manifest (declared)", chosen.size)?;
-            let by_digest = reference.clone_with_digest(chosen.digest.clone());
+            too_large("the linux/amd64 manifest (declared)", chosen.size())?;
+            let by_digest = reference.clone_with_digest(digest_of(&chosen));
             let (bytes, digest) = client
                 .pull_manifest_raw(&by_digest, &auth, &MANIFEST_TYPES)
                 .await
@@ -477,15 +477,15 @@ impl ImageStore {
             "manifest",
             &self
                 .blobs
-                .read(&manifest_descriptor.digest)
+                .read(&digest_of(&manifest_descriptor))
                 .map_err(|e| PullFailure::Fatal(e.into()))?,
         )?;
-        for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+        for blob in std::iter::once(manifest.config()).chain(manifest.layers()) {
             limits
                 .check(
                     reference,
-                    || format!("blob {} (declared)", blob.digest),
-                    blob.size,
+                    || format!("blob {} (declared)", blob.digest()),
+                    blob.size(),
                     false,
                 )
                 .map_err(PullFailure::Fatal)?;
@@ -504,12 +504,12 @@ impl ImageStore {
         }
         let image = self
             .store_image(name, top, &|d: &Descriptor| {
-                if self.blobs.contains(&d.digest) {
+                if self.blobs.contains(&digest_of(d)) {
                     Ok(())
                 } else {
                     Err(ImageError::Registry {
                         reference: reference.whole(),
-                        message: format!("blob {} was not downloaded", d.digest),
+                        message: format!("blob {} was not downloaded", d.digest()),
                     })
                 }
             })
@@ -549,14 +549,21 @@ impl ImageStore {
             None if json.get("manifests").is_some() => MEDIA_OCI_INDEX.to_string(),
             None => MEDIA_OCI_MANIFEST.to_string(),
         };
+        let parsed_digest: super::spec::Digest =
+            actual.parse().map_err(|e| ImageError::Registry {
+                reference: reference.whole(),
+                message: format!("digest {actual}: {e}"),
+            })?;
         self.blobs.put(&actual, Some(bytes.len() as u64), bytes)?;
-        Ok(Descriptor {
-            media_type,
-            digest: actual,
-            size: bytes.len() as u64,
-            platform: None,
-            annotations: Default::default(),
-        })
+        DescriptorBuilder::default()
+            .media_type(MediaType::from(media_type.as_str()))
+            .digest(parsed_digest)
+            .size(bytes.len() as u64)
+            .build()
+            .map_err(|e| ImageError::Registry {
+                reference: reference.whole(),
+                message: format!("describing the manifest: {e}"),
+            })
     }
 
     async fn download_blob(
@@ -567,10 +574,12 @@ impl ImageStore {
         progress: Option<&ProgressFn>,
         downloads: &mut Downloads,
     ) -> Result<(), DownloadError> {
-        if self.blobs.contains(&blob.digest) {
+        let digest = digest_of(blob);
+        let declared = blob.size();
+        if self.blobs.contains(&digest) {
             return Ok(());
         }
-        let hex = sha256_hex(&blob.digest)
+        let hex = sha256_hex(&digest)
             .map_err(|e| DownloadError::Store(e.into()))?
             .to_string();
         let locks = self.root.join("locks");
@@ -594,30 +603,30 @@ impl ImageStore {
         // Another process may have fetched it while this one waited.
         let Some(mut writer) = self
             .blobs
-            .writer(&blob.digest)
+            .writer(&digest)
             .map_err(|e| DownloadError::Store(e.into()))?
         else {
             return Ok(());
         };
         let mut stream = client
-            .pull_blob_stream(reference, blob.digest.as_str())
+            .pull_blob_stream(reference, digest.as_str())
             .await
             .map_err(DownloadError::Registry)?;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {
                 DownloadError::Store(ImageError::Registry {
                     reference: reference.whole(),
-                    message: format!("downloading {}: {}", blob.digest, describe(&e)),
+                    message: format!("downloading {}: {}", digest, describe(&e)),
                 })
             })?;
             // Cut off at the declared size: a registry cannot make us store more.
             let received = writer.size() + chunk.len() as u64;
-            if received > blob.size {
+            if received > declared {
                 return Err(DownloadError::Store(ImageError::Registry {
                     reference: reference.whole(),
                     message: format!(
                         "blob {} is larger than the {} bytes its descriptor declares; refused",
-                        blob.digest, blob.size
+                        digest, declared
                     ),
                 }));
             }
@@ -626,15 +635,15 @@ impl ImageStore {
                 .map_err(|e| DownloadError::Store(e.into()))?;
             if let Some(progress) = progress {
                 (progress.0)(&PullProgress {
-                    digest: blob.digest.clone(),
+                    digest: digest.clone(),
                     received: writer.size(),
-                    total: blob.size,
+                    total: declared,
                 });
             }
         }
         let size = writer.size();
         writer
-            .commit(Some(blob.size))
+            .commit(Some(declared))
             .map_err(|e| DownloadError::Store(e.into()))?;
         downloads.blobs += 1;
         downloads.bytes += size;

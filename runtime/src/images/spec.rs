@@ -1,9 +1,15 @@
-//! The parts of the OCI image spec (and Docker's v2 schema 2, which has the same shape) that a
-//! box needs: indexes, manifests, descriptors and the image configuration.
+//! The OCI image types a box needs come from the `oci-spec` crate (indexes, manifests,
+//! descriptors, image configurations; Docker's v2 schema 2 has the same shape, its media
+//! types arrive as `MediaType::Other`). Parsing through them also validates digests, so a
+//! registry or layout that names a malformed digest is refused when its JSON is read. This
+//! module adds the media-type names the registry client asks for and the few questions the
+//! runtime asks of a descriptor.
 
-use std::collections::HashMap;
-
-use serde::{Deserialize, Serialize};
+use oci_spec::image::{Arch, Os};
+pub use oci_spec::image::{
+    Config as RunConfig, Descriptor, DescriptorBuilder, Digest, ImageConfiguration as ImageConfig,
+    ImageIndex as Index, ImageManifest as Manifest, MediaType,
+};
 
 pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -12,79 +18,66 @@ pub const MEDIA_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.man
 /// Annotation naming a manifest inside an OCI image layout (its tag).
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Platform {
-    pub architecture: String,
-    pub os: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    #[serde(default)]
-    pub media_type: String,
-    pub digest: String,
-    pub size: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
-    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
-    pub annotations: HashMap<String, String>,
-}
-
-impl Descriptor {
-    pub fn is_index(&self) -> bool {
-        self.media_type == MEDIA_OCI_INDEX || self.media_type == MEDIA_DOCKER_LIST
-    }
-
-    /// Whether this entry of an index is the linux/amd64 image boxes run.
-    pub fn is_linux_amd64(&self) -> bool {
-        self.platform
-            .as_ref()
-            .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
+/// Whether `descriptor` names an index (OCI) or a manifest list (Docker).
+pub fn is_index(descriptor: &Descriptor) -> bool {
+    match descriptor.media_type() {
+        MediaType::ImageIndex => true,
+        MediaType::Other(other) => other == MEDIA_DOCKER_LIST,
+        _ => false,
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Index {
-    #[serde(default)]
-    pub media_type: Option<String>,
-    pub manifests: Vec<Descriptor>,
+/// Whether this entry of an index is the linux/amd64 image boxes run.
+pub fn is_linux_amd64(descriptor: &Descriptor) -> bool {
+    descriptor
+        .platform()
+        .as_ref()
+        .is_some_and(|p| *p.os() == Os::Linux && *p.architecture() == Arch::Amd64)
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Manifest {
-    #[serde(default)]
-    pub media_type: Option<String>,
-    pub config: Descriptor,
-    pub layers: Vec<Descriptor>,
+/// The tag an OCI image layout gives this entry of its index.
+pub fn ref_name(descriptor: &Descriptor) -> Option<&str> {
+    descriptor
+        .annotations()
+        .as_ref()?
+        .get(REF_NAME)
+        .map(String::as_str)
 }
 
-/// `config` of an image configuration: how its processes run.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RunConfig {
-    #[serde(rename = "Env", default)]
-    pub env: Option<Vec<String>>,
-    #[serde(rename = "Entrypoint", default)]
-    pub entrypoint: Option<Vec<String>>,
-    #[serde(rename = "Cmd", default)]
-    pub cmd: Option<Vec<String>>,
-    #[serde(rename = "WorkingDir", default)]
-    pub working_dir: Option<String>,
-    #[serde(rename = "User", default)]
-    pub user: Option<String>,
+/// The descriptor's digest as text (`sha256:…`), as the blob store names blobs.
+pub fn digest(descriptor: &Descriptor) -> String {
+    descriptor.digest().to_string()
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ImageConfig {
-    #[serde(default)]
-    pub architecture: String,
-    #[serde(default)]
-    pub os: String,
-    #[serde(default)]
-    pub config: Option<RunConfig>,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_and_oci_media_types_and_platforms_are_told_apart() {
+        let json = |media: &str, platform: &str| {
+            format!(
+                r#"{{"mediaType":"{media}","digest":"sha256:{}","size":1{platform}}}"#,
+                "a".repeat(64)
+            )
+        };
+        let parse = |text: String| serde_json::from_str::<Descriptor>(&text).unwrap();
+        assert!(is_index(&parse(json(MEDIA_OCI_INDEX, ""))));
+        assert!(is_index(&parse(json(MEDIA_DOCKER_LIST, ""))));
+        assert!(!is_index(&parse(json(MEDIA_DOCKER_MANIFEST, ""))));
+        let amd64 = parse(json(
+            MEDIA_OCI_MANIFEST,
+            r#","platform":{"architecture":"amd64","os":"linux"}"#,
+        ));
+        assert!(is_linux_amd64(&amd64));
+        assert_eq!(digest(&amd64), format!("sha256:{}", "a".repeat(64)));
+        let arm = parse(json(
+            MEDIA_OCI_MANIFEST,
+            r#","platform":{"architecture":"arm64","os":"linux"}"#,
+        ));
+        assert!(!is_linux_amd64(&arm));
+        // A malformed digest is refused when the JSON is read.
+        let bad = r#"{"mediaType":"x","digest":"sha256:../../etc","size":1}"#;
+        assert!(serde_json::from_str::<Descriptor>(bad).is_err());
+    }
 }
