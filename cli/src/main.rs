@@ -172,7 +172,15 @@ enum Command {
 const FAILURE: u8 = 125;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 125 like boxlite's other failures (docker's convention), so that
+    // scripts can tell them from the command's own codes; --help and --version exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() { FAILURE } else { 0 });
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

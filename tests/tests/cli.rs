@@ -285,6 +285,28 @@ fn run_exec_ls_stop_rm_through_the_cli() {
             text(&out.stderr)
         );
     }
+    // Usage errors are boxlite's own failures (125, as docker), not the command's codes.
+    for bad in [
+        &["run", "--no-such-flag", &image][..],
+        &["bogus"],
+        &["logs", "--tail", "x", "web"],
+    ] {
+        let out = cli.run(bad);
+        assert_eq!(
+            out.status.code(),
+            Some(125),
+            "{bad:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(cli.run(&["--help"]).status.code(), Some(0));
+    let out = cli.run(&["run", "--memory", "4000000000", &image, "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("more than this host has"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = cli.run(&["run", "--cpus", "0", &image, "true"]);
     assert!(text(&out.stderr).contains("cpus"), "{}", text(&out.stderr));
     let out = cli.run(&["rm", "web"]);

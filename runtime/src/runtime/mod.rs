@@ -96,7 +96,8 @@ impl BoxliteRuntime {
         let home = options.home_dir;
         prepare_home(&home)?;
         for dir in ["boxes", "images", "init", "db", "logs"] {
-            std::fs::create_dir_all(home.join(dir)).map_err(io_err(&home))?;
+            let dir = home.join(dir);
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
         let runtime = Self {
             inner: Arc::new(Inner {

@@ -314,6 +314,12 @@ impl BoxOptions {
         if memory < MIN_MEMORY_MIB {
             return Err(E::Memory { value: memory });
         }
+        if let Some(host) = host_memory_mib().filter(|&host| u64::from(memory) > host) {
+            return Err(E::MemoryAboveHost {
+                value: memory,
+                host,
+            });
+        }
         if self.disk_size_gb.is_some() {
             return Err(E::NotSupported {
                 field: "disk_size_gb",
@@ -407,6 +413,8 @@ pub enum InvalidArgument {
     Cpus { value: u8 },
     #[error("memory must be at least {MIN_MEMORY_MIB} MiB, not {value} MiB")]
     Memory { value: u32 },
+    #[error("memory of {value} MiB is more than this host has ({host} MiB)")]
+    MemoryAboveHost { value: u32, host: u64 },
     #[error("{field} is not supported yet: {hint}")]
     NotSupported {
         field: &'static str,
@@ -449,6 +457,14 @@ pub enum InvalidArgument {
     CopyOfDirectoryNotRecursive { call: &'static str },
 }
 
+/// This host's memory in MiB (MemTotal of /proc/meminfo); `None` if it cannot be read.
+fn host_memory_mib() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
 /// Whether `name` may name a box: like Docker's container names.
 pub fn validate_name(name: &str) -> Result<(), InvalidArgument> {
     let mut chars = name.chars();
@@ -477,6 +493,7 @@ mod tests {
         };
         assert!(err(|o| o.cpus = Some(0)).contains("cpus"));
         assert!(err(|o| o.memory_mib = Some(1)).contains("at least 64 MiB"));
+        assert!(err(|o| o.memory_mib = Some(u32::MAX)).contains("more than this host has"));
         assert!(err(|o| o.disk_size_gb = Some(10)).contains("disk_size_gb"));
         assert!(err(|o| o.security.jailer_enabled = true).contains("jailer_enabled"));
         assert!(err(|o| o.env = vec![("A=B".into(), "x".into())]).contains("A=B"));
