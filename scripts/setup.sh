@@ -12,10 +12,11 @@ say() { echo "setup: $*" >&2; }
 # Packages from bookworm. QEMU comes from bookworm-backports: the machine image carries
 # qemu-utils 10.0 from there, which conflicts with bookworm's qemu-system 7.2.
 # libseccomp-dev and libcap-ng-dev are for building virtiofsd (volumes; not packaged here);
-# passt is the krun engine's network.
+# passt is every engine's network; debootstrap builds the box types' images
+# (scripts/build-images.sh).
 apt_packages=(linux-source-6.12 bison flex bc libelf-dev libssl-dev cpio xz-utils make gcc
   binutils e2fsprogs busybox-static umoci docker-registry skopeo libseccomp-dev libcap-ng-dev
-  passt)
+  passt debootstrap)
 backports_packages=(qemu-system-x86)
 
 missing() {
@@ -27,25 +28,7 @@ missing() {
   done
 }
 
-# The URI of the apt source that serves Debian bookworm's main suite on this machine
-# (deb822 .sources files or one-line sources.list entries), empty if there is none.
-debian_mirror() {
-  local f
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -r "$f" ] || continue
-    awk 'BEGIN { RS = ""; FS = "\n" }
-      { uri = ""; ok = 0
-        for (i = 1; i <= NF; i++) {
-          if ($i ~ /^URIs:/) { split($i, a, /[ \t]+/); uri = a[2] }
-          if ($i ~ /^Suites:/ && $i ~ /[ \t]bookworm([ \t]|$)/) ok = 1
-        }
-        if (ok && uri != "") { print uri; exit } }' "$f"
-  done | head -n1 | grep . && return
-  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-    awk '$1 == "deb" && $0 !~ /\[/ && $3 == "bookworm" { print $2; exit }
-         $1 == "deb" && $2 ~ /^\[/ { for (i = 2; i <= NF; i++) if ($i ~ /\]$/) break;
-           if ($(i + 2) == "bookworm") { print $(i + 1); exit } }'
-}
+source "$repo/scripts/lib/debian-mirror.sh"
 
 sudo_cmd=()
 if [ "$(id -u)" != 0 ]; then sudo_cmd=(sudo); fi

@@ -7,6 +7,7 @@
 //! `boxes_db` (db/boxes.db).
 
 pub mod blocking;
+pub mod box_types;
 pub mod boxes_db;
 pub mod guest;
 pub mod images;
@@ -16,6 +17,7 @@ mod simple_box;
 mod sqlite;
 pub mod status;
 
+pub use box_types::{CodeBox, CodeError, CodeResult, InteractiveBox};
 pub use boxes_db::{BoxID, BoxInfo};
 pub use boxlite_copy::{CopyError, CopyStats};
 pub use boxlite_shim_api::boot_failure::BootFailure;

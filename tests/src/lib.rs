@@ -574,6 +574,25 @@ pub fn cli_bin_dir() -> &'static Path {
     })
 }
 
+/// The python image of `scripts/build-images.sh python` (debootstrap, built on first use and
+/// cached by a hash of its inputs), for the CodeBox tests.
+pub fn python_layout() -> &'static Path {
+    static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
+    LAYOUT.get_or_init(|| {
+        let output = Command::new(workspace_root().join("scripts/build-images.sh"))
+            .arg("python")
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("running scripts/build-images.sh");
+        assert!(
+            output.status.success(),
+            "scripts/build-images.sh python failed"
+        );
+        let stdout = String::from_utf8(output.stdout).expect("a path");
+        PathBuf::from(stdout.lines().last().expect("the layout's path"))
+    })
+}
+
 /// Options for a box from the test layout's image `tag`, sized for TCG test runs. Detached
 /// and kept when stopped (the tests check what happens across processes and restarts); the
 /// defaults (`auto_remove`, not detached) have tests of their own.

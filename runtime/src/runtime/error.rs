@@ -202,6 +202,12 @@ pub enum ExecutionError {
     /// The exec's stdin was not asked for, or was closed.
     #[error("{0}")]
     Stdin(String),
+    /// A `CodeBox`'s interpreter could not start, ended, or answered what it should not.
+    #[error("the box's Python interpreter: {0}")]
+    Interpreter(String),
+    /// pip could not install packages in a `CodeBox`.
+    #[error("installing {packages}: {message}")]
+    Package { packages: String, message: String },
 }
 
 /// Starting or preparing the VM.

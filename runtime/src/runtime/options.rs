@@ -455,6 +455,12 @@ pub enum InvalidArgument {
     GuestPath(String),
     #[error("{call}: the source is a directory and CopyOptions::recursive is false")]
     CopyOfDirectoryNotRecursive { call: &'static str },
+    #[error("script {path}: {problem}")]
+    Script { path: String, problem: String },
+    #[error("{0:?} is not a package name pip should be given (no options, no spaces)")]
+    Package(String),
+    #[error("{0:?} is not a terminal size (rows and columns from 1 to 65535)")]
+    TerminalSize(String),
 }
 
 /// This host's memory in MiB (MemTotal of /proc/meminfo); `None` if it cannot be read.
