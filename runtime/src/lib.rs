@@ -17,7 +17,10 @@ mod simple_box;
 mod sqlite;
 pub mod status;
 
-pub use box_types::{CodeBox, CodeError, CodeResult, InteractiveBox};
+pub use box_types::{
+    BrowserBox, CodeBox, CodeError, CodeResult, ComputerBox, InteractiveBox, Screenshot,
+    ScrollDirection,
+};
 pub use boxes_db::{BoxID, BoxInfo};
 pub use boxlite_copy::{CopyError, CopyStats};
 pub use boxlite_shim_api::boot_failure::BootFailure;

@@ -574,23 +574,35 @@ pub fn cli_bin_dir() -> &'static Path {
     })
 }
 
-/// The python image of `scripts/build-images.sh python` (debootstrap, built on first use and
-/// cached by a hash of its inputs), for the CodeBox tests.
+/// The python image of `scripts/build-images.sh python`, for the CodeBox tests.
 pub fn python_layout() -> &'static Path {
-    static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
-    LAYOUT.get_or_init(|| {
-        let output = Command::new(workspace_root().join("scripts/build-images.sh"))
-            .arg("python")
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .expect("running scripts/build-images.sh");
-        assert!(
-            output.status.success(),
-            "scripts/build-images.sh python failed"
-        );
-        let stdout = String::from_utf8(output.stdout).expect("a path");
-        PathBuf::from(stdout.lines().last().expect("the layout's path"))
-    })
+    image_layout("python")
+}
+
+/// The image `name` of `scripts/build-images.sh` (debootstrap, built on first use and cached
+/// by a hash of its inputs): python, browser or desktop. Built one at a time.
+pub fn image_layout(name: &str) -> &'static Path {
+    static LAYOUTS: std::sync::Mutex<Vec<(String, &'static Path)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut layouts = LAYOUTS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, path)) = layouts.iter().find(|(n, _)| n == name) {
+        return path;
+    }
+    let output = Command::new(workspace_root().join("scripts/build-images.sh"))
+        .arg(name)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("running scripts/build-images.sh");
+    assert!(
+        output.status.success(),
+        "scripts/build-images.sh {name} failed"
+    );
+    let stdout = String::from_utf8(output.stdout).expect("a path");
+    let path: &'static Path = Box::leak(
+        PathBuf::from(stdout.lines().last().expect("the layout's path")).into_boxed_path(),
+    );
+    layouts.push((name.to_string(), path));
+    path
 }
 
 /// Options for a box from the test layout's image `tag`, sized for TCG test runs. Detached

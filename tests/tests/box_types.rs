@@ -1,11 +1,16 @@
-//! The box types on real VMs: `CodeBox` on the python image `scripts/build-images.sh`
-//! builds (one box for all its assertions: a TCG boot of it costs seconds), and
-//! `InteractiveBox` on the busybox test image.
+//! The box types on real VMs: `CodeBox` on the python image and `BrowserBox` on the browser
+//! image that `scripts/build-images.sh` builds (one box each for all their assertions: a TCG
+//! boot of them costs seconds), and `InteractiveBox` on the busybox test image.
 
 use std::time::Duration;
 
-use boxlite::{BoxCommand, BoxOptions, CodeBox, ErrorKind, InteractiveBox, NetworkMode};
-use boxlite_tests::{layout_box_options, python_layout, test_runtime, TestHome, READY_TIMEOUT};
+use boxlite::{
+    BoxCommand, BoxOptions, BrowserBox, CodeBox, ComputerBox, ErrorKind, InteractiveBox,
+    NetworkMode, ScrollDirection,
+};
+use boxlite_tests::{
+    image_layout, layout_box_options, python_layout, test_runtime, TestHome, READY_TIMEOUT,
+};
 
 fn code_box_options() -> BoxOptions {
     let mut options = CodeBox::default_options();
@@ -164,6 +169,211 @@ async fn an_interactive_box_is_a_shell_on_a_terminal() {
         .unwrap();
     ash.write_str("exit 0\n").await.unwrap();
     assert_eq!(ash.wait().await.unwrap().exit_code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_computer_box_is_a_desktop_operated_from_the_host() {
+    let home = TestHome::new();
+    let rt = test_runtime!(home.path());
+    let mut options = ComputerBox::default_options();
+    options.rootfs = boxlite::RootfsSpec::Layout {
+        path: image_layout("desktop").to_path_buf(),
+        tag: Some("desktop".into()),
+    };
+    options.ready_timeout = READY_TIMEOUT;
+    options.network = NetworkMode::None;
+    let computer = ComputerBox::with_options(&rt, options, (800, 600))
+        .await
+        .unwrap();
+    assert_eq!(computer.get_screen_size().await.unwrap(), (800, 600));
+    let blank = computer.screenshot().await.unwrap();
+    assert_eq!((blank.width, blank.height), (800, 600));
+
+    // A window: an xterm on the desktop shows up in the next screenshots.
+    let term = computer
+        .litebox()
+        .exec(
+            BoxCommand::new("xterm")
+                .args(["-e", "sh"])
+                .env("DISPLAY", boxlite::box_types::computer_box::DISPLAY),
+        )
+        .await
+        .unwrap();
+    term.send_output_to_log().await.unwrap();
+    // (Each look is a screenshot taken in the box: the loop paces itself.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let shown = loop {
+        let shot = computer.screenshot().await.unwrap();
+        if shot.png != blank.png {
+            break shot;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the xterm never appeared"
+        );
+    };
+
+    // The mouse: moves, clicks of every kind, a drag, the wheel.
+    computer.mouse_move(100, 120).await.unwrap();
+    assert_eq!(computer.cursor_position().await.unwrap(), (100, 120));
+    computer.left_click().await.unwrap();
+    computer.right_click().await.unwrap();
+    computer.middle_click().await.unwrap();
+    computer.double_click().await.unwrap();
+    computer.triple_click().await.unwrap();
+    computer
+        .left_click_drag((10, 10), (200, 150))
+        .await
+        .unwrap();
+    assert_eq!(computer.cursor_position().await.unwrap(), (200, 150));
+    computer
+        .scroll(300, 300, ScrollDirection::Down, 3)
+        .await
+        .unwrap();
+    assert_eq!(computer.cursor_position().await.unwrap(), (300, 300));
+
+    // The keyboard: what is typed reaches the focused window's shell.
+    computer.key("ctrl+l").await.unwrap();
+    computer
+        .r#type("echo typed-$((6 * 7)) > /tmp/typed")
+        .await
+        .unwrap();
+    computer.key("Return").await.unwrap();
+    boxlite_tests::wait_until(Duration::from_secs(120), "the typed line ran", || {
+        let litebox = computer.litebox();
+        async move { boxlite_tests::sh(litebox, "cat /tmp/typed").await.1 == "typed-42\n" }
+    })
+    .await;
+    assert_ne!(computer.screenshot().await.unwrap().png, shown.png);
+
+    // Bad input is refused with the reason, and the desktop stays usable.
+    let err = computer.mouse_move(800, 10).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(
+        err.to_string().contains("outside the 800x600 screen"),
+        "{err}"
+    );
+    assert!(computer.key("").await.is_err());
+    assert!(computer.key("--help").await.is_err());
+    assert!(computer.scroll(1, 1, ScrollDirection::Up, 0).await.is_err());
+    assert!(computer.left_click_drag((0, 0), (0, 9999)).await.is_err());
+    computer.mouse_move(0, 0).await.unwrap();
+    assert_eq!(computer.cursor_position().await.unwrap(), (0, 0));
+    computer.remove().await.unwrap();
+}
+
+/// A minimal CDP client: one WebSocket to the browser, flat sessions.
+struct Cdp {
+    socket: tungstenite::WebSocket<std::net::TcpStream>,
+    next_id: u64,
+}
+
+impl Cdp {
+    fn connect(endpoint: &str) -> Self {
+        let address = endpoint
+            .strip_prefix("ws://")
+            .and_then(|rest| rest.split('/').next())
+            .expect("a ws:// URL");
+        let stream = std::net::TcpStream::connect(address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .unwrap();
+        let (socket, _) = tungstenite::client(endpoint, stream).unwrap();
+        Self { socket, next_id: 1 }
+    }
+
+    /// Sends `method` (to `session` if given) and returns its result, skipping events.
+    fn call(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: serde_json::Value,
+    ) -> serde_json::Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut message = serde_json::json!({ "id": id, "method": method, "params": params });
+        if let Some(session) = session {
+            message["sessionId"] = session.into();
+        }
+        self.socket
+            .send(tungstenite::Message::text(message.to_string()))
+            .unwrap();
+        loop {
+            let reply = self.socket.read().unwrap();
+            let tungstenite::Message::Text(text) = reply else {
+                continue;
+            };
+            let reply: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if reply["id"] == id {
+                assert!(reply.get("error").is_none(), "{method}: {reply}");
+                return reply["result"].clone();
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_box_is_driven_over_cdp_from_the_host() {
+    let home = TestHome::new();
+    let rt = test_runtime!(home.path());
+    let mut options = BrowserBox::default_options();
+    options.rootfs = boxlite::RootfsSpec::Layout {
+        path: image_layout("browser").to_path_buf(),
+        tag: Some("browser".into()),
+    };
+    options.ready_timeout = READY_TIMEOUT;
+    let browser = BrowserBox::with_options(&rt, options).await.unwrap();
+    let endpoint = browser.endpoint().to_string();
+    assert!(endpoint.starts_with("ws://127.0.0.1:"), "{endpoint}");
+    assert!(browser.http_endpoint().starts_with("http://127.0.0.1:"));
+
+    // A page from the host's CDP client: load it, read its title, take a screenshot.
+    let (title, png) = tokio::task::spawn_blocking(move || {
+        let mut cdp = Cdp::connect(&endpoint);
+        let page = "data:text/html,<title>Hello from the box</title><h1>boxlite</h1>";
+        let target = cdp.call(
+            None,
+            "Target.createTarget",
+            serde_json::json!({ "url": page }),
+        );
+        let attached = cdp.call(
+            None,
+            "Target.attachToTarget",
+            serde_json::json!({ "targetId": target["targetId"], "flatten": true }),
+        );
+        let session = attached["sessionId"].as_str().unwrap().to_string();
+        let title = loop {
+            let evaluated = cdp.call(
+                Some(&session),
+                "Runtime.evaluate",
+                serde_json::json!({ "expression": "document.readyState + '|' + document.title" }),
+            );
+            let value = evaluated["result"]["value"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            if let Some(title) = value.strip_prefix("complete|") {
+                break title.to_string();
+            }
+        };
+        let shot = cdp.call(
+            Some(&session),
+            "Page.captureScreenshot",
+            serde_json::json!({ "format": "png" }),
+        );
+        (title, base64_decode(shot["data"].as_str().unwrap()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(title, "Hello from the box");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+
+    // A browser that dies: the box stays usable and says so.
+    let (code, _) = boxlite_tests::sh(browser.litebox(), "pkill -9 chromium; true").await;
+    assert_eq!(code, 0);
+    let (code, out) = boxlite_tests::sh(browser.litebox(), "echo still-here").await;
+    assert_eq!((code, out.as_str()), (0, "still-here\n"));
+    browser.remove().await.unwrap();
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {

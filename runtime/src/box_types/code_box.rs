@@ -9,7 +9,7 @@
 //! restarted on the next run.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -38,25 +38,9 @@ pub const MAX_ANSWER_BYTES: usize = 64 << 20;
 pub const IMAGE_ENV: &str = "BOXLITE_CODEBOX_IMAGE";
 
 /// The image reference `CodeBox` uses by default: `BOXLITE_CODEBOX_IMAGE`, else the OCI
-/// layout `scripts/build-images.sh python` keeps at `<cache>/images/python` (`<cache>` is
-/// `BOXLITE_CACHE_DIR`, else `$XDG_CACHE_HOME/boxlite`, else `~/.cache/boxlite`).
+/// layout `scripts/build-images.sh python` keeps (see [`super::local_image`]).
 pub fn default_image() -> String {
-    if let Some(image) = std::env::var(IMAGE_ENV).ok().filter(|i| !i.is_empty()) {
-        return image;
-    }
-    format!("oci:{}:python", images_cache().join("python").display())
-}
-
-fn images_cache() -> PathBuf {
-    let cache = std::env::var_os("BOXLITE_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|c| PathBuf::from(c).join("boxlite")))
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/".into()))
-                .join(".cache")
-                .join("boxlite")
-        });
-    cache.join("images")
+    super::local_image(IMAGE_ENV, "python")
 }
 
 /// Data by MIME type: `text/plain` always, `text/html`, `image/png` (base64) and others

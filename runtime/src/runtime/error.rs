@@ -205,6 +205,12 @@ pub enum ExecutionError {
     /// A `CodeBox`'s interpreter could not start, ended, or answered what it should not.
     #[error("the box's Python interpreter: {0}")]
     Interpreter(String),
+    /// A `ComputerBox`'s desktop did not come up, or an X tool in it failed.
+    #[error("the box's desktop: {0}")]
+    Desktop(String),
+    /// A `BrowserBox`'s Chromium did not start or answer.
+    #[error("the box's browser: {0}")]
+    Browser(String),
     /// pip could not install packages in a `CodeBox`.
     #[error("installing {packages}: {message}")]
     Package { packages: String, message: String },

@@ -461,6 +461,9 @@ pub enum InvalidArgument {
     Package(String),
     #[error("{0:?} is not a terminal size (rows and columns from 1 to 65535)")]
     TerminalSize(String),
+    /// A `ComputerBox` call with coordinates off the screen, or keys or text it cannot send.
+    #[error("{0}")]
+    Desktop(String),
 }
 
 /// This host's memory in MiB (MemTotal of /proc/meminfo); `None` if it cannot be read.
