@@ -70,7 +70,7 @@ build() {
   "${sudo_cmd[@]}" chmod 755 "$work/rootfs/usr/sbin/policy-rc.d"
   "${sudo_cmd[@]}" mount -t proc proc "$work/rootfs/proc"
   # shellcheck disable=SC2064 # expand now: this build's paths
-  trap "${sudo_cmd[*]} umount '$work/rootfs/proc' 2>/dev/null; ${sudo_cmd[*]} rm -rf '$work'" EXIT
+  trap "${sudo_cmd[*]} umount '$work/rootfs/proc' 2>/dev/null; ${sudo_cmd[*]} rm -rf '$work'; true" EXIT
   if ! "${sudo_cmd[@]}" chroot "$work/rootfs" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -q --no-install-recommends $packages >"$work/apt.log" 2>&1; then
     tail -20 "$work/apt.log" >&2
@@ -98,6 +98,8 @@ build() {
   # The box types' default image: oci:$cache/$name:$name (see CodeBox::default_image).
   ln -sfn "$name-$key" "$cache/$name"
   say "$name: $(du -sh "$layout" | cut -f1) in $(($(date +%s) - started)) s at $layout"
+  "${sudo_cmd[@]}" rm -rf "$work"
+  trap - EXIT
   echo "$layout"
 }
 

@@ -233,7 +233,8 @@ async fn a_computer_box_is_a_desktop_operated_from_the_host() {
     assert_eq!(computer.cursor_position().await.unwrap(), (300, 300));
 
     // The keyboard: what is typed reaches the focused window's shell.
-    computer.key("ctrl+l").await.unwrap();
+    // ctrl+u: the terminal erases whatever the clicks may have put on the line.
+    computer.key("ctrl+u").await.unwrap();
     computer
         .r#type("echo typed-$((6 * 7)) > /tmp/typed")
         .await

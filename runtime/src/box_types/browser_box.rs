@@ -112,48 +112,60 @@ impl BrowserBox {
         let port = self.host_port;
         let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
         let mut browser = self.browser.clone_handle();
-        let mut ended = tokio::spawn(async move { browser.wait().await });
+        // Only an exit of the browser counts; a wait that failed (a busy guest's agent missing
+        // a deadline) just stops being watched.
+        let mut ended = Some(tokio::spawn(async move { browser.wait().await }));
         loop {
             let attempt = tokio::task::spawn_blocking(move || version(port))
                 .await
                 .map_err(|e| ExecutionError::Browser(format!("asking Chromium: {e}")))?;
-            match attempt {
-                Ok(url) => return Ok(url),
-                Err(last) if tokio::time::Instant::now() > deadline => {
-                    return Err(ExecutionError::Browser(format!(
-                        "Chromium did not answer on its DevTools port within {READY_TIMEOUT:?} \
-                         ({last}); its output is in `boxlite logs {}`",
-                        self.litebox().id()
-                    ))
-                    .into())
+            let last = match attempt {
+                Ok(url) => {
+                    if let Some(watch) = ended.take() {
+                        watch.abort();
+                    }
+                    return Ok(url);
                 }
-                Err(_) => {
-                    // Another look in 200 ms, unless the browser ends first.
-                    tokio::select! {
-                        result = &mut ended => {
-                            let how = match result {
-                                Ok(Ok(r)) => format!("exit code {}", r.exit_code),
-                                Ok(Err(e)) => e.to_string(),
-                                Err(e) => e.to_string(),
-                            };
+                Err(last) => last,
+            };
+            if tokio::time::Instant::now() > deadline {
+                return Err(ExecutionError::Browser(format!(
+                    "Chromium did not answer on its DevTools port within {READY_TIMEOUT:?} \
+                     ({last}); its output is in `boxlite logs {}`",
+                    self.litebox().id()
+                ))
+                .into());
+            }
+            // Another look in 200 ms, unless the browser ends first.
+            let pause = tokio::time::sleep(Duration::from_millis(200));
+            match ended.as_mut() {
+                None => pause.await,
+                Some(watch) => tokio::select! {
+                    result = watch => {
+                        ended = None;
+                        if let Ok(Ok(result)) = result {
                             return Err(ExecutionError::Browser(format!(
-                                "Chromium ended before it was ready ({how}); its output is in \
-                                 `boxlite logs {}`",
+                                "Chromium ended before it was ready (exit code {}); its \
+                                 output is in `boxlite logs {}`",
+                                result.exit_code,
                                 self.litebox().id()
                             ))
                             .into());
                         }
-                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                     }
-                }
+                    _ = pause => {}
+                },
             }
         }
     }
 }
 
-/// `GET /json/version` on 127.0.0.1:`port`: the browser's WebSocket URL.
+/// `GET /json/version` on 127.0.0.1:`port`: the browser's WebSocket URL. HTTP/1.1 with the
+/// body read by its Content-Length: Chromium's DevTools server drops HTTP/1.0 requests and
+/// keeps connections open.
 fn version(port: u16) -> Result<String, String> {
     use std::io::{Read, Write};
+    const MAX: usize = 1 << 20;
     let mut stream =
         std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     stream
@@ -161,24 +173,45 @@ fn version(port: u16) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     stream
         .write_all(
-            format!("GET /json/version HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes(),
+            format!(
+                "GET /json/version HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
         )
         .map_err(|e| e.to_string())?;
     let mut response = Vec::new();
-    stream
-        .take(1 << 20)
-        .read_to_end(&mut response)
-        .map_err(|e| e.to_string())?;
-    let response = String::from_utf8_lossy(&response);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body)
-        .ok_or("no HTTP answer yet")?;
-    let json: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
-    json.get("webSocketDebuggerUrl")
-        .and_then(|u| u.as_str())
-        .map(str::to_string)
-        .ok_or_else(|| "no webSocketDebuggerUrl in /json/version".to_string())
+    let mut buffer = [0u8; 8192];
+    loop {
+        if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or("no Content-Length in the answer")?;
+            if length > MAX {
+                return Err(format!("an answer of {length} bytes"));
+            }
+            if response.len() >= end + 4 + length {
+                let body = &response[end + 4..end + 4 + length];
+                let json: serde_json::Value =
+                    serde_json::from_slice(body).map_err(|e| e.to_string())?;
+                return json
+                    .get("webSocketDebuggerUrl")
+                    .and_then(|u| u.as_str())
+                    .map(str::to_string)
+                    .ok_or_else(|| "no webSocketDebuggerUrl in /json/version".to_string());
+            }
+        }
+        if response.len() > MAX {
+            return Err("an answer without an end".into());
+        }
+        let read = stream.read(&mut buffer).map_err(|e| e.to_string())?;
+        if read == 0 {
+            return Err("no HTTP answer yet".into());
+        }
+        response.extend_from_slice(&buffer[..read]);
+    }
 }
 
 /// A port on 127.0.0.1 that nothing listens on now.
