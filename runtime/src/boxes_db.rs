@@ -132,61 +132,47 @@ impl BoxesDb {
         if let Some(dir) = self.path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let mut conn = crate::sqlite::open_private(&self.path).map_err(self.err())?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(self.err())?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(self.err())?;
-        // With WAL this cannot corrupt the database; a power cut may lose the last changes,
-        // and after one every box is stopped anyway.
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(self.err())?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS boxes (
-                 id TEXT PRIMARY KEY,
-                 name TEXT UNIQUE,
-                 status TEXT NOT NULL,
-                 created_at INTEGER NOT NULL,
-                 last_updated INTEGER NOT NULL,
-                 shim_pid INTEGER,
-                 shim_start INTEGER,
-                 image TEXT NOT NULL,
-                 options TEXT NOT NULL,
-                 shim_boot TEXT,
-                 engine TEXT,
-                 image_json TEXT
-             );",
-        )
-        .map_err(self.err())?;
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .map_err(self.err())?;
-        if version < SCHEMA_VERSION {
-            self.migrate(&mut conn)?;
-        }
-        Ok(conn)
+        crate::sqlite::open_shared(&self.path, BUSY_TIMEOUT, |conn| {
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS boxes (
+                     id TEXT PRIMARY KEY,
+                     name TEXT UNIQUE,
+                     status TEXT NOT NULL,
+                     created_at INTEGER NOT NULL,
+                     last_updated INTEGER NOT NULL,
+                     shim_pid INTEGER,
+                     shim_start INTEGER,
+                     image TEXT NOT NULL,
+                     options TEXT NOT NULL,
+                     shim_boot TEXT,
+                     engine TEXT,
+                     image_json TEXT
+                 );",
+            )?;
+            let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+            if version < SCHEMA_VERSION {
+                Self::migrate(conn)?;
+            }
+            Ok(())
+        })
+        .map_err(self.err())
     }
 
     /// Brings a home made by an older boxlite up to date, once, whichever process comes first.
-    fn migrate(&self, conn: &mut Connection) -> Result<(), DbError> {
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.err())?;
+    fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for column in ADDED_COLUMNS {
-            let present: i64 = tx
-                .query_row(
-                    "SELECT COUNT(*) FROM pragma_table_info('boxes') WHERE name = ?1",
-                    [column],
-                    |row| row.get(0),
-                )
-                .map_err(self.err())?;
+            let present: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('boxes') WHERE name = ?1",
+                [column],
+                |row| row.get(0),
+            )?;
             if present == 0 {
-                tx.execute(&format!("ALTER TABLE boxes ADD COLUMN {column} TEXT"), [])
-                    .map_err(self.err())?;
+                tx.execute(&format!("ALTER TABLE boxes ADD COLUMN {column} TEXT"), [])?;
             }
         }
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(self.err())?;
-        tx.commit().map_err(self.err())
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        tx.commit()
     }
 
     /// Records a new box. `image_json` is what the box needs of its image (the image's

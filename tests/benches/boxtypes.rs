@@ -1,14 +1,27 @@
-//! Box type benchmarks on the python image of `scripts/build-images.sh`: CodeBox create →
-//! the result of `1+1` (box boot and interpreter start), a second run, a matplotlib plot;
-//! InteractiveBox create → first command echoed. The image's base is built once, outside
-//! the timed parts. Prints one JSON object and a table. `BOXLITE_BENCH_BOOTS` sets the
-//! number of boxes (3).
+//! Box type benchmarks on the images of `scripts/build-images.sh`: CodeBox create → the
+//! result of `1+1` (box boot and interpreter start), a second run, a matplotlib plot;
+//! BrowserBox create → CDP ready; ComputerBox create → desktop ready, a screenshot;
+//! InteractiveBox create → first command echoed. Each image's base is built once, outside
+//! the timed parts (the first box of each). Prints one JSON object and a table.
+//! `BOXLITE_BENCH_BOOTS` sets the number of boxes (3).
 
 use std::time::{Duration, Instant};
 
-use boxlite::{BoxliteOptions, BoxliteRuntime, CodeBox, InteractiveBox, NetworkMode, RootfsSpec};
+use boxlite::{
+    BoxliteOptions, BoxliteRuntime, BrowserBox, CodeBox, ComputerBox, InteractiveBox, NetworkMode,
+    RootfsSpec,
+};
 use boxlite_tests::bench::{ms, report, Series};
-use boxlite_tests::{agent_binary, cli_bin_dir, layout_box_options, python_layout, scratch_root};
+use boxlite_tests::{
+    agent_binary, cli_bin_dir, image_layout, layout_box_options, python_layout, scratch_root,
+};
+
+fn layout(name: &str) -> RootfsSpec {
+    RootfsSpec::Layout {
+        path: image_layout(name).to_path_buf(),
+        tag: Some(name.into()),
+    }
+}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -58,6 +71,50 @@ async fn main() {
         code.remove().await.unwrap();
     }
 
+    let mut browser_options = BrowserBox::default_options();
+    browser_options.rootfs = layout("browser");
+    BrowserBox::with_options(&rt, browser_options.clone())
+        .await
+        .unwrap()
+        .remove()
+        .await
+        .unwrap();
+    let mut browser = Series::new("browserbox_create_to_cdp_ready", "ms");
+    for _ in 0..boxes {
+        let t = Instant::now();
+        let b = BrowserBox::with_options(&rt, browser_options.clone())
+            .await
+            .unwrap();
+        browser.values.push(ms(t.elapsed()));
+        b.remove().await.unwrap();
+    }
+
+    let mut desktop_options = ComputerBox::default_options();
+    desktop_options.rootfs = layout("desktop");
+    desktop_options.network = NetworkMode::None;
+    let screen = (1024, 768);
+    ComputerBox::with_options(&rt, desktop_options.clone(), screen)
+        .await
+        .unwrap()
+        .remove()
+        .await
+        .unwrap();
+    let mut desktop = Series::new("computerbox_create_to_ready", "ms");
+    let mut screenshot = Series::new("computerbox_screenshot", "ms");
+    for _ in 0..boxes {
+        let t = Instant::now();
+        let c = ComputerBox::with_options(&rt, desktop_options.clone(), screen)
+            .await
+            .unwrap();
+        desktop.values.push(ms(t.elapsed()));
+        for _ in 0..3 {
+            let t = Instant::now();
+            assert_eq!(c.screenshot().await.unwrap().width, 1024);
+            screenshot.values.push(ms(t.elapsed()));
+        }
+        c.remove().await.unwrap();
+    }
+
     let mut shell = Series::new("interactivebox_create_to_echo", "ms");
     for _ in 0..boxes {
         let t = Instant::now();
@@ -79,7 +136,16 @@ async fn main() {
     let image_mib = python_layout_mib();
     report(
         &format!("\"engine\":\"qemu\",\"boxes\":{boxes},\"python_layout_mib\":{image_mib:.0}"),
-        &[&base, &first, &second, &plot, &shell],
+        &[
+            &base,
+            &first,
+            &second,
+            &plot,
+            &browser,
+            &desktop,
+            &screenshot,
+            &shell,
+        ],
     );
 }
 

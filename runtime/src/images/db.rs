@@ -40,23 +40,18 @@ impl ImageStore {
             source,
         })?;
         let path = &self.db_path;
-        let conn = crate::sqlite::open_private(path).map_err(db_err(path))?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err(path))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_err(path))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(db_err(path))?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS images (
-                 reference TEXT PRIMARY KEY,
-                 manifest_digest TEXT NOT NULL,
-                 size INTEGER NOT NULL,
-                 pulled_at INTEGER NOT NULL,
-                 image_json TEXT NOT NULL
-             );",
-        )
-        .map_err(db_err(path))?;
-        Ok(conn)
+        crate::sqlite::open_shared(path, BUSY_TIMEOUT, |conn| {
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS images (
+                     reference TEXT PRIMARY KEY,
+                     manifest_digest TEXT NOT NULL,
+                     size INTEGER NOT NULL,
+                     pulled_at INTEGER NOT NULL,
+                     image_json TEXT NOT NULL
+                 );",
+            )
+        })
+        .map_err(db_err(path))
     }
 
     /// Records (or re-points) a reference at a stored image.
