@@ -343,17 +343,17 @@ async fn a_browser_box_is_driven_over_cdp_from_the_host() {
             serde_json::json!({ "targetId": target["targetId"], "flatten": true }),
         );
         let session = attached["sessionId"].as_str().unwrap().to_string();
+        // The new target shows about:blank first: wait for the data: page itself, loaded.
         let title = loop {
             let evaluated = cdp.call(
                 Some(&session),
                 "Runtime.evaluate",
-                serde_json::json!({ "expression": "document.readyState + '|' + document.title" }),
+                serde_json::json!({
+                    "expression": "location.protocol + '|' + document.readyState + '|' + document.title"
+                }),
             );
-            let value = evaluated["result"]["value"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
-            if let Some(title) = value.strip_prefix("complete|") {
+            let value = evaluated["result"]["value"].as_str().unwrap_or("").to_string();
+            if let Some(title) = value.strip_prefix("data:|complete|") {
                 break title.to_string();
             }
         };

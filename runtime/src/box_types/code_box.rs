@@ -202,13 +202,14 @@ impl CodeBox {
             .expect("a request serializes");
         request.push(b'\n');
         if let Err(err) = interpreter.stdin.write_all(&request).await {
-            *guard = None;
+            discard(guard.take()).await;
             return Err(err);
         }
         let answer = match tokio::time::timeout(timeout, read_answer(interpreter, id)).await {
             Ok(Ok(result)) => return Ok(result),
             Ok(Err(err)) => {
-                *guard = None;
+                // Ended, or answered what it should not: the next run starts a new one.
+                discard(guard.take()).await;
                 return Err(err);
             }
             Err(_) => {
@@ -229,9 +230,7 @@ impl CodeBox {
                 Ok(result)
             }
             _ => {
-                if let Some(mut interpreter) = guard.take() {
-                    let _ = interpreter.execution.kill().await;
-                }
+                discard(guard.take()).await;
                 Ok(CodeResult {
                     error: Some(CodeError {
                         name: "Timeout".into(),
@@ -368,6 +367,13 @@ impl CodeBox {
             )));
         }
         Ok(interpreter)
+    }
+}
+
+/// Ends an interpreter that will not be used again (it may still be running in the box).
+async fn discard(interpreter: Option<Interpreter>) {
+    if let Some(mut interpreter) = interpreter {
+        let _ = interpreter.execution.kill().await;
     }
 }
 
