@@ -70,14 +70,19 @@ impl GuestAssets {
     }
 }
 
+/// Where the scripts cache what they build (the kernel, the box types' images):
+/// `BOXLITE_CACHE_DIR`, else `$XDG_CACHE_HOME/boxlite`, else `~/.cache/boxlite`.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("BOXLITE_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("boxlite")))
+        .unwrap_or_else(|| home_dir().join(".cache").join("boxlite"))
+}
+
 /// `~/.cache/boxlite/kernel/current/vmlinux`, where scripts/build-kernel.sh puts the kernel.
 /// The uncompressed kernel, because decompressing a bzImage costs ~0.9 s under TCG.
 pub fn default_kernel_path() -> PathBuf {
-    let cache = std::env::var_os("BOXLITE_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("boxlite")))
-        .unwrap_or_else(|| home_dir().join(".cache").join("boxlite"));
-    cache.join("kernel").join("current").join("vmlinux")
+    cache_dir().join("kernel").join("current").join("vmlinux")
 }
 
 /// `boxlite-agent` beside the running program (an installation), else the static build of

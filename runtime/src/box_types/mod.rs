@@ -10,31 +10,18 @@ pub mod code_box;
 pub mod computer_box;
 pub mod interactive_box;
 
-use std::path::PathBuf;
-
 pub use browser_box::BrowserBox;
 pub use code_box::{CodeBox, CodeError, CodeResult, MimeBundle};
 pub use computer_box::{ComputerBox, Screenshot, ScrollDirection};
 pub use interactive_box::InteractiveBox;
 
 /// A box type's default image: the reference in `env` when set, else the OCI layout that
-/// `scripts/build-images.sh NAME` keeps at `<cache>/images/NAME` (`<cache>` is
-/// `BOXLITE_CACHE_DIR`, else `$XDG_CACHE_HOME/boxlite`, else `~/.cache/boxlite`).
+/// `scripts/build-images.sh NAME` keeps at `<cache>/images/NAME` (`<cache>`:
+/// [`crate::guest::cache_dir`]).
 pub fn local_image(env: &str, name: &str) -> String {
     if let Some(image) = std::env::var(env).ok().filter(|i| !i.is_empty()) {
         return image;
     }
-    format!("oci:{}:{name}", images_cache().join(name).display())
-}
-
-fn images_cache() -> PathBuf {
-    let cache = std::env::var_os("BOXLITE_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|c| PathBuf::from(c).join("boxlite")))
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/".into()))
-                .join(".cache")
-                .join("boxlite")
-        });
-    cache.join("images")
+    let layout = crate::guest::cache_dir().join("images").join(name);
+    format!("oci:{}:{name}", layout.display())
 }
