@@ -269,23 +269,6 @@ fn parse_env(entries: &[String]) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-fn rootfs(image: &str) -> RootfsSpec {
-    match image.strip_prefix("oci:") {
-        Some(rest) => {
-            // oci:PATH[:TAG]; a PATH may not contain ':' then.
-            let (path, tag) = match rest.rsplit_once(':') {
-                Some((p, t)) if !t.contains('/') => (p, Some(t.to_string())),
-                _ => (rest, None),
-            };
-            RootfsSpec::Layout {
-                path: PathBuf::from(path),
-                tag,
-            }
-        }
-        None => RootfsSpec::Image(image.to_string()),
-    }
-}
-
 /// `BOX:/path` → (BOX, /path). Host paths with a colon can be written ./a:b.
 fn box_path(arg: &str) -> Option<(&str, &str)> {
     if arg.starts_with('/') || arg.starts_with('.') {
@@ -330,7 +313,7 @@ async fn run(cli: Cli) -> Result<u8, String> {
             image,
             cmd,
         } => {
-            let mut options = BoxOptions::with_rootfs(rootfs(&image));
+            let mut options = BoxOptions::with_rootfs(RootfsSpec::from_reference(&image));
             options.cpus = Some(create.cpus);
             options.memory_mib = Some(create.memory);
             // A box the CLI runs belongs to the home, not to this process (docker's model):

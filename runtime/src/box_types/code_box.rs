@@ -154,7 +154,7 @@ impl CodeBox {
     /// The options [`CodeBox::new`] uses, to adjust and pass to [`CodeBox::with_options`].
     pub fn default_options() -> BoxOptions {
         BoxOptions {
-            rootfs: RootfsSpec::Image(default_image()),
+            rootfs: RootfsSpec::from_reference(&default_image()),
             memory_mib: Some(1024),
             ..BoxOptions::default()
         }

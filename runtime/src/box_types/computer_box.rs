@@ -84,7 +84,7 @@ impl ComputerBox {
     /// The default image (see [`IMAGE_ENV`]) with 1 GiB of memory.
     pub fn default_options() -> BoxOptions {
         BoxOptions {
-            rootfs: RootfsSpec::Image(super::local_image(IMAGE_ENV, "desktop")),
+            rootfs: RootfsSpec::from_reference(&super::local_image(IMAGE_ENV, "desktop")),
             memory_mib: Some(1024),
             ..BoxOptions::default()
         }

@@ -65,6 +65,26 @@ pub enum RootfsSpec {
     Layout { path: PathBuf, tag: Option<String> },
 }
 
+impl RootfsSpec {
+    /// What a user writes for an image: a registry reference, or `oci:PATH[:TAG]` for an OCI
+    /// image layout on this host (a PATH may not contain ':' then).
+    pub fn from_reference(image: &str) -> Self {
+        match image.strip_prefix("oci:") {
+            Some(rest) => {
+                let (path, tag) = match rest.rsplit_once(':') {
+                    Some((p, t)) if !t.contains('/') => (p, Some(t.to_string())),
+                    _ => (rest, None),
+                };
+                RootfsSpec::Layout {
+                    path: PathBuf::from(path),
+                    tag,
+                }
+            }
+            None => RootfsSpec::Image(image.to_string()),
+        }
+    }
+}
+
 impl Default for RootfsSpec {
     fn default() -> Self {
         RootfsSpec::Image(DEFAULT_IMAGE.to_string())
