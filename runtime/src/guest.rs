@@ -85,9 +85,22 @@ pub fn default_kernel_path() -> PathBuf {
     cache_dir().join("kernel").join("current").join("vmlinux")
 }
 
-/// `boxlite-agent` beside the running program (an installation), else the static build of
-/// a checkout (`target/x86_64-unknown-linux-gnu/release/`, seen from `target/<profile>/`).
+/// The agent a program carries with it (an SDK unpacks its own), set once per process.
+static INSTALLED_AGENT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Tells the runtime where this program's own static `boxlite-agent` is: used unless
+/// `BOXLITE_AGENT` names another. The first call wins.
+pub fn set_installed_agent(path: PathBuf) {
+    let _ = INSTALLED_AGENT.set(path);
+}
+
+/// The program's own agent ([`set_installed_agent`]), else `boxlite-agent` beside the running
+/// program (an installation), else the static build of a checkout
+/// (`target/x86_64-unknown-linux-gnu/release/`, seen from `target/<profile>/`).
 pub fn default_agent_path() -> PathBuf {
+    if let Some(installed) = INSTALLED_AGENT.get() {
+        return installed.clone();
+    }
     let Some(dir) = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(Path::to_path_buf))

@@ -702,10 +702,22 @@ pub(crate) fn engine_from_env() -> Result<Option<EngineKind>> {
     }
 }
 
-/// `boxlite-shim`: `BOXLITE_SHIM`, else beside the running program.
+/// The shim a program carries with it (an SDK unpacks its own), set once per process.
+static INSTALLED_SHIM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Tells the runtime where this program's own `boxlite-shim` is: used unless `BOXLITE_SHIM`
+/// names another. For programs whose executable is not beside a shim (the Python and Node
+/// SDKs, whose executable is the interpreter). The first call wins.
+pub fn set_installed_shim(path: PathBuf) {
+    let _ = INSTALLED_SHIM.set(path);
+}
+
+/// `boxlite-shim`: `BOXLITE_SHIM`, else the program's own ([`set_installed_shim`]), else
+/// beside the running program.
 pub(crate) fn shim_binary() -> PathBuf {
     std::env::var_os(SHIM_ENV)
         .map(PathBuf::from)
+        .or_else(|| INSTALLED_SHIM.get().cloned())
         .unwrap_or_else(|| {
             std::env::current_exe()
                 .ok()
