@@ -323,7 +323,7 @@ async fn a_browser_box_is_driven_over_cdp_from_the_host() {
         tag: Some("browser".into()),
     };
     options.ready_timeout = READY_TIMEOUT;
-    let browser = BrowserBox::with_options(&rt, options).await.unwrap();
+    let mut browser = BrowserBox::with_options(&rt, options).await.unwrap();
     let endpoint = browser.endpoint().to_string();
     assert!(endpoint.starts_with("ws://127.0.0.1:"), "{endpoint}");
     assert!(browser.http_endpoint().starts_with("http://127.0.0.1:"));
@@ -369,11 +369,35 @@ async fn a_browser_box_is_driven_over_cdp_from_the_host() {
     assert_eq!(title, "Hello from the box");
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
 
-    // A browser that dies: the box stays usable and says so.
+    // A browser that dies: the box stays usable, says so, and starts a new browser.
+    assert!(browser.is_running().await);
     let (code, _) = boxlite_tests::sh(browser.litebox(), "pkill -9 chromium; true").await;
     assert_eq!(code, 0);
+    boxlite_tests::wait_until(Duration::from_secs(60), "the killed browser gone", || {
+        let browser = &browser;
+        async move { !browser.is_running().await }
+    })
+    .await;
     let (code, out) = boxlite_tests::sh(browser.litebox(), "echo still-here").await;
     assert_eq!((code, out.as_str()), (0, "still-here\n"));
+    let old_endpoint = browser.endpoint().to_string();
+    browser.restart().await.unwrap();
+    assert!(browser.is_running().await);
+    assert_ne!(
+        browser.endpoint(),
+        old_endpoint,
+        "a new browser has a new id"
+    );
+    let endpoint = browser.endpoint().to_string();
+    let product = tokio::task::spawn_blocking(move || {
+        Cdp::connect(&endpoint).call(None, "Browser.getVersion", serde_json::json!({}))["product"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    })
+    .await
+    .unwrap();
+    assert!(product.contains("Chrome/"), "{product}");
     browser.remove().await.unwrap();
 }
 

@@ -45,7 +45,7 @@ impl BrowserBox {
     /// renderer, GPU and browser processes want them.
     pub fn default_options() -> BoxOptions {
         BoxOptions {
-            rootfs: RootfsSpec::Image(super::local_image(IMAGE_ENV, "browser")),
+            rootfs: RootfsSpec::from_reference(&super::local_image(IMAGE_ENV, "browser")),
             memory_mib: Some(2048),
             cpus: Some(2),
             ..BoxOptions::default()
@@ -61,21 +61,17 @@ impl BrowserBox {
         let host_port = free_local_port()?;
         options.ports.push(PortSpec::tcp(host_port, GUEST_CDP_PORT));
         let simple = SimpleBox::new(runtime, options).await?;
-        let browser = simple
+        // The forward lives as long as the box; Chromium may be started again (`restart`).
+        let forward = simple
             .litebox()
-            .exec(BoxCommand::new("sh").args([
-                "-c",
-                &format!(
-                    "socat TCP-LISTEN:{GUEST_CDP_PORT},fork,reuseaddr TCP:127.0.0.1:{CHROMIUM_PORT} & \
-                     exec chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage \
-                     --no-first-run --no-default-browser-check \
-                     --remote-debugging-port={CHROMIUM_PORT} --user-data-dir=/tmp/chromium \
-                     about:blank"
-                ),
-            ]))
+            .exec(
+                BoxCommand::new("socat")
+                    .arg(format!("TCP-LISTEN:{GUEST_CDP_PORT},fork,reuseaddr"))
+                    .arg(format!("TCP:127.0.0.1:{CHROMIUM_PORT}")),
+            )
             .await?;
-        // Chromium's chatter must not fill the agent's buffers while nobody reads it.
-        browser.send_output_to_log().await?;
+        forward.send_output_to_log().await?;
+        let browser = launch_chromium(simple.litebox()).await?;
         let mut browser_box = Self {
             simple,
             host_port,
@@ -84,6 +80,27 @@ impl BrowserBox {
         };
         browser_box.websocket = browser_box.wait_until_ready().await?;
         Ok(browser_box)
+    }
+
+    /// Whether Chromium answers on its DevTools port now (it may have crashed, or been
+    /// killed by the code it ran out of memory).
+    pub async fn is_running(&self) -> bool {
+        let port = self.host_port;
+        tokio::task::spawn_blocking(move || version(port))
+            .await
+            .is_ok_and(|answer| answer.is_ok())
+    }
+
+    /// Starts Chromium again (whatever state the old one is in, it is killed first) and
+    /// waits until it answers; [`BrowserBox::endpoint`] is then the new browser's URL. For a
+    /// browser that crashed: CDP clients connected to the old one must connect again.
+    pub async fn restart(&mut self) -> BoxliteResult<()> {
+        // Already gone is fine: the point is that no old Chromium holds the profile or port.
+        let _ = self.browser.kill().await;
+        let _ = self.browser.wait().await;
+        self.browser = launch_chromium(self.litebox()).await?;
+        self.websocket = self.wait_until_ready().await?;
+        Ok(())
     }
 
     /// The box underneath.
@@ -158,6 +175,26 @@ impl BrowserBox {
             }
         }
     }
+}
+
+/// Starts headless Chromium in `litebox`, its output to the box's log (its chatter must not
+/// fill the agent's buffers while nobody reads it).
+async fn launch_chromium(litebox: &LiteBox) -> BoxliteResult<Execution> {
+    let browser = litebox
+        .exec(BoxCommand::new("chromium").args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--no-default-browser-check",
+            &format!("--remote-debugging-port={CHROMIUM_PORT}"),
+            "--user-data-dir=/tmp/chromium",
+            "about:blank",
+        ]))
+        .await?;
+    browser.send_output_to_log().await?;
+    Ok(browser)
 }
 
 /// `GET /json/version` on 127.0.0.1:`port`: the browser's WebSocket URL. HTTP/1.1 with the
