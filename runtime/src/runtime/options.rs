@@ -512,6 +512,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn image_references_and_local_layouts_are_told_apart() {
+        assert_eq!(
+            RootfsSpec::from_reference("registry.local:5000/busybox:1"),
+            RootfsSpec::Image("registry.local:5000/busybox:1".into())
+        );
+        assert_eq!(
+            RootfsSpec::from_reference("oci:/cache/images/python:python"),
+            RootfsSpec::Layout {
+                path: "/cache/images/python".into(),
+                tag: Some("python".into())
+            }
+        );
+        assert_eq!(
+            RootfsSpec::from_reference("oci:./layout"),
+            RootfsSpec::Layout {
+                path: "./layout".into(),
+                tag: None
+            }
+        );
+        // The box types' defaults are the layouts scripts/build-images.sh keeps.
+        for options in [
+            crate::CodeBox::default_options(),
+            crate::BrowserBox::default_options(),
+            crate::ComputerBox::default_options(),
+        ] {
+            assert!(
+                matches!(options.rootfs, RootfsSpec::Layout { .. }),
+                "{:?}",
+                options.rootfs
+            );
+        }
+    }
+
+    #[test]
     fn bad_options_are_named() {
         let ok = BoxOptions::image("busybox");
         assert_eq!(ok.validate(), Ok(()));
