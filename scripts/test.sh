@@ -22,6 +22,13 @@ cargo test --locked -p boxlite-shim --features krun --lib
 echo "test: cargo test" >&2
 cargo test --workspace --locked
 
+# --- the Python SDK (sdks/python: its own cargo workspace, PyO3 + maturin) ---
+echo "test: Python SDK: fmt, clippy, pip install ./sdks/python, pytest on real VMs" >&2
+cargo fmt --manifest-path sdks/python/Cargo.toml -- --check
+cargo clippy --manifest-path sdks/python/Cargo.toml --locked --all-targets -- -D warnings
+python=$(scripts/python-sdk.sh)
+(cd sdks/python && "$python" -m pytest -q -p no:cacheprovider)
+
 # The VM suites that go through shim processes, again on the krun engine, where it can boot.
 # (vm_boot and vm_image test the QEMU engine itself.)
 if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
