@@ -48,12 +48,20 @@ async fn main() {
     let mut rust = Series::new("rust_exec_wait", "ms");
     let mut py_async = Series::new("python_async_exec_wait", "ms");
     let mut py_sync = Series::new("python_sync_exec_wait", "ms");
+    let mut rust_info = Series::new("rust_get_info", "ms");
+    let mut py_async_info = Series::new("python_async_get_info", "ms");
+    let mut py_sync_info = Series::new("python_sync_get_info", "ms");
     for _ in 0..rounds {
         for _ in 0..execs {
             let t = Instant::now();
             let mut execution = b.exec(BoxCommand::new("true")).await.unwrap();
             execution.wait().await.unwrap();
             rust.values.push(ms(t.elapsed()));
+        }
+        for _ in 0..execs {
+            let t = Instant::now();
+            rt.get_info("bench").await.unwrap().unwrap();
+            rust_info.values.push(ms(t.elapsed()));
         }
         let out = Command::new(python)
             .arg(workspace_root().join("scripts/bench-sdk/python_exec.py"))
@@ -68,7 +76,12 @@ async fn main() {
             String::from_utf8_lossy(&out.stderr)
         );
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        for (key, series) in [("async", &mut py_async), ("sync", &mut py_sync)] {
+        for (key, series) in [
+            ("async", &mut py_async),
+            ("sync", &mut py_sync),
+            ("async_info", &mut py_async_info),
+            ("sync_info", &mut py_sync_info),
+        ] {
             series.values.extend(
                 json[key]
                     .as_array()
@@ -79,19 +92,25 @@ async fn main() {
         }
     }
     b.stop().await.unwrap();
-    let overhead = |s: &Series| s.median() - rust.median();
+    let over = |s: &Series, base: &Series| s.median() - base.median();
     report(
         &format!(
-            "\"engine\":\"qemu\",\"rounds\":{rounds},\"execs_per_round\":{execs},\
-             \"python_async_overhead_ms\":{:.3},\"python_sync_overhead_ms\":{:.3}",
-            overhead(&py_async),
-            overhead(&py_sync)
+            "\"engine\":\"qemu\",\"rounds\":{rounds},\"calls_per_round\":{execs},\
+             \"python_async_exec_overhead_ms\":{:.3},\"python_sync_exec_overhead_ms\":{:.3},\
+             \"python_async_call_overhead_ms\":{:.3},\"python_sync_call_overhead_ms\":{:.3}",
+            over(&py_async, &rust),
+            over(&py_sync, &rust),
+            over(&py_async_info, &rust_info),
+            over(&py_sync_info, &rust_info)
         ),
-        &[&rust, &py_async, &py_sync],
+        &[&rust, &py_async, &py_sync, &rust_info, &py_async_info, &py_sync_info],
     );
     println!(
-        "\nadded cost per exec (median): async {:.3} ms, sync {:.3} ms",
-        overhead(&py_async),
-        overhead(&py_sync)
+        "\nadded cost per exec (median): async {:.3} ms, sync {:.3} ms; per call without a VM \
+         (get_info): async {:.3} ms, sync {:.3} ms",
+        over(&py_async, &rust),
+        over(&py_sync, &rust),
+        over(&py_async_info, &rust_info),
+        over(&py_sync_info, &rust_info)
     );
 }
