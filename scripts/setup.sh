@@ -13,10 +13,10 @@ say() { echo "setup: $*" >&2; }
 # qemu-utils 10.0 from there, which conflicts with bookworm's qemu-system 7.2.
 # libseccomp-dev and libcap-ng-dev are for building virtiofsd (volumes; not packaged here);
 # passt is every engine's network; debootstrap builds the box types' images
-# (scripts/build-images.sh).
+# (scripts/build-images.sh); valgrind checks the C SDK for leaks (scripts/c-sdk-test.sh).
 apt_packages=(linux-source-6.12 bison flex bc libelf-dev libssl-dev cpio xz-utils make gcc
   binutils e2fsprogs busybox-static umoci docker-registry skopeo libseccomp-dev libcap-ng-dev
-  passt debootstrap)
+  passt debootstrap valgrind)
 backports_packages=(qemu-system-x86)
 
 missing() {

@@ -29,6 +29,12 @@ cargo clippy --manifest-path sdks/python/Cargo.toml --locked --all-targets -- -D
 python=$(scripts/python-sdk.sh)
 (cd sdks/python && "$python" -m pytest -q -p no:cacheprovider)
 
+# --- the C SDK (sdks/c: its own cargo workspace, libboxlite and boxlite.h) ---
+echo "test: C SDK: fmt, clippy, header check, C tests with gcc, valgrind" >&2
+cargo fmt --manifest-path sdks/c/Cargo.toml -- --check
+cargo clippy --manifest-path sdks/c/Cargo.toml --locked --all-targets -- -D warnings
+scripts/c-sdk-test.sh
+
 # The VM suites that go through shim processes, again on the krun engine, where it can boot.
 # (vm_boot and vm_image test the QEMU engine itself.)
 if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then

@@ -1,0 +1,244 @@
+/* The C SDK against real VMs: lifecycle, output streamed through the callback, exit codes,
+ * JSON info and metrics, errors for NULL and malformed input, the simple API. Run by
+ * scripts/c-sdk-test.sh with BOXLITE_TEST_IMAGE (an image reference) and BOXLITE_HOME (a new
+ * home); it ends with "N passed, N failed". */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "boxlite.h"
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                                   \
+    do {                                                                   \
+        if (cond) {                                                        \
+            passed++;                                                      \
+        } else {                                                           \
+            failed++;                                                      \
+            fprintf(stderr, "FAILED %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                  \
+            fputc('\n', stderr);                                           \
+        }                                                                  \
+    } while (0)
+
+/* Output collected by the callback. */
+struct output {
+    char *out, *err;
+    size_t out_len, err_len;
+    int calls;
+};
+
+static void append(char **buf, size_t *len, const char *text) {
+    size_t add = strlen(text);
+    *buf = realloc(*buf, *len + add + 1);
+    memcpy(*buf + *len, text, add + 1);
+    *len += add;
+}
+
+static void collect(const char *text, int is_stderr, void *user_data) {
+    struct output *o = user_data;
+    o->calls++;
+    if (is_stderr)
+        append(&o->err, &o->err_len, text);
+    else
+        append(&o->out, &o->out_len, text);
+}
+
+static void output_free(struct output *o) {
+    free(o->out);
+    free(o->err);
+    memset(o, 0, sizeof *o);
+}
+
+static const char *str(const char *s) { return s ? s : "(null)"; }
+
+static void test_bad_input(CBoxliteRuntime *rt) {
+    CBoxliteError err = {0};
+    CBoxliteRuntime *none = NULL;
+    CHECK(boxlite_runtime_new(NULL, NULL, NULL, &err) == InvalidArgument, "%s", str(err.message));
+    CHECK(err.code == InvalidArgument && err.message && strstr(err.message, "out_runtime"),
+          "%s", str(err.message));
+    boxlite_error_free(&err);
+    CHECK(err.message == NULL, "message left after boxlite_error_free");
+    CHECK(boxlite_runtime_new(NULL, "not json", &none, &err) == InvalidArgument, "%s", str(err.message));
+    boxlite_error_free(&err);
+
+    CBoxHandle *box = NULL;
+    CHECK(boxlite_create_box(NULL, "{}", &box, &err) == InvalidArgument, "%s", str(err.message));
+    boxlite_error_free(&err);
+    CHECK(boxlite_create_box(rt, NULL, &box, &err) == InvalidArgument, "%s", str(err.message));
+    boxlite_error_free(&err);
+    CHECK(boxlite_create_box(rt, "{\"rootfs\":", &box, &err) == InvalidArgument, "%s", str(err.message));
+    CHECK(err.message && strstr(err.message, "options_json"), "%s", str(err.message));
+    boxlite_error_free(&err);
+    CHECK(boxlite_create_box(rt, "{\"cpu\":2}", &box, &err) == InvalidArgument, "%s", str(err.message));
+    CHECK(err.message && strstr(err.message, "cpu"), "%s", str(err.message));
+    boxlite_error_free(&err);
+    CHECK(boxlite_create_box(rt, "{\"network\":\"Bridged\"}", &box, &err) == InvalidArgument,
+          "%s", str(err.message));
+    boxlite_error_free(&err);
+    CHECK(boxlite_create_box(rt, "{\"cpus\":0}", &box, &err) == InvalidArgument, "%s", str(err.message));
+    boxlite_error_free(&err);
+    CHECK(box == NULL, "a box handle after failures");
+
+    int code = 0;
+    CHECK(boxlite_execute(NULL, "true", NULL, NULL, NULL, &code, &err) == InvalidArgument, "%s",
+          str(err.message));
+    boxlite_error_free(&err);
+    CHECK(boxlite_get(rt, "no-such-box", &box, &err) == NotFound, "%s", str(err.message));
+    CHECK(err.code == 2, "NotFound is 2, got %d", err.code);
+    boxlite_error_free(&err);
+    char *json = NULL;
+    CHECK(boxlite_get_info(rt, "no-such-box", &json, &err) == NotFound, "%s", str(err.message));
+    boxlite_error_free(&err);
+    CHECK(boxlite_remove(rt, NULL, 0, &err) == InvalidArgument, "%s", str(err.message));
+    boxlite_error_free(&err);
+    /* A NULL error pointer is allowed: the code still says what happened. */
+    CHECK(boxlite_remove(rt, "no-such-box", 0, NULL) == NotFound, "NULL out_error");
+    /* Every free function takes NULL. */
+    boxlite_free_string(NULL);
+    boxlite_error_free(NULL);
+    boxlite_result_free(NULL);
+    boxlite_simple_free(NULL);
+    boxlite_box_free(NULL);
+    boxlite_runtime_free(NULL);
+    CHECK(boxlite_box_id(NULL) == NULL, "box id of NULL");
+}
+
+static void test_lifecycle(CBoxliteRuntime *rt, const char *image) {
+    CBoxliteError err = {0};
+    char options[4096];
+    snprintf(options, sizeof options,
+             "{\"rootfs\":{\"Image\":\"%s\"},\"memory_mib\":256,\"env\":[[\"GREETING\",\"hi\"]],"
+             "\"volumes\":[],\"network\":\"Isolated\",\"ports\":[],\"auto_remove\":false,"
+             "\"ready_timeout_secs\":120}",
+             image);
+    CBoxHandle *box = NULL;
+    if (boxlite_create_box(rt, options, &box, &err) != Ok) {
+        CHECK(0, "create: %s", str(err.message));
+        boxlite_error_free(&err);
+        return;
+    }
+    char *id = boxlite_box_id(box);
+    CHECK(id && strlen(id) == 26, "id %s", str(id));
+
+    /* Output through the callback, stdout and stderr apart; the exit code. */
+    struct output o = {0};
+    int code = -100;
+    CHECK(boxlite_execute(box, "sh", "[\"-c\",\"echo $GREETING; echo err >&2; exit 3\"]", collect, &o,
+                          &code, &err) == Ok,
+          "%s", str(err.message));
+    CHECK(code == 3, "exit code %d", code);
+    CHECK(o.out && strcmp(o.out, "hi\n") == 0, "stdout %s", str(o.out));
+    CHECK(o.err && strcmp(o.err, "err\n") == 0, "stderr %s", str(o.err));
+    output_free(&o);
+
+    /* Much output arrives whole, in several chunks, while the command runs. */
+    CHECK(boxlite_execute(box, "seq", "[\"1\",\"100000\"]", collect, &o, &code, &err) == Ok, "%s",
+          str(err.message));
+    CHECK(code == 0 && o.out_len == 588895, "seq: exit %d, %zu bytes", code, o.out_len);
+    CHECK(o.out && strncmp(o.out + o.out_len - 7, "100000\n", 7) == 0, "seq's end");
+    CHECK(o.calls > 1, "one callback for everything (%d)", o.calls);
+    output_free(&o);
+
+    /* No callback: the output is dropped, the exit code still comes. */
+    CHECK(boxlite_execute(box, "false", NULL, NULL, NULL, &code, &err) == Ok && code == 1,
+          "false: %d %s", code, str(err.message));
+    CHECK(boxlite_execute(box, "/no/such/program", NULL, collect, &o, &code, &err) != Ok || code == 127,
+          "a missing program: code %d", code);
+    boxlite_error_free(&err);
+    output_free(&o);
+
+    /* Info and metrics as JSON. */
+    char *json = NULL;
+    CHECK(boxlite_box_info(box, &json, &err) == Ok && strstr(json, "\"status\":\"running\""), "%s",
+          str(json));
+    boxlite_free_string(json);
+    CHECK(boxlite_list_info(rt, &json, &err) == Ok && json[0] == '[' && strstr(json, id), "%s", str(json));
+    boxlite_free_string(json);
+    CHECK(boxlite_get_info(rt, id, &json, &err) == Ok && strstr(json, "\"memory_mib\":256"), "%s",
+          str(json));
+    boxlite_free_string(json);
+    CHECK(boxlite_runtime_metrics(rt, &json, &err) == Ok && strstr(json, "\"boxes_created_total\":1"),
+          "%s", str(json));
+    boxlite_free_string(json);
+    CHECK(boxlite_box_metrics(box, &json, &err) == Ok && strstr(json, "\"commands_executed_total\""),
+          "%s", str(json));
+    boxlite_free_string(json);
+
+    /* A second handle on the same box. */
+    CBoxHandle *again = NULL;
+    CHECK(boxlite_get(rt, id, &again, &err) == Ok, "%s", str(err.message));
+    CHECK(boxlite_execute(again, "cat", "[\"/etc/hostname\"]", collect, &o, &code, &err) == Ok && code == 0,
+          "%s", str(err.message));
+    output_free(&o);
+    boxlite_box_free(again);
+
+    /* Removing a running box needs force. */
+    CHECK(boxlite_remove(rt, id, 0, &err) == InvalidState, "%s", str(err.message));
+    CHECK(err.code == 4, "InvalidState is 4");
+    boxlite_error_free(&err);
+
+    /* Stop consumes the handle; start again through a new one; then remove. */
+    CHECK(boxlite_stop_box(box, &err) == Ok, "%s", str(err.message));
+    CHECK(boxlite_get_info(rt, id, &json, &err) == Ok && strstr(json, "\"status\":\"stopped\""), "%s",
+          str(json));
+    boxlite_free_string(json);
+    CHECK(boxlite_get(rt, id, &again, &err) == Ok && boxlite_start_box(again, &err) == Ok, "%s",
+          str(err.message));
+    CHECK(boxlite_execute(again, "true", NULL, NULL, NULL, &code, &err) == Ok && code == 0, "%s",
+          str(err.message));
+    boxlite_box_free(again);
+    CHECK(boxlite_remove(rt, id, 1, &err) == Ok, "%s", str(err.message));
+    CHECK(boxlite_get_info(rt, id, &json, &err) == NotFound, "still there after remove");
+    boxlite_error_free(&err);
+    boxlite_free_string(id);
+}
+
+static void test_simple_api(const char *image) {
+    CBoxliteError err = {0};
+    CBoxliteSimple *box = NULL;
+    if (boxlite_simple_new(image, 0, 256, &box, &err) != Ok) {
+        CHECK(0, "simple_new: %s", str(err.message));
+        boxlite_error_free(&err);
+        return;
+    }
+    const char *args[] = {"-c", "echo simple; echo bad >&2; exit 7", NULL};
+    CBoxliteExecResult *result = NULL;
+    CHECK(boxlite_simple_run(box, "sh", args, 2, &result, &err) == Ok, "%s", str(err.message));
+    CHECK(result && result->exit_code == 7, "exit code");
+    CHECK(result && strcmp(result->stdout_text, "simple\n") == 0, "stdout %s",
+          result ? str(result->stdout_text) : "");
+    CHECK(result && strcmp(result->stderr_text, "bad\n") == 0, "stderr");
+    boxlite_result_free(result);
+    CHECK(boxlite_simple_run(box, "true", NULL, 1, &result, &err) == InvalidArgument, "argc without args");
+    boxlite_error_free(&err);
+    CHECK(boxlite_simple_new(image, -1, 0, &box, &err) == InvalidArgument, "negative cpus");
+    boxlite_error_free(&err);
+    boxlite_simple_free(box);
+}
+
+int main(void) {
+    const char *image = getenv("BOXLITE_TEST_IMAGE");
+    const char *home = getenv("BOXLITE_HOME");
+    if (!image || !home) {
+        fprintf(stderr, "set BOXLITE_TEST_IMAGE and BOXLITE_HOME (scripts/c-sdk-test.sh does)\n");
+        return 2;
+    }
+    CHECK(boxlite_version() && strlen(boxlite_version()) > 0, "version");
+    CBoxliteError err = {0};
+    CBoxliteRuntime *rt = NULL;
+    if (boxlite_runtime_new(home, "[]", &rt, &err) != Ok) {
+        fprintf(stderr, "runtime: %s\n", str(err.message));
+        boxlite_error_free(&err);
+        return 1;
+    }
+    test_bad_input(rt);
+    test_lifecycle(rt, image);
+    test_simple_api(image);
+    CHECK(boxlite_runtime_shutdown(rt, 0, &err) == Ok, "%s", str(err.message));
+    boxlite_runtime_free(rt);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}
