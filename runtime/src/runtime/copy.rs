@@ -209,7 +209,7 @@ impl LiteBox {
         }
         self.start().await?;
         let client = ShimClient::connect(&self.dir()).await?;
-        let id = ulid::Ulid::new().to_string();
+        let id = new_id();
         client.agent().copy(&id, into_box, guest_path).await?;
         Ok(Execution::new(id, client, into_box, None))
     }

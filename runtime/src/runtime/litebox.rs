@@ -295,7 +295,7 @@ impl LiteBox {
             tty: command.tty,
         };
         let client = ShimClient::connect(&self.dir()).await?;
-        let id = ulid::Ulid::new().to_string();
+        let id = new_id();
         let counters = &self.runtime.inner.counters;
         if let Err(err) = client.agent().exec(&id, &options).await {
             Counters::bump(&counters.exec_errors);

@@ -188,7 +188,7 @@ impl BoxliteRuntime {
             }
         };
 
-        let id = ulid::Ulid::new().to_string();
+        let id = new_id();
         let now = from_ms(now_ms() as i64);
         let info = BoxInfo {
             id: id.clone(),
@@ -685,6 +685,23 @@ fn scratch_dir_from_env() -> Result<Option<PathBuf>> {
         .into());
     }
     Ok(Some(dir))
+}
+
+/// A new id (a ULID) for a box or an exec. Its random part comes from the kernel each time:
+/// processes forked from one another start with the same user-space generator state (the
+/// Python SDK's `multiprocessing` children made the same exec id in the same millisecond),
+/// and an id must be unique across every process of a home.
+pub(crate) fn new_id() -> String {
+    let mut random = [0u8; 16];
+    // SAFETY: getrandom writes at most `random.len()` bytes into `random`, which it owns.
+    let read = unsafe { libc::getrandom(random.as_mut_ptr().cast(), random.len(), 0) };
+    if read != random.len() as isize {
+        // No kernel randomness (a seccomp filter, an old kernel): the pid still tells forked
+        // processes apart.
+        let fallback = ulid::Ulid::new().random() ^ u128::from(std::process::id());
+        random = fallback.to_le_bytes();
+    }
+    ulid::Ulid::from_parts(now_ms(), u128::from_le_bytes(random)).to_string()
 }
 
 /// The engine `BOXLITE_ENGINE` asks for; `None` for auto.
