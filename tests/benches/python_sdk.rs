@@ -103,7 +103,14 @@ async fn main() {
             over(&py_async_info, &rust_info),
             over(&py_sync_info, &rust_info)
         ),
-        &[&rust, &py_async, &py_sync, &rust_info, &py_async_info, &py_sync_info],
+        &[
+            &rust,
+            &py_async,
+            &py_sync,
+            &rust_info,
+            &py_async_info,
+            &py_sync_info,
+        ],
     );
     println!(
         "\nadded cost per exec (median): async {:.3} ms, sync {:.3} ms; per call without a VM \
