@@ -35,6 +35,12 @@ cargo fmt --manifest-path sdks/c/Cargo.toml -- --check
 cargo clippy --manifest-path sdks/c/Cargo.toml --locked --all-targets -- -D warnings
 scripts/c-sdk-test.sh
 
+# --- the Node.js SDK (sdks/node: its own cargo workspace, napi-rs) ---
+echo "test: Node.js SDK: fmt, clippy, npm install ./sdks/node, node --test on real VMs" >&2
+cargo fmt --manifest-path sdks/node/Cargo.toml -- --check
+cargo clippy --manifest-path sdks/node/Cargo.toml --locked --all-targets -- -D warnings
+scripts/node-sdk-test.sh
+
 # The VM suites that go through shim processes, again on the krun engine, where it can boot.
 # (vm_boot and vm_image test the QEMU engine itself.)
 if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then

@@ -1,5 +1,5 @@
 """One round of the Python SDK's calls against a running box, for
-tests/benches/python_sdk.rs: ``python_exec.py HOME BOX N`` prints
+tests/benches/sdks.rs: ``python_exec.py HOME BOX N`` prints
 ``{"async": [ms...], "sync": [ms...], "async_info": [ms...], "sync_info": [ms...]}``: N
 round trips of ``exec("true")`` + ``wait()`` (no stdin), and N ``get_info`` calls (a database
 read, no VM: the SDK's own cost shows there), what the Rust side times too."""
