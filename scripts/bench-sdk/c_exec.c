@@ -1,6 +1,7 @@
 /* One round of the C SDK's calls against a running box, for tests/benches/sdks.rs:
  * `c_exec HOME BOX N` prints {"exec": [ms...], "info": [ms...]}: N round trips of
  * boxlite_execute("true") and N boxlite_get_info calls (a database read, no VM). */
+#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
