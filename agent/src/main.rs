@@ -11,6 +11,7 @@ mod fdio;
 mod init;
 mod net;
 mod service;
+mod setup;
 mod users;
 
 use std::path::PathBuf;
@@ -33,6 +34,7 @@ fn main() {
         init::ensure_std_fds();
     }
 
+    let mut template = false;
     let (addresses, root, shutdown) = if is_pid1 && listen.is_none() {
         if let Err(err) = init::mount_guest_filesystems() {
             fatal(&err.to_string());
@@ -42,26 +44,41 @@ fn main() {
         for word in malformed {
             eprintln!("boxlite-agent: ignoring malformed {word}");
         }
-        let root = init::mount_box_disk(&params).unwrap_or_else(|err| fatal(&err.to_string()));
-        let net = params
-            .net
-            .as_deref()
-            .map(net::NetParams::parse)
-            .transpose()
-            .unwrap_or_else(|err| fatal(&err.to_string()));
-        net::configure(net.as_ref(), &root).unwrap_or_else(|err| fatal(&err.to_string()));
-        init::mount_volumes(&root, &params.volumes).unwrap_or_else(|err| fatal(&err.to_string()));
-        if let Some(name) = &params.hostname {
-            if let Err(err) = nix::unistd::sethostname(name) {
-                log!("setting the hostname to {name:?}: {err}");
+        template = cmdline
+            .split_whitespace()
+            .any(|w| w == format!("{}=1", boxlite_protocol::boot::TEMPLATE_PARAM));
+        if template {
+            // Saved as a template: each box restored from it sends its settings in Setup.
+            net::configure(None, std::path::Path::new("/"))
+                .unwrap_or_else(|err| fatal(&err.to_string()));
+            (
+                vec![format!("vsock://-1:{}", AGENT_VSOCK_PORT)],
+                PathBuf::from(init::ROOTFS),
+                ShutdownMode::PowerOff,
+            )
+        } else {
+            let root = init::mount_box_disk(&params).unwrap_or_else(|err| fatal(&err.to_string()));
+            let net = params
+                .net
+                .as_deref()
+                .map(net::NetParams::parse)
+                .transpose()
+                .unwrap_or_else(|err| fatal(&err.to_string()));
+            net::configure(net.as_ref(), &root).unwrap_or_else(|err| fatal(&err.to_string()));
+            init::mount_volumes(&root, &params.volumes)
+                .unwrap_or_else(|err| fatal(&err.to_string()));
+            if let Some(name) = &params.hostname {
+                if let Err(err) = nix::unistd::sethostname(name) {
+                    log!("setting the hostname to {name:?}: {err}");
+                }
             }
+            let port = params.vsock_port.unwrap_or(AGENT_VSOCK_PORT);
+            (
+                vec![format!("vsock://-1:{port}")],
+                root,
+                ShutdownMode::PowerOff,
+            )
         }
-        let port = params.vsock_port.unwrap_or(AGENT_VSOCK_PORT);
-        (
-            vec![format!("vsock://-1:{port}")],
-            root,
-            ShutdownMode::PowerOff,
-        )
     } else {
         let Some(address) = listen else {
             eprintln!("usage: boxlite-agent --listen unix:///PATH (outside a VM)");
@@ -76,14 +93,19 @@ fn main() {
         .build()
         .unwrap_or_else(|err| fatal(&format!("starting the async runtime: {err}")));
     runtime.block_on(async move {
-        if let Err(err) = serve(&addresses, root, shutdown).await {
+        if let Err(err) = serve(&addresses, root, shutdown, template).await {
             fatal(&err);
         }
     });
 }
 
 /// Serves the agent on every address, plus the virtio-serial port when the VM has one.
-async fn serve(addresses: &[String], root: PathBuf, shutdown: ShutdownMode) -> Result<(), String> {
+async fn serve(
+    addresses: &[String],
+    root: PathBuf,
+    shutdown: ShutdownMode,
+    template: bool,
+) -> Result<(), String> {
     let execs = exec::ExecTable::new(root);
     execs
         .start_reaper()
@@ -92,6 +114,7 @@ async fn serve(addresses: &[String], root: PathBuf, shutdown: ShutdownMode) -> R
         execs,
         ready_at_ms: init::uptime_ms(),
         shutdown,
+        pending_box: setup::Pending::new(template),
     });
 
     let mut listeners = Vec::new();

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use boxlite_protocol::agent::{
     CopyRequest, Empty, ExecRequest, ExecResponse, OutputStream, PingRequest, PingResponse,
-    ReadOutputRequest, ReadOutputResponse, ResizeTtyRequest, ShutdownRequest, SignalRequest,
-    WaitRequest, WaitResponse, WriteStdinRequest,
+    ReadOutputRequest, ReadOutputResponse, ResizeTtyRequest, SetupRequest, ShutdownRequest,
+    SignalRequest, WaitRequest, WaitResponse, WriteStdinRequest,
 };
 use boxlite_protocol::agent_ttrpc::Agent;
 use boxlite_protocol::MAX_READ_CHUNK;
@@ -28,6 +28,8 @@ pub struct AgentService {
     pub execs: Arc<ExecTable>,
     pub ready_at_ms: u64,
     pub shutdown: ShutdownMode,
+    /// Set while a template's agent waits for the box it will serve.
+    pub pending_box: crate::setup::Pending,
 }
 
 fn status(err: ExecError) -> Error {
@@ -182,6 +184,20 @@ impl Agent for AgentService {
             .resize(&req.exec_id, clamp(req.rows), clamp(req.cols))
             .map_err(status)?;
         Ok(Empty::default())
+    }
+
+    async fn setup(&self, _ctx: &TtrpcContext, req: SetupRequest) -> ttrpc::Result<Empty> {
+        use crate::setup::SetupError;
+        // Mounts and ioctls block; the reply waits for them.
+        let applied = tokio::task::block_in_place(|| crate::setup::apply(&req, &self.pending_box));
+        applied.map(|()| Empty::default()).map_err(|err| {
+            let code = match err {
+                SetupError::TooMuchEntropy(_) | SetupError::NoRootDisk => Code::INVALID_ARGUMENT,
+                SetupError::NotATemplate => Code::FAILED_PRECONDITION,
+                _ => Code::INTERNAL,
+            };
+            Error::RpcStatus(ttrpc::get_status(code, err.to_string()))
+        })
     }
 
     async fn shutdown(&self, _ctx: &TtrpcContext, _req: ShutdownRequest) -> ttrpc::Result<Empty> {

@@ -3,6 +3,10 @@
 //! so that both sides agree by construction. Words are `boxlite.KEY=VALUE`; other words
 //! (the kernel's own) are ignored by `parse`.
 
+/// `boxlite.template=1`: the agent mounts and configures nothing and waits for `Setup` with
+/// the settings of the box that continues from it.
+pub const TEMPLATE_PARAM: &str = "boxlite.template";
+
 /// The agent's settings for one boot.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BootParams {

@@ -377,7 +377,7 @@ impl BoxesDb {
             .execute(
                 "UPDATE boxes SET status = ?2, last_updated = ?3, shim_pid = NULL,
                      shim_start = NULL, shim_boot = NULL
-                 WHERE id = ?1 AND status IN (?4, ?5)
+                 WHERE id = ?1 AND status IN (?4, ?5, ?8)
                      AND shim_pid IS ?6 AND shim_start IS ?7",
                 params![
                     id,
@@ -386,7 +386,8 @@ impl BoxesDb {
                     BoxStatus::Running.as_str(),
                     BoxStatus::Stopping.as_str(),
                     shim.map(|s| s.pid as i64),
-                    shim.map(|s| s.start_time as i64)
+                    shim.map(|s| s.start_time as i64),
+                    BoxStatus::Paused.as_str()
                 ],
             )
             .map_err(self.err())?;

@@ -36,7 +36,8 @@ pub use runtime::{
     BoxliteError, BoxliteResult, BoxliteRuntime, CannotStartReason, ConfigError, CopyOptions,
     ErrorKind, ExecResult, ExecStderr, ExecStdin, ExecStdout, Execution, ExecutionError,
     ExecutionId, LiteBox, LogLine, LogStream, NetworkError, OutputChunk, OutputLogReader, RpcError,
-    RuntimeMetrics, StateError, StorageError, VmError, ENGINE_ENV, HOME_ENV, SHIM_ENV, TMPDIR_ENV,
+    RuntimeMetrics, SnapshotError, SnapshotInfo, StateError, StorageError, VmError, ENGINE_ENV,
+    HOME_ENV, SHIM_ENV, TEMPLATES_ENV, TMPDIR_ENV,
 };
 pub use simple_box::{ExecOutput, SimpleBox};
 pub use status::{BoxState, BoxStatus, ContainerID, LockId};

@@ -1,5 +1,6 @@
 //! A box's lifecycle: `create` → Configured (persisted, no VM); `start` → Running;
-//! `stop` → Stopped (restartable). Stopping is the short passage between Running and Stopped;
+//! `stop` → Stopped (restartable); `pause` → Paused (vCPUs stopped, memory kept) and `resume`
+//! → Running again. Stopping is the short passage between Running and Stopped;
 //! Unknown is a box whose state could not be established (its reason is logged).
 
 use std::fmt;
@@ -10,6 +11,9 @@ pub enum BoxStatus {
     Unknown,
     Configured,
     Running,
+    /// The VM exists with its vCPUs stopped: processes, memory and devices are kept; exec
+    /// and copies are refused until `resume`.
+    Paused,
     Stopping,
     Stopped,
 }
@@ -20,6 +24,7 @@ impl BoxStatus {
             BoxStatus::Unknown => "unknown",
             BoxStatus::Configured => "configured",
             BoxStatus::Running => "running",
+            BoxStatus::Paused => "paused",
             BoxStatus::Stopping => "stopping",
             BoxStatus::Stopped => "stopped",
         }
@@ -27,7 +32,14 @@ impl BoxStatus {
 
     /// A VM exists (or is being taken down).
     pub fn is_active(self) -> bool {
-        matches!(self, BoxStatus::Running | BoxStatus::Stopping)
+        matches!(
+            self,
+            BoxStatus::Running | BoxStatus::Paused | BoxStatus::Stopping
+        )
+    }
+
+    pub fn is_paused(self) -> bool {
+        self == BoxStatus::Paused
     }
 
     pub fn is_running(self) -> bool {
@@ -53,7 +65,7 @@ impl BoxStatus {
     }
 
     pub fn can_stop(self) -> bool {
-        self == BoxStatus::Running
+        matches!(self, BoxStatus::Running | BoxStatus::Paused)
     }
 
     /// Removal without force: only boxes with no VM.
@@ -119,6 +131,7 @@ impl FromStr for BoxStatus {
             "unknown" => BoxStatus::Unknown,
             "configured" => BoxStatus::Configured,
             "running" => BoxStatus::Running,
+            "paused" => BoxStatus::Paused,
             "stopping" => BoxStatus::Stopping,
             "stopped" => BoxStatus::Stopped,
             other => return Err(format!("unknown box status {other:?}")),
@@ -130,10 +143,11 @@ impl FromStr for BoxStatus {
 mod tests {
     use super::*;
 
-    const ALL: [BoxStatus; 5] = [
+    const ALL: [BoxStatus; 6] = [
         BoxStatus::Unknown,
         BoxStatus::Configured,
         BoxStatus::Running,
+        BoxStatus::Paused,
         BoxStatus::Stopping,
         BoxStatus::Stopped,
     ];
@@ -143,7 +157,7 @@ mod tests {
         for status in ALL {
             assert_eq!(status.as_str().parse::<BoxStatus>(), Ok(status));
         }
-        assert!("paused".parse::<BoxStatus>().is_err());
+        assert!("frozen".parse::<BoxStatus>().is_err());
     }
 
     #[test]
@@ -154,7 +168,10 @@ mod tests {
             [BoxStatus::Configured, BoxStatus::Stopped]
         );
         assert_eq!(can(BoxStatus::is_transient), [BoxStatus::Stopping]);
-        assert_eq!(can(BoxStatus::can_stop), [BoxStatus::Running]);
+        assert_eq!(
+            can(BoxStatus::can_stop),
+            [BoxStatus::Running, BoxStatus::Paused]
+        );
         assert_eq!(
             can(BoxStatus::can_remove),
             [
@@ -165,7 +182,7 @@ mod tests {
         );
         assert_eq!(
             can(BoxStatus::is_active),
-            [BoxStatus::Running, BoxStatus::Stopping]
+            [BoxStatus::Running, BoxStatus::Paused, BoxStatus::Stopping]
         );
         assert_eq!(
             can(BoxStatus::can_run),

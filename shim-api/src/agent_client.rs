@@ -365,6 +365,18 @@ impl AgentClient {
             .map(drop)
     }
 
+    /// After a restore: the clock, fresh entropy, the hostname and (templates) the box's boot
+    /// parameters. Mounting the box disk can take a while on a loaded host.
+    pub async fn setup(
+        &self,
+        req: boxlite_protocol::agent::SetupRequest,
+        timeout: Duration,
+    ) -> Result<(), AgentError> {
+        bounded("Setup", timeout, |c| self.inner.setup(c, &req))
+            .await
+            .map(drop)
+    }
+
     /// A call that waits on the command (see [`LONG_POLL`]): repeated while the box answers
     /// pings, an error once it does not.
     async fn long_poll<T, F, Fut>(&self, method: &'static str, call: F) -> Result<T, AgentError>

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use boxlite_protocol::shim::{
-    AdoptRequest, LogOutputRequest, StateRequest, StateResponse, StopRequest,
+    AdoptRequest, LogOutputRequest, PauseRequest, ResumeRequest, SnapshotRequest, SnapshotResponse,
+    StateRequest, StateResponse, StopRequest,
 };
 use boxlite_protocol::shim_ttrpc;
 use tokio::net::UnixStream;
@@ -25,7 +26,31 @@ pub enum ShimError {
         method: &'static str,
         message: String,
     },
+    /// The shim answered with an error status: `code` says what kind.
+    #[error("{message}")]
+    Refused {
+        method: &'static str,
+        code: ttrpc::Code,
+        message: String,
+    },
 }
+
+fn refused(method: &'static str) -> impl FnOnce(ttrpc::Error) -> ShimError {
+    move |err| match err {
+        ttrpc::Error::RpcStatus(status) => ShimError::Refused {
+            method,
+            code: status.code(),
+            message: status.message().to_string(),
+        },
+        other => ShimError::Rpc {
+            method,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// How long saving a VM's state may take (its RAM written to disk).
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How long a shim may take to answer a call that does not wait on the guest.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -125,5 +150,35 @@ impl ShimClient {
                 message: e.to_string(),
             })?;
         Ok(resp.clean)
+    }
+
+    /// Stops the VM's vCPUs (memory, devices and processes kept).
+    pub async fn pause(&self) -> Result<(), ShimError> {
+        self.shim
+            .pause(deadline(CALL_TIMEOUT), &PauseRequest::new())
+            .await
+            .map(drop)
+            .map_err(refused("Pause"))
+    }
+
+    /// Runs the VM's vCPUs again.
+    pub async fn resume(&self) -> Result<(), ShimError> {
+        self.shim
+            .resume(deadline(CALL_TIMEOUT), &ResumeRequest::new())
+            .await
+            .map(drop)
+            .map_err(refused("Resume"))
+    }
+
+    /// Saves the VM's state and disk into the empty directory `dir`.
+    pub async fn snapshot(&self, dir: &Path) -> Result<SnapshotResponse, ShimError> {
+        let req = SnapshotRequest {
+            dir: dir.display().to_string(),
+            ..Default::default()
+        };
+        self.shim
+            .snapshot(deadline(SNAPSHOT_TIMEOUT), &req)
+            .await
+            .map_err(refused("Snapshot"))
     }
 }

@@ -56,6 +56,9 @@ pub struct ShimConfig {
     /// not detached lives as long as the process that started it).
     #[serde(default)]
     pub stop_with_launcher: bool,
+    /// Why the runtime did not start this VM from a template (reported by `State`).
+    #[serde(default)]
+    pub template_miss: Option<String>,
 }
 
 /// How long a ready box waits for its launcher to adopt it.

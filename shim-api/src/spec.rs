@@ -39,6 +39,12 @@ pub enum EngineError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the {engine} engine cannot {what}: {reason}")]
+    Unsupported {
+        engine: EngineKind,
+        what: &'static str,
+        reason: &'static str,
+    },
 }
 
 /// Disk image formats an engine can attach.
@@ -89,6 +95,46 @@ pub struct VmSpec {
     /// Host directories shared with the guest over virtio-fs.
     #[serde(default)]
     pub volumes: Vec<SharedDir>,
+    /// Boot the kernel, or continue a VM from saved state.
+    #[serde(default)]
+    pub start: VmStart,
+}
+
+/// How a VM starts. Saved state is only ever restored into a VM of the same shape (engine,
+/// kernel, initramfs, vCPUs, memory, devices): the runtime checks that before asking.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum VmStart {
+    /// Boot the kernel.
+    #[default]
+    Boot,
+    /// Boot an agent that mounts no box disk and configures nothing (`boxlite.template=1`),
+    /// with guest RAM in `ram_file` (shared), save its device state to `state`, and end.
+    BuildTemplate { ram_file: PathBuf, state: PathBuf },
+    /// Continue from a template: RAM mapped privately (copy-on-write) from `ram_file`, device
+    /// state from `state`; the agent is then given the box's boot parameters.
+    FromTemplate { ram_file: PathBuf, state: PathBuf },
+    /// Continue from a snapshot: RAM and device state from `state`.
+    FromSnapshot { state: PathBuf },
+}
+
+impl VmStart {
+    /// Whether the VM continues saved state rather than booting.
+    pub fn restores(&self) -> bool {
+        matches!(
+            self,
+            VmStart::FromTemplate { .. } | VmStart::FromSnapshot { .. }
+        )
+    }
+
+    /// How boot metrics name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            VmStart::Boot | VmStart::BuildTemplate { .. } => "boot",
+            VmStart::FromTemplate { .. } => "template",
+            VmStart::FromSnapshot { .. } => "snapshot",
+        }
+    }
 }
 
 /// A host directory the guest mounts at `guest_path` (virtio-fs, tag `vol{index}`).
@@ -236,9 +282,24 @@ impl VmSpec {
         Ok(())
     }
 
-    /// The kernel command line words every engine passes.
+    /// The kernel command line words every engine passes. A template's agent gets none of
+    /// the box's settings: a box restored from it gets them from [`VmSpec::boot_params`].
     pub fn guest_cmdline(&self) -> Vec<String> {
-        let params = BootParams {
+        // A panic resets the VM, and each engine makes a reset end it: a dead guest is seen
+        // at once. (How to reset is engine-specific: see the engines' cmdlines.)
+        let mut words = vec!["panic=-1".to_string()];
+        if matches!(self.start, VmStart::BuildTemplate { .. }) {
+            words.push(format!("{}=1", boxlite_protocol::boot::TEMPLATE_PARAM));
+        } else {
+            words.extend(self.boot_params().to_cmdline_words());
+        }
+        words.extend(self.extra_cmdline.iter().cloned());
+        words
+    }
+
+    /// The box's settings for its agent.
+    pub fn boot_params(&self) -> BootParams {
+        BootParams {
             root_device: self.root_disk.as_ref().map(|_| "/dev/vda".to_string()),
             root_fstype: None,
             vsock_port: Some(self.agent_port),
@@ -250,13 +311,7 @@ impl VmSpec {
                 .enumerate()
                 .map(|(index, volume)| volume.mount(index))
                 .collect(),
-        };
-        // A panic resets the VM, and each engine makes a reset end it: a dead guest is seen
-        // at once. (How to reset is engine-specific: see the engines' cmdlines.)
-        let mut words = vec!["panic=-1".to_string()];
-        words.extend(params.to_cmdline_words());
-        words.extend(self.extra_cmdline.iter().cloned());
-        words
+        }
     }
 }
 
@@ -281,6 +336,28 @@ pub fn check_socket_path(path: &Path) -> Result<(), EngineError> {
         });
     }
     Ok(())
+}
+
+/// Whether this host can run VMs with hardware virtualisation: the CPU advertises vmx or svm
+/// (a software-nested /dev/kvm does not) and /dev/kvm can be opened for writing.
+pub fn hardware_virtualization_usable() -> bool {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let kvm_usable = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    cpu_has_virtualization_flags(&cpuinfo) && kvm_usable
+}
+
+pub fn cpu_has_virtualization_flags(cpuinfo: &str) -> bool {
+    cpuinfo
+        .lines()
+        .filter(|line| line.starts_with("flags"))
+        .any(|line| {
+            line.split_whitespace()
+                .any(|flag| flag == "vmx" || flag == "svm")
+        })
 }
 
 /// Which engine runs a VM.

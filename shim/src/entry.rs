@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::boot_failure::BootFailure;
-use crate::engine::{self, hardware_virtualization_usable};
+use crate::engine::{self, hardware_virtualization_usable, VmStart};
 use crate::output_log::{OutputLog, DEFAULT_MAX_FILE_BYTES};
 use crate::process::ProcessId;
 use crate::server::{files, AgentRelay, RelayCounters, ShimService};
@@ -100,6 +100,31 @@ async fn abandonment(
     }
 }
 
+/// Boots a template's VM, saves it once its agent answers, and ends it.
+async fn build_template(
+    engine: &dyn engine::Engine,
+    spec: &engine::VmSpec,
+    state: &Path,
+    ready_timeout: Duration,
+) -> Result<(), BootFailure> {
+    let vm = Vm::boot(engine, spec, ready_timeout).await?;
+    let failed = |what: &str, err: engine::EngineError| BootFailure::Engine {
+        message: format!("{what}: {err}"),
+    };
+    let saved = async {
+        vm.pause()
+            .await
+            .map_err(|e| failed("pausing the template", e))?;
+        vm.save_state(state, true)
+            .await
+            .map_err(|e| failed("saving the template", e))
+    }
+    .await;
+    vm.kill().await;
+    vm.finish_console().await;
+    saved
+}
+
 /// Records why the shim could not do its job where the runtime looks for it.
 fn fail(box_dir: &Path, failure: &BootFailure) -> ExitCode {
     eprintln!("boxlite-shim: {failure}");
@@ -129,7 +154,21 @@ async fn run(box_dir: &Path) -> Result<(), BootFailure> {
     let kind =
         engine::select(config.engine, hardware_virtualization_usable()).map_err(unavailable)?;
     let engine = engine::engine(kind).map_err(unavailable)?;
-    let vm = Vm::boot(engine.as_ref(), &config.vm, config.ready_timeout()).await?;
+    let mut spec = config.vm.clone();
+    if let VmStart::BuildTemplate { state, .. } = &spec.start {
+        return build_template(engine.as_ref(), &spec, state, config.ready_timeout()).await;
+    }
+    let mut template_miss = config.template_miss.clone().unwrap_or_default();
+    let vm = match Vm::boot(engine.as_ref(), &spec, config.ready_timeout()).await {
+        Err(err) if matches!(spec.start, VmStart::FromTemplate { .. }) => {
+            // A template is a way to start faster, never a reason not to start.
+            eprintln!("boxlite-shim: the template could not serve this box ({err}); booting");
+            template_miss = format!("restoring the template failed: {err}");
+            spec.start = VmStart::Boot;
+            Vm::boot(engine.as_ref(), &spec, config.ready_timeout()).await?
+        }
+        booted => booted?,
+    };
     let vm = Arc::new(vm);
 
     let socket = box_dir.join(files::SOCKET);
@@ -150,6 +189,11 @@ async fn run(box_dir: &Path) -> Result<(), BootFailure> {
                 box_dir,
                 DEFAULT_MAX_FILE_BYTES,
             ))),
+            paused: tokio::sync::Mutex::new(false),
+            paused_now: Default::default(),
+            start_mode: spec.start.name(),
+            template_miss,
+            root_disk: spec.root_disk.as_ref().map(|d| d.path.clone()),
         },
     )));
     let address = format!("unix://{}", socket.display());

@@ -1,7 +1,8 @@
 //! The shim's ttrpc server: the Shim service (state, stop) and the Agent service relayed to
 //! the guest agent, both on `shim.sock` in the box directory.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,8 @@ use boxlite_protocol::agent::{
     WaitRequest, WaitResponse, WriteStdinRequest,
 };
 use boxlite_protocol::shim::{
-    AdoptRequest, AdoptResponse, LogOutputRequest, LogOutputResponse, StateRequest, StateResponse,
+    AdoptRequest, AdoptResponse, LogOutputRequest, LogOutputResponse, PauseRequest, PauseResponse,
+    ResumeRequest, ResumeResponse, SnapshotRequest, SnapshotResponse, StateRequest, StateResponse,
     StopRequest, StopResponse,
 };
 use boxlite_protocol::{agent_ttrpc, shim_ttrpc};
@@ -125,6 +127,69 @@ pub struct ShimService {
     pub adopted: Arc<tokio::sync::Notify>,
     /// The box's output log, shared by its detached commands.
     pub output_log: Arc<std::sync::Mutex<OutputLog>>,
+    /// Pause, resume and snapshot, one at a time; true while the vCPUs are stopped.
+    pub paused: tokio::sync::Mutex<bool>,
+    /// Mirrors `paused` for State, which must answer while a snapshot holds the lock.
+    pub paused_now: AtomicBool,
+    /// How the VM started, and why a template could not serve it.
+    pub start_mode: &'static str,
+    pub template_miss: String,
+    /// The box disk, copied into snapshots.
+    pub root_disk: Option<PathBuf>,
+}
+
+/// The vm.state file of a snapshot directory.
+pub const SNAPSHOT_STATE: &str = "vm.state";
+/// The disk file of a snapshot directory.
+pub const SNAPSHOT_DISK: &str = "disk";
+
+fn engine_status(err: crate::engine::EngineError) -> ttrpc::Error {
+    let code = match err {
+        crate::engine::EngineError::Unsupported { .. } => ttrpc::Code::UNIMPLEMENTED,
+        _ => ttrpc::Code::INTERNAL,
+    };
+    ttrpc::Error::RpcStatus(ttrpc::get_status(code, err.to_string()))
+}
+
+fn io_status(what: String, err: std::io::Error) -> ttrpc::Error {
+    let code = if err.raw_os_error() == Some(libc::ENOSPC) {
+        ttrpc::Code::RESOURCE_EXHAUSTED
+    } else {
+        ttrpc::Code::INTERNAL
+    };
+    ttrpc::Error::RpcStatus(ttrpc::get_status(code, format!("{what}: {err}")))
+}
+
+impl ShimService {
+    /// Saves state and disk into `dir` with the vCPUs stopped.
+    async fn save_snapshot(&self, dir: &Path) -> ttrpc::Result<()> {
+        let meta = std::fs::symlink_metadata(dir)
+            .map_err(|e| io_status(format!("snapshot directory {}", dir.display()), e))?;
+        let empty = std::fs::read_dir(dir)
+            .map_err(|e| io_status(format!("reading {}", dir.display()), e))?
+            .next()
+            .is_none();
+        if !meta.is_dir() || !empty {
+            return Err(ttrpc::Error::RpcStatus(ttrpc::get_status(
+                ttrpc::Code::INVALID_ARGUMENT,
+                format!("{} must be an empty directory", dir.display()),
+            )));
+        }
+        self.vm
+            .save_state(&dir.join(SNAPSHOT_STATE), false)
+            .await
+            .map_err(engine_status)?;
+        if let Some(disk) = &self.root_disk {
+            // The VMM flushed the disk when it saved the state; with the vCPUs stopped,
+            // nothing writes to it until they run again.
+            let (from, to) = (disk.clone(), dir.join(SNAPSHOT_DISK));
+            tokio::task::spawn_blocking(move || std::fs::copy(&from, &to))
+                .await
+                .map_err(|e| io_status("copying the disk".into(), std::io::Error::other(e)))?
+                .map_err(|e| io_status(format!("copying {}", disk.display()), e))?;
+        }
+        Ok(())
+    }
 }
 
 /// Reads one stream of a detached command into the box's output log until it ends.
@@ -175,6 +240,9 @@ impl shim_ttrpc::Shim for ShimService {
             execs_started: self.counters.execs_started.load(Ordering::Relaxed),
             bytes_in: self.counters.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.counters.bytes_out.load(Ordering::Relaxed),
+            paused: self.paused_now.load(Ordering::Relaxed),
+            start_mode: self.start_mode.to_string(),
+            template_miss: self.template_miss.clone(),
             ..Default::default()
         })
     }
@@ -200,8 +268,63 @@ impl shim_ttrpc::Shim for ShimService {
         Ok(LogOutputResponse::default())
     }
 
+    async fn pause(&self, _c: &TtrpcContext, _req: PauseRequest) -> ttrpc::Result<PauseResponse> {
+        let mut paused = self.paused.lock().await;
+        if !*paused {
+            self.vm.pause().await.map_err(engine_status)?;
+            *paused = true;
+            self.paused_now.store(true, Ordering::Relaxed);
+        }
+        Ok(PauseResponse::default())
+    }
+
+    async fn resume(
+        &self,
+        _c: &TtrpcContext,
+        _req: ResumeRequest,
+    ) -> ttrpc::Result<ResumeResponse> {
+        let mut paused = self.paused.lock().await;
+        if *paused {
+            self.vm.resume().await.map_err(engine_status)?;
+            *paused = false;
+            self.paused_now.store(false, Ordering::Relaxed);
+        }
+        Ok(ResumeResponse::default())
+    }
+
+    async fn snapshot(
+        &self,
+        _c: &TtrpcContext,
+        req: SnapshotRequest,
+    ) -> ttrpc::Result<SnapshotResponse> {
+        let paused = self.paused.lock().await;
+        let started = std::time::Instant::now();
+        if !*paused {
+            self.vm.pause().await.map_err(engine_status)?;
+        }
+        let saved = self.save_snapshot(Path::new(&req.dir)).await;
+        // A running VM runs again whether or not the save worked.
+        let resumed = if *paused {
+            Ok(())
+        } else {
+            self.vm.resume().await.map_err(engine_status)
+        };
+        let paused_ms = started.elapsed().as_millis() as u64;
+        saved?;
+        resumed?;
+        Ok(SnapshotResponse {
+            paused_ms,
+            ..Default::default()
+        })
+    }
+
     async fn stop(&self, _c: &TtrpcContext, req: StopRequest) -> ttrpc::Result<StopResponse> {
         let timeout = Duration::from_millis(req.timeout_ms.max(1));
+        // A paused guest cannot power itself off.
+        if std::mem::take(&mut *self.paused.lock().await) {
+            let _ = self.vm.resume().await;
+            self.paused_now.store(false, Ordering::Relaxed);
+        }
         let clean = self.vm.shutdown(timeout).await.is_ok();
         Ok(StopResponse {
             clean,

@@ -1,6 +1,6 @@
 //! Booting a VM and waiting for its agent, and shutting it down again.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use boxlite_protocol::agent::PingResponse;
@@ -8,7 +8,7 @@ use boxlite_protocol::agent::PingResponse;
 use crate::agent_client::{AgentClient, AgentError};
 use crate::boot_failure::BootFailure;
 use crate::console::{ConsolePump, CONSOLE_MAX_FILE_BYTES};
-use crate::engine::{console_tail, Engine, EngineError, RunningVm, VmExit, VmSpec};
+use crate::engine::{console_tail, Engine, EngineError, RunningVm, VmExit, VmSpec, VmStart};
 use crate::process::{write_all, ProcessId};
 use crate::server::files;
 
@@ -139,6 +139,18 @@ impl Vm {
             exit = running.wait_exit() => Outcome::Exited(exit),
             _ = tokio::time::sleep_until(deadline) => Outcome::TimedOut,
         };
+        if let Outcome::Ready(agent, _) = &outcome {
+            if spec.start.restores() {
+                if let Err(err) = set_up_restored(agent, spec).await {
+                    running.kill().await;
+                    console.finish().await;
+                    return Err(BootError::Engine(EngineError::Failed {
+                        engine: running.kind(),
+                        message: format!("setting up the restored guest: {err}"),
+                    }));
+                }
+            }
+        }
         match outcome {
             Outcome::Ready(agent, ping) => Ok(Vm {
                 running,
@@ -219,6 +231,80 @@ impl Vm {
     /// Ends the VM at once.
     pub async fn kill(&self) -> VmExit {
         self.running.kill().await
+    }
+
+    pub async fn pause(&self) -> Result<(), EngineError> {
+        self.running.pause().await
+    }
+
+    pub async fn resume(&self) -> Result<(), EngineError> {
+        self.running.resume().await
+    }
+
+    /// With the VM paused: saves its state (see [`RunningVm::save_state`]).
+    pub async fn save_state(&self, path: &Path, ram_shared: bool) -> Result<(), EngineError> {
+        self.running.save_state(path, ram_shared).await
+    }
+}
+
+/// How long the agent of a restored VM may take to set itself up (mounting the box disk).
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Entropy handed to each restored guest.
+const SETUP_ENTROPY: usize = 64;
+
+/// Gives a restored guest the clock, fresh entropy and its name, and a template's agent the
+/// box's boot parameters.
+async fn set_up_restored(agent: &AgentClient, spec: &VmSpec) -> Result<(), String> {
+    let mut entropy = vec![0u8; SETUP_ENTROPY];
+    // SAFETY: getrandom writes at most `entropy.len()` bytes into the buffer it is given.
+    let got = unsafe { libc::getrandom(entropy.as_mut_ptr().cast(), entropy.len(), 0) };
+    if got != entropy.len() as isize {
+        return Err(format!(
+            "reading the host's entropy: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?;
+    let mut req = boxlite_protocol::agent::SetupRequest {
+        unix_time_ns: now.as_nanos().try_into().unwrap_or(i64::MAX),
+        entropy,
+        hostname: spec.hostname.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    if matches!(spec.start, VmStart::FromTemplate { .. }) {
+        req.boot_params = spec.boot_params().to_cmdline_words().join(" ");
+        if let Some(disk) = &spec.root_disk {
+            req.root_disk_bytes = disk_virtual_size(disk).map_err(|e| e.to_string())?;
+        }
+    }
+    agent
+        .setup(req, SETUP_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The size the guest sees of a disk: a qcow2's virtual size, a raw file's length.
+fn disk_virtual_size(disk: &crate::engine::DiskSpec) -> std::io::Result<u64> {
+    use std::io::Read;
+    match disk.format {
+        crate::engine::DiskFormat::Raw => Ok(std::fs::metadata(&disk.path)?.len()),
+        crate::engine::DiskFormat::Qcow2 => {
+            // Header: magic (4), version (4), backing offset (8), backing size (4),
+            // cluster bits (4), then the virtual size (8), big-endian.
+            let mut header = [0u8; 32];
+            std::fs::File::open(&disk.path)?.read_exact(&mut header)?;
+            if &header[..4] != b"QFI\xfb" {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} is not a qcow2 image", disk.path.display()),
+                ));
+            }
+            let mut size = [0u8; 8];
+            size.copy_from_slice(&header[24..32]);
+            Ok(u64::from_be_bytes(size))
+        }
     }
 }
 

@@ -421,6 +421,7 @@ impl TestBox {
             hostname: None,
             network: None,
             volumes: Vec::new(),
+            start: Default::default(),
         };
         Self { dir, spec }
     }

@@ -23,6 +23,7 @@ fn config(test_box: &TestBox) -> ShimConfig {
         ready_timeout_ms: READY_TIMEOUT.as_millis() as u64,
         launcher: None,
         stop_with_launcher: false,
+        template_miss: None,
     }
 }
 

@@ -49,6 +49,39 @@ pub enum BoxliteError {
     /// Talking to the box's shim or guest agent failed.
     #[error(transparent)]
     Rpc(#[from] RpcError),
+    /// Saving, restoring, listing or removing a snapshot.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+}
+
+/// Memory snapshots and forks.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("no snapshot {0:?} (see `boxlite snapshot ls`)")]
+    NotFound(String),
+    #[error("a snapshot named {0:?} exists already; pick another name or remove it first")]
+    Exists(String),
+    #[error(
+        "snapshot {name:?} cannot be restored here: it was saved with {what} {saved}, and this \
+         host would restore it with {now}; restore it where it was taken, or take a new one"
+    )]
+    Incompatible {
+        name: String,
+        what: &'static str,
+        saved: String,
+        now: String,
+    },
+    #[error("box {id} cannot be snapshotted: {reason}")]
+    NotSnapshottable { id: String, reason: String },
+    #[error("saving snapshot {name:?} failed, and nothing of it was kept: {message}")]
+    Save {
+        name: String,
+        message: String,
+        /// The host's disk is full.
+        disk_full: bool,
+    },
+    #[error("snapshot {name:?} is damaged ({reason}); remove it")]
+    Damaged { name: String, reason: String },
 }
 
 /// The documented error kinds, with the numeric codes of the C SDK.
@@ -120,6 +153,18 @@ impl BoxliteError {
             BoxliteError::Unsupported(_) => ErrorKind::Unsupported,
             BoxliteError::Database(_) => ErrorKind::Database,
             BoxliteError::Rpc(_) => ErrorKind::Rpc,
+            BoxliteError::Snapshot(err) => match err {
+                SnapshotError::NotFound(_) => ErrorKind::NotFound,
+                SnapshotError::Exists(_) => ErrorKind::AlreadyExists,
+                SnapshotError::Incompatible { .. } | SnapshotError::NotSnapshottable { .. } => {
+                    ErrorKind::Unsupported
+                }
+                SnapshotError::Save {
+                    disk_full: true, ..
+                } => ErrorKind::Storage,
+                SnapshotError::Save { .. } => ErrorKind::Engine,
+                SnapshotError::Damaged { .. } => ErrorKind::Storage,
+            },
         }
     }
 }
@@ -129,6 +174,8 @@ impl BoxliteError {
 pub enum StateError {
     #[error("box {0} is running; stop it first or remove it with force")]
     Running(String),
+    #[error("box {0} is paused; resume it first")]
+    Paused(String),
     #[error("box {id} cannot {action} while it is {status}")]
     Wrong {
         id: String,

@@ -102,6 +102,9 @@ impl LiteBox {
         if status.is_running() {
             return Ok(());
         }
+        if status.is_paused() {
+            return Err(StateError::Paused(self.id.clone()).into());
+        }
         if !status.can_start() {
             return Err(StateError::Wrong {
                 id: self.id.clone(),
@@ -111,46 +114,40 @@ impl LiteBox {
             .into());
         }
         self.prepare_disk(&record).await?;
-        let assets = GuestAssets::prepare(&self.runtime.inner.home, None, None)?;
         let dir = self.dir();
+        let mut vm = self.vm_spec_for(&record.options, record.info.name.as_deref(), &dir)?;
+        // A box created from a snapshot continues from it, once; any other box from its
+        // shape's template where one can serve.
+        let pending_restore = dir.join(super::snapshots::PENDING_RESTORE);
+        let mut template_miss = None;
+        if pending_restore.is_file() {
+            vm.start = VmStart::FromSnapshot {
+                state: pending_restore.clone(),
+            };
+        } else if let Some(reason) = super::templates::unsuitable(&record.options, &vm) {
+            template_miss = Some(reason);
+        } else {
+            match super::templates::ensure(
+                &self.runtime.inner.home,
+                &vm,
+                record.options.ready_timeout,
+            )
+            .await
+            {
+                Ok(template) => {
+                    vm.start = VmStart::FromTemplate {
+                        ram_file: template.ram_file,
+                        state: template.state,
+                    }
+                }
+                Err(reason) => {
+                    tracing::warn!(box_id = %self.id, "no template: {reason}");
+                    template_miss = Some(reason);
+                }
+            }
+        }
         let config = ShimConfig {
-            vm: VmSpec {
-                kernel: assets.kernel,
-                initramfs: assets.initramfs,
-                cpus: record.options.effective_cpus(),
-                memory_mib: record.options.effective_memory_mib(),
-                root_disk: Some(DiskSpec {
-                    path: dir.join("disk.qcow2"),
-                    format: DiskFormat::Qcow2,
-                    read_only: false,
-                }),
-                agent_port: boxlite_protocol::AGENT_VSOCK_PORT,
-                run_dir: dir.clone(),
-                extra_cmdline: Vec::new(),
-                // Names are [a-zA-Z0-9_.-] (validate_name), safe on the command line; a hostname
-                // holds 63 bytes at most.
-                hostname: Some(
-                    record
-                        .info
-                        .name
-                        .as_deref()
-                        .unwrap_or(&self.id.to_lowercase())
-                        .chars()
-                        .take(63)
-                        .collect(),
-                ),
-                network: network_spec(&record.options)?,
-                volumes: record
-                    .options
-                    .volumes
-                    .iter()
-                    .map(|v| SharedDir {
-                        host_path: v.host_path.clone().into(),
-                        guest_path: v.guest_path.clone(),
-                        read_only: v.read_only,
-                    })
-                    .collect(),
-            },
+            vm,
             ready_timeout_ms: record.options.ready_timeout.as_millis() as u64,
             engine: match record.options.engine {
                 Some(engine) => Some(engine),
@@ -161,15 +158,18 @@ impl LiteBox {
             // box that is not detached stays tied to this process after that too.
             launcher: ProcessId::current(),
             stop_with_launcher: !record.options.detach,
+            template_miss,
         };
-        let launched = match launch(
+        let launched = launch(
             &shim_binary(),
             &dir,
             &config,
             &record.options.security.launch_options(),
         )
-        .await
-        {
+        .await;
+        // Restored or not, the saved state is not used again: the disk has moved on.
+        let _ = std::fs::remove_file(&pending_restore);
+        let launched = match launched {
             Ok(launched) => launched,
             Err(err) => {
                 Counters::bump(&self.runtime.inner.counters.boxes_failed);
@@ -214,6 +214,49 @@ impl LiteBox {
         }
     }
 
+    /// The VM a box of `options` named `name` boots, with its files in `dir`.
+    pub(crate) fn vm_spec_for(
+        &self,
+        options: &BoxOptions,
+        name: Option<&str>,
+        dir: &Path,
+    ) -> Result<VmSpec> {
+        let assets = GuestAssets::prepare(&self.runtime.inner.home, None, None)?;
+        Ok(VmSpec {
+            kernel: assets.kernel,
+            initramfs: assets.initramfs,
+            cpus: options.effective_cpus(),
+            memory_mib: options.effective_memory_mib(),
+            root_disk: Some(DiskSpec {
+                path: dir.join("disk.qcow2"),
+                format: DiskFormat::Qcow2,
+                read_only: false,
+            }),
+            agent_port: boxlite_protocol::AGENT_VSOCK_PORT,
+            run_dir: dir.to_path_buf(),
+            extra_cmdline: Vec::new(),
+            // Names are [a-zA-Z0-9_.-] (validate_name), safe on the command line; a hostname
+            // holds 63 bytes at most.
+            hostname: Some(
+                name.unwrap_or(&self.id.to_lowercase())
+                    .chars()
+                    .take(63)
+                    .collect(),
+            ),
+            network: network_spec(options)?,
+            volumes: options
+                .volumes
+                .iter()
+                .map(|v| SharedDir {
+                    host_path: v.host_path.clone().into(),
+                    guest_path: v.guest_path.clone(),
+                    read_only: v.read_only,
+                })
+                .collect(),
+            start: VmStart::Boot,
+        })
+    }
+
     /// Powers the box off (killing it after 10 s). It can be started again, unless its
     /// options say `auto_remove` (the default), which removes it once stopped.
     pub async fn stop(&self) -> Result<()> {
@@ -246,7 +289,7 @@ impl LiteBox {
         }
         self.runtime.inner.db.transition(
             &self.id,
-            &[BoxStatus::Running],
+            &[BoxStatus::Running, BoxStatus::Paused],
             BoxStatus::Stopping,
             record.shim,
         )?;

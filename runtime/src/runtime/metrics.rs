@@ -12,6 +12,9 @@ pub struct BoxMetrics {
     spawn_to_ready_ms: Option<u128>,
     shim_pid: Option<u32>,
     engine: Option<String>,
+    start_mode: Option<String>,
+    template_miss: Option<String>,
+    memory_pss_bytes: Option<u64>,
     commands_executed: u64,
     bytes_sent: u64,
     bytes_received: u64,
@@ -47,6 +50,23 @@ impl BoxMetrics {
     /// The engine running the box ("qemu", "krun").
     pub fn engine(&self) -> Option<&str> {
         self.engine.as_deref()
+    }
+
+    /// How the VM started: "boot" (its kernel booted), "template" (restored from its
+    /// shape's template) or "snapshot" (created from a snapshot or a fork).
+    pub fn start_mode(&self) -> Option<&str> {
+        self.start_mode.as_deref()
+    }
+
+    /// Why no template served the box, when it booted.
+    pub fn template_miss(&self) -> Option<&str> {
+        self.template_miss.as_deref()
+    }
+
+    /// The VMM processes' proportional share of memory (PSS): pages shared with other boxes
+    /// of one template count once across them.
+    pub fn memory_pss_bytes(&self) -> Option<u64> {
+        self.memory_pss_bytes
     }
 
     /// Commands and copies started in the box.
@@ -172,7 +192,8 @@ impl BoxliteRuntime {
 impl LiteBox {
     /// The box's figures (live ones only while it runs; see [`BoxMetrics`]).
     pub async fn metrics(&self) -> Result<BoxMetrics> {
-        if !self.record()?.info.status.is_running() {
+        let status = self.record()?.info.status;
+        if !status.is_running() && !status.is_paused() {
             return Ok(BoxMetrics::default());
         }
         let state = ShimClient::connect(&self.dir()).await?.state().await?;
@@ -196,10 +217,21 @@ impl LiteBox {
             guest_boot_duration_ms: Some(state.guest_ready_at_ms.into()),
             spawn_to_ready_ms: Some(state.spawn_to_ready_ms.into()),
             shim_pid: Some(state.shim_pid),
+            memory_pss_bytes: Some(state.vmm_pids.iter().filter_map(|p| pss_bytes(*p)).sum()),
             engine: Some(state.engine),
+            start_mode: Some(state.start_mode).filter(|m| !m.is_empty()),
+            template_miss: Some(state.template_miss).filter(|m| !m.is_empty()),
             commands_executed: state.execs_started,
             bytes_sent: state.bytes_in,
             bytes_received: state.bytes_out,
         })
     }
+}
+
+/// A process's proportional set size, from /proc/PID/smaps_rollup.
+fn pss_bytes(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let line = rollup.lines().find(|line| line.starts_with("Pss:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

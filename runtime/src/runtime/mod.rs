@@ -16,6 +16,7 @@ use boxlite_shim_api::launch::{launch, LaunchError};
 use boxlite_shim_api::process::{self, ProcessId};
 use boxlite_shim_api::spec::{
     DiskFormat, DiskSpec, EngineKind, NetworkSpec, PortForward, Protocol, SharedDir, VmSpec,
+    VmStart,
 };
 use boxlite_shim_api::ShimConfig;
 
@@ -41,6 +42,8 @@ mod metrics;
 pub mod options;
 mod recovery;
 mod security;
+mod snapshots;
+mod templates;
 
 pub use copy::*;
 pub use error::*;
@@ -51,6 +54,8 @@ pub use options::{
     InvalidArgument, ResourceLimits, SecurityOptions, SecurityOptionsBuilder, VolumeSpec,
 };
 use recovery::*;
+pub use snapshots::SnapshotInfo;
+pub use templates::TEMPLATES_ENV;
 
 /// Environment variable naming the home directory.
 pub const HOME_ENV: &str = "BOXLITE_HOME";

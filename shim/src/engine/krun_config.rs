@@ -147,6 +147,7 @@ mod tests {
             hostname: None,
             network: None,
             volumes: Vec::new(),
+            start: Default::default(),
         }
     }
 

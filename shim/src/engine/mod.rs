@@ -7,6 +7,7 @@ pub mod krun_config;
 pub mod netfilter;
 pub mod passt;
 pub mod qemu;
+pub mod qmp;
 pub mod relay;
 pub mod virtiofs;
 
@@ -145,28 +146,37 @@ pub trait RunningVm: Send + Sync {
 
     /// Host process ids of the VMM and its helpers, for diagnostics and leak checks.
     fn pids(&self) -> Vec<u32>;
+
+    /// Stops the vCPUs; memory and devices are kept.
+    async fn pause(&self) -> Result<(), EngineError> {
+        Err(no_saved_state(self.kind(), "pause a VM"))
+    }
+
+    /// Runs the vCPUs again.
+    async fn resume(&self) -> Result<(), EngineError> {
+        Err(no_saved_state(self.kind(), "resume a VM"))
+    }
+
+    /// With the VM paused: writes its device state to `path`, and its RAM too unless
+    /// `ram_shared` (RAM in a shared file, saved by being that file: templates). The VM stays
+    /// paused; its disks are flushed.
+    async fn save_state(
+        &self,
+        _path: &std::path::Path,
+        _ram_shared: bool,
+    ) -> Result<(), EngineError> {
+        Err(no_saved_state(self.kind(), "save a VM's state"))
+    }
+
+    fn kind(&self) -> EngineKind;
 }
 
-/// Whether this host can run VMs with hardware virtualisation: the CPU advertises vmx or svm
-/// (a software-nested /dev/kvm does not) and /dev/kvm can be opened for writing.
-pub fn hardware_virtualization_usable() -> bool {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let kvm_usable = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    cpu_has_virtualization_flags(&cpuinfo) && kvm_usable
-}
-
-pub(crate) fn cpu_has_virtualization_flags(cpuinfo: &str) -> bool {
-    cpuinfo
-        .lines()
-        .filter(|line| line.starts_with("flags"))
-        .any(|line| {
-            line.split_whitespace()
-                .any(|flag| flag == "vmx" || flag == "svm")
-        })
+pub(crate) fn no_saved_state(engine: EngineKind, what: &'static str) -> EngineError {
+    EngineError::Unsupported {
+        engine,
+        what,
+        reason: "libkrun 1.19 has no API to pause, save or restore a VM",
+    }
 }
 
 #[cfg(test)]

@@ -10,15 +10,18 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use serde_json::json;
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 use tokio::sync::{watch, Notify};
 
+use super::qmp::{Qmp, QmpError};
 use super::{
     check_socket_path, passt, published_exit, virtiofs, Engine, EngineError, EngineKind, RunningVm,
-    SharedDir, VmExit, VmSpec,
+    SharedDir, VmExit, VmSpec, VmStart,
 };
 
 const QEMU: &str = "qemu-system-x86_64";
@@ -26,6 +29,12 @@ const QEMU: &str = "qemu-system-x86_64";
 const NETWORK_FD: i32 = 3;
 /// Name of the agent's virtio-serial port; the agent looks for it by this name.
 pub const AGENT_PORT_NAME: &str = "boxlite.agent";
+/// QEMU's id of that port, as its VSERPORT_CHANGE events name it.
+const AGENT_PORT_ID: &str = "agentport";
+/// How long restoring saved state may take, loading it included.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long saving a VM's state may take.
+const SAVE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Which accelerator QEMU uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +60,8 @@ pub struct QemuPaths {
     /// QEMU listens here; the stream is the agent's virtio-serial port.
     pub agent_socket: PathBuf,
     pub console_pipe: PathBuf,
+    /// QEMU's monitor (QMP): pause, resume, save and restore.
+    pub qmp_socket: PathBuf,
 }
 
 impl QemuPaths {
@@ -58,6 +69,7 @@ impl QemuPaths {
         Self {
             agent_socket: spec.agent_socket(),
             console_pipe: spec.console_pipe(),
+            qmp_socket: spec.run_dir.join("qmp.sock"),
         }
     }
 }
@@ -124,16 +136,31 @@ fn qemu_args_with_tsc(
     let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
     push(&["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
     // microvm: no PCI, no firmware tables, virtio-mmio devices announced on the command line.
-    let mut machine = "microvm,acpi=off,pit=on,pic=on,rtc=on,isa-serial=on".to_string();
-    if !spec.volumes.is_empty() {
+    // Guest RAM is always the backend `mem`, so that saved state names the same RAM block
+    // whichever backend the VM that restores it uses.
+    let backend = match &spec.start {
+        // Shared with the template file: the saved state then needs no RAM of its own.
+        VmStart::BuildTemplate { ram_file, .. } => format!(
+            "memory-backend-file,id=mem,size={mem}M,mem-path={},share=on",
+            ram_file.display()
+        ),
+        // Mapped privately: each box writes to its own copies of the pages it changes, the
+        // rest stays shared between every box of the template; the file is never written.
+        VmStart::FromTemplate { ram_file, .. } => format!(
+            "memory-backend-file,id=mem,size={mem}M,mem-path={},share=off,readonly=on,rom=off",
+            ram_file.display()
+        ),
         // virtiofsd maps guest memory: it must be shareable.
-        machine.push_str(",memory-backend=mem");
-        push(&[
-            "-object",
-            &format!("memory-backend-memfd,id=mem,size={mem}M,share=on"),
-        ]);
-    }
-    push(&["-M", &machine]);
+        _ if !spec.volumes.is_empty() => {
+            format!("memory-backend-memfd,id=mem,size={mem}M,share=on")
+        }
+        _ => format!("memory-backend-ram,id=mem,size={mem}M"),
+    };
+    push(&["-object", &backend]);
+    push(&[
+        "-M",
+        "microvm,acpi=off,pit=on,pic=on,rtc=on,isa-serial=on,memory-backend=mem",
+    ]);
     match accel {
         Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
         Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
@@ -154,8 +181,16 @@ fn qemu_args_with_tsc(
     ]);
     push(&[
         "-device",
-        &format!("virtserialport,chardev=agent,name={AGENT_PORT_NAME}"),
+        &format!("virtserialport,chardev=agent,name={AGENT_PORT_NAME},id={AGENT_PORT_ID}"),
     ]);
+    push(&[
+        "-qmp",
+        &format!("unix:{},server=on,wait=off", paths.qmp_socket.display()),
+    ]);
+    if spec.start.restores() {
+        // Wait for the state (`migrate-incoming`), and stay paused once it is loaded.
+        push(&["-incoming", "defer", "-S"]);
+    }
     if let Some(disk) = &spec.root_disk {
         let ro = if disk.read_only { ",read-only=on" } else { "" };
         // cache=writeback: the host page cache, with the guest's flushes passed on to the
@@ -272,7 +307,9 @@ impl Engine for QemuEngine {
         })?;
         let paths = QemuPaths::new(spec);
         check_socket_path(&paths.agent_socket)?;
+        check_socket_path(&paths.qmp_socket)?;
         let _ = std::fs::remove_file(&paths.agent_socket);
+        let _ = std::fs::remove_file(&paths.qmp_socket);
 
         // A failed start must not leave daemons behind: they are killed on drop.
         let mut helpers = start_virtiofsd(spec).await?;
@@ -307,12 +344,28 @@ impl Engine for QemuEngine {
             Arc::clone(&kill),
             exit_tx,
         ));
-        Ok(Box::new(QemuVm {
+        let vm = QemuVm {
             paths,
             pids,
             exit: exit_rx,
             kill,
-        }))
+            qmp: tokio::sync::OnceCell::new(),
+        };
+        if spec.start.restores() {
+            let restored = tokio::select! {
+                restored = vm.restore(spec) => restored,
+                exit = vm.wait_exit() => Err(QmpError::Protocol(format!("QEMU exited ({exit})"))),
+            };
+            if let Err(err) = restored {
+                vm.kill().await;
+                let vmm = std::fs::read_to_string(spec.vmm_log()).unwrap_or_default();
+                return Err(EngineError::Failed {
+                    engine: EngineKind::Qemu,
+                    message: format!("restoring saved state: {err}; QEMU said: {}", vmm.trim()),
+                });
+            }
+        }
+        Ok(Box::new(vm))
     }
 }
 
@@ -384,10 +437,102 @@ pub struct QemuVm {
     pids: Vec<u32>,
     exit: watch::Receiver<Option<VmExit>>,
     kill: Arc<Notify>,
+    /// Connected on first use (restores connect at once).
+    qmp: tokio::sync::OnceCell<Qmp>,
+}
+
+fn qmp_failed(err: QmpError) -> EngineError {
+    EngineError::Failed {
+        engine: EngineKind::Qemu,
+        message: err.to_string(),
+    }
+}
+
+impl QemuVm {
+    async fn qmp(&self) -> Result<&Qmp, QmpError> {
+        self.qmp
+            .get_or_try_init(|| async {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                Qmp::connect(&self.paths.qmp_socket, deadline).await
+            })
+            .await
+    }
+
+    /// Loads the saved state into the VM QEMU was started paused for, runs it, and returns
+    /// once the guest agent has closed the channel it had when the state was saved and
+    /// opened a new one: nothing of the saving VM's session can reach whoever connects next.
+    async fn restore(&self, spec: &VmSpec) -> Result<(), QmpError> {
+        let deadline = tokio::time::Instant::now() + RESTORE_TIMEOUT;
+        let qmp = self.qmp().await?;
+        let (state, ignore_shared) = match &spec.start {
+            VmStart::FromTemplate { state, .. } => (state, true),
+            VmStart::FromSnapshot { state } => (state, false),
+            _ => return Ok(()),
+        };
+        set_ignore_shared(qmp, ignore_shared).await?;
+        qmp.execute(
+            "migrate-incoming",
+            json!({"uri": format!("file:{}", state.display())}),
+        )
+        .await?;
+        qmp.wait_migration(deadline).await?;
+        qmp.execute("cont", json!({})).await?;
+        if matches!(spec.start, VmStart::FromTemplate { .. }) && spec.root_disk.is_some() {
+            // The guest read the size of the template's placeholder disk; resizing the box's
+            // disk to its own size makes virtio-blk tell the guest the real one.
+            let size = root_disk_size(qmp).await?;
+            qmp.execute("block_resize", json!({"device": "root", "size": size}))
+                .await?;
+        }
+        // The saved session ends in the guest when it sees the host end closed (QEMU tells it
+        // after loading, since nobody is connected); the agent then reopens its port.
+        let port_change = |open: bool| {
+            move |event: &super::qmp::Event| {
+                event.name == "VSERPORT_CHANGE"
+                    && event.data.get("id").and_then(|v| v.as_str()) == Some(AGENT_PORT_ID)
+                    && event.data.get("open").and_then(|v| v.as_bool()) == Some(open)
+            }
+        };
+        qmp.wait_event(
+            "the agent closing its saved session",
+            deadline,
+            port_change(false),
+        )
+        .await?;
+        qmp.wait_event("the agent reopening its port", deadline, port_change(true))
+            .await?;
+        Ok(())
+    }
+}
+
+async fn set_ignore_shared(qmp: &Qmp, on: bool) -> Result<(), QmpError> {
+    qmp.execute(
+        "migrate-set-capabilities",
+        json!({"capabilities": [{"capability": "x-ignore-shared", "state": on}]}),
+    )
+    .await
+    .map(drop)
+}
+
+/// The virtual size of the box disk QEMU has open.
+async fn root_disk_size(qmp: &Qmp) -> Result<u64, QmpError> {
+    let blocks = qmp.execute("query-block", json!({})).await?;
+    blocks
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|b| b.get("device").and_then(|d| d.as_str()) == Some("root"))
+        .and_then(|b| b.pointer("/inserted/image/virtual-size"))
+        .and_then(|v| v.as_u64())
+        .ok_or_else(|| QmpError::Protocol("query-block names no root disk with a size".into()))
 }
 
 #[async_trait]
 impl RunningVm for QemuVm {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Qemu
+    }
+
     async fn connect_agent(&self) -> std::io::Result<UnixStream> {
         UnixStream::connect(&self.paths.agent_socket).await
     }
@@ -403,6 +548,33 @@ impl RunningVm for QemuVm {
 
     fn pids(&self) -> Vec<u32> {
         self.pids.clone()
+    }
+
+    async fn pause(&self) -> Result<(), EngineError> {
+        let qmp = self.qmp().await.map_err(qmp_failed)?;
+        qmp.execute("stop", json!({})).await.map_err(qmp_failed)?;
+        Ok(())
+    }
+
+    async fn resume(&self) -> Result<(), EngineError> {
+        let qmp = self.qmp().await.map_err(qmp_failed)?;
+        qmp.execute("cont", json!({})).await.map_err(qmp_failed)?;
+        Ok(())
+    }
+
+    async fn save_state(&self, path: &Path, ram_shared: bool) -> Result<(), EngineError> {
+        let qmp = self.qmp().await.map_err(qmp_failed)?;
+        let deadline = tokio::time::Instant::now() + SAVE_TIMEOUT;
+        set_ignore_shared(qmp, ram_shared)
+            .await
+            .map_err(qmp_failed)?;
+        qmp.execute(
+            "migrate",
+            json!({"uri": format!("file:{}", path.display())}),
+        )
+        .await
+        .map_err(qmp_failed)?;
+        qmp.wait_migration(deadline).await.map_err(qmp_failed)
     }
 }
 
@@ -440,6 +612,7 @@ mod tests {
                 guest_path: "/data".into(),
                 read_only: true,
             }],
+            start: Default::default(),
         }
     }
 
@@ -473,7 +646,7 @@ mod tests {
         assert!(value_after(&args, "-chardev")
             .contains(&"socket,id=agent,path=/b/agent.sock,server=on,wait=off"));
         assert!(value_after(&args, "-device")
-            .contains(&"virtserialport,chardev=agent,name=boxlite.agent"));
+            .contains(&"virtserialport,chardev=agent,name=boxlite.agent,id=agentport"));
         assert!(value_after(&args, "-chardev").contains(&"file,id=console,path=/b/console.pipe"));
         assert_eq!(
             value_after(&args, "-netdev"),
@@ -490,11 +663,54 @@ mod tests {
             value_after(&args, "-object"),
             ["memory-backend-memfd,id=mem,size=256M,share=on"]
         );
+        assert!(value_after(&args, "-qmp")[0].starts_with("unix:/b/qmp.sock,"));
+        assert!(value_after(&args, "-incoming").is_empty());
         assert!(value_after(&args, "-chardev").contains(&"socket,id=vol0,path=/b/vol0.sock"));
         assert!(
             value_after(&args, "-device").contains(&"vhost-user-fs-device,chardev=vol0,tag=vol0")
         );
         assert!(append.contains("boxlite.vol=vol0,ro,2f64617461"));
+    }
+
+    #[test]
+    fn templates_share_ram_through_a_file_and_restores_wait_for_their_state() {
+        let mut s = spec();
+        s.volumes.clear();
+        s.start = VmStart::BuildTemplate {
+            ram_file: "/t/ram".into(),
+            state: "/t/state".into(),
+        };
+        let args = qemu_args_with_tsc(&s, Accel::Tcg, &QemuPaths::new(&s), None);
+        assert_eq!(
+            value_after(&args, "-object"),
+            ["memory-backend-file,id=mem,size=256M,mem-path=/t/ram,share=on"]
+        );
+        let append = value_after(&args, "-append")[0];
+        assert!(append.contains("boxlite.template=1"));
+        assert!(!append.contains("boxlite.root") && !append.contains("boxlite.net"));
+        assert!(value_after(&args, "-incoming").is_empty());
+
+        s.start = VmStart::FromTemplate {
+            ram_file: "/t/ram".into(),
+            state: "/t/state".into(),
+        };
+        let args = qemu_args_with_tsc(&s, Accel::Tcg, &QemuPaths::new(&s), None);
+        assert_eq!(
+            value_after(&args, "-object"),
+            ["memory-backend-file,id=mem,size=256M,mem-path=/t/ram,share=off,readonly=on,rom=off"]
+        );
+        assert_eq!(value_after(&args, "-incoming"), ["defer"]);
+        assert!(args.contains(&"-S".to_string()));
+
+        s.start = VmStart::FromSnapshot {
+            state: "/s/vm.state".into(),
+        };
+        let args = qemu_args_with_tsc(&s, Accel::Tcg, &QemuPaths::new(&s), None);
+        assert_eq!(
+            value_after(&args, "-object"),
+            ["memory-backend-ram,id=mem,size=256M"]
+        );
+        assert_eq!(value_after(&args, "-incoming"), ["defer"]);
     }
 
     #[test]
@@ -522,7 +738,10 @@ mod tests {
         assert!(!append.contains("boxlite.root"));
         assert!(value_after(&args, "-drive").is_empty());
         assert!(value_after(&args, "-netdev").is_empty());
-        assert!(value_after(&args, "-object").is_empty());
+        assert_eq!(
+            value_after(&args, "-object"),
+            ["memory-backend-ram,id=mem,size=256M"]
+        );
         assert!(!append.contains("boxlite.net"));
     }
 }

@@ -60,6 +60,12 @@ impl Engine for KrunEngine {
     }
 
     async fn start(&self, spec: &VmSpec) -> Result<Box<dyn RunningVm>, EngineError> {
+        if spec.start != super::VmStart::Boot {
+            return Err(super::no_saved_state(
+                EngineKind::Krun,
+                "start a VM from saved state",
+            ));
+        }
         let config = KrunConfig::from_spec(spec)?;
         std::fs::create_dir_all(&spec.run_dir).map_err(|source| EngineError::Io {
             path: spec.run_dir.clone(),
@@ -109,6 +115,10 @@ pub struct KrunVm {
 
 #[async_trait]
 impl RunningVm for KrunVm {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Krun
+    }
+
     async fn connect_agent(&self) -> std::io::Result<UnixStream> {
         UnixStream::connect(&self.agent_socket).await
     }
