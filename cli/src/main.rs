@@ -160,12 +160,52 @@ enum Command {
         json: bool,
         targets: Vec<String>,
     },
+    /// Stop boxes' vCPUs; their processes and memory are kept (exec is refused until `resume`).
+    Pause { targets: Vec<String> },
+    /// Run paused boxes again.
+    Resume { targets: Vec<String> },
+    /// Memory snapshots: a running box saved whole (memory, devices, disk).
+    Snapshot {
+        #[command(subcommand)]
+        action: SnapshotCommand,
+    },
+    /// Create box NEW that continues from this moment of box SRC (its processes running),
+    /// and is independent afterwards.
+    Fork {
+        #[arg(name = "SRC")]
+        source: String,
+        #[arg(name = "NEW")]
+        name: String,
+    },
     /// Pull an image.
     Pull { image: String },
     /// List images.
     Images,
     /// Remove images no box uses.
     Rmi { images: Vec<String> },
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Save running (or paused) box BOX as snapshot NAME.
+    Save {
+        #[arg(name = "BOX")]
+        target: String,
+        name: String,
+    },
+    /// List the home's snapshots.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove snapshots (boxes made from them are not affected).
+    Rm { names: Vec<String> },
+    /// Create and start box NEW from snapshot NAME.
+    Restore {
+        name: String,
+        #[arg(name = "NEW")]
+        new: String,
+    },
 }
 
 /// Exit code for boxlite's own failures, as docker uses it.
@@ -602,7 +642,11 @@ async fn run(cli: Cli) -> Result<u8, String> {
                             "engine": m.engine(),
                             "cpu_percent": m.cpu_percent(),
                             "memory_bytes": m.memory_bytes(),
+                            "memory_pss_bytes": m.memory_pss_bytes(),
                             "guest_boot_duration_ms": m.guest_boot_duration_ms(),
+                            "spawn_to_ready_ms": m.spawn_to_ready_ms(),
+                            "start_mode": m.start_mode(),
+                            "template_miss": m.template_miss(),
                             "execs_started": m.commands_executed_total(),
                             "bytes_in": m.bytes_sent_total(),
                             "bytes_out": m.bytes_received_total(),
@@ -638,6 +682,26 @@ async fn run(cli: Cli) -> Result<u8, String> {
             println!("{} {}", pulled.reference, pulled.manifest_digest);
             Ok(0)
         }
+        Command::Pause { targets } => {
+            for target in targets {
+                find(&rt, &target).await?.pause().await.map_err(e)?;
+                println!("{target}");
+            }
+            Ok(0)
+        }
+        Command::Resume { targets } => {
+            for target in targets {
+                find(&rt, &target).await?.resume().await.map_err(e)?;
+                println!("{target}");
+            }
+            Ok(0)
+        }
+        Command::Fork { source, name } => {
+            let fork = find(&rt, &source).await?.fork(&name).await.map_err(e)?;
+            println!("{}", fork.id());
+            Ok(0)
+        }
+        Command::Snapshot { action } => snapshot_command(&rt, action).await,
         Command::Images => {
             println!("{:<50}  {:<20}  {:>10}", "REFERENCE", "DIGEST", "SIZE");
             for image in rt.list_images().map_err(e)? {
@@ -682,6 +746,49 @@ fn progress_bar() -> boxlite::images::ProgressFn {
 }
 
 /// The box named or numbered `target`.
+async fn snapshot_command(rt: &BoxliteRuntime, action: SnapshotCommand) -> Result<u8, String> {
+    let e = |err: boxlite::BoxliteError| err.to_string();
+    match action {
+        SnapshotCommand::Save { target, name } => {
+            let info = find(rt, &target).await?.snapshot(&name).await.map_err(e)?;
+            println!("{}", info.name);
+        }
+        SnapshotCommand::Ls { json } => {
+            let list = rt.list_snapshots().map_err(e)?;
+            if json {
+                let text = serde_json::to_string_pretty(&list).map_err(|err| err.to_string())?;
+                println!("{text}");
+            } else {
+                println!(
+                    "{:<24}  {:<24}  {:<30}  {:>10}  CREATED",
+                    "NAME", "SOURCE", "IMAGE", "SIZE"
+                );
+                for s in list {
+                    println!(
+                        "{:<24}  {:<24}  {:<30}  {:>10}  {}",
+                        s.name,
+                        s.source_name.as_deref().unwrap_or(&s.source_id),
+                        s.image,
+                        s.size_bytes,
+                        s.created_at.to_rfc3339()
+                    );
+                }
+            }
+        }
+        SnapshotCommand::Rm { names } => {
+            for name in names {
+                rt.remove_snapshot(&name).map_err(e)?;
+                println!("{name}");
+            }
+        }
+        SnapshotCommand::Restore { name, new } => {
+            let b = rt.create_from_snapshot(&name, Some(new)).await.map_err(e)?;
+            println!("{}", b.id());
+        }
+    }
+    Ok(0)
+}
+
 async fn find(rt: &BoxliteRuntime, target: &str) -> Result<boxlite::LiteBox, String> {
     rt.get(target)
         .await

@@ -382,3 +382,77 @@ fn pull_images_rmi_through_the_cli() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn pause_snapshot_and_fork_through_the_cli() {
+    let cli = Cli::new();
+    let image = format!("oci:{}:opaque", oci_layout().display());
+    let ok = |out: &Output| {
+        assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    ok(&cli.run(&[
+        "run",
+        "-d",
+        "--name",
+        "src",
+        "--memory",
+        "256",
+        &image,
+        "sh",
+        "-c",
+        "echo kept > /state; sleep 1000",
+    ]));
+    ok(&cli.run(&[
+        "exec",
+        "src",
+        "sh",
+        "-c",
+        "test -f /state || sleep 1; cat /state",
+    ]));
+    ok(&cli.run(&["pause", "src"]));
+    let out = cli.run(&["ls", "--json"]);
+    let boxes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(boxes[0]["status"], "paused", "{boxes}");
+    let out = cli.run(&["exec", "src", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("paused; resume it first"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A snapshot of a paused box; the box stays paused.
+    assert_eq!(
+        ok(&cli.run(&["snapshot", "save", "src", "snap1"])),
+        "snap1\n"
+    );
+    ok(&cli.run(&["resume", "src"]));
+    let listed = ok(&cli.run(&["snapshot", "ls"]));
+    assert!(
+        listed.contains("snap1") && listed.contains("src"),
+        "{listed}"
+    );
+    ok(&cli.run(&["snapshot", "restore", "snap1", "copy"]));
+    assert_eq!(ok(&cli.run(&["exec", "copy", "cat", "/state"])), "kept\n");
+    ok(&cli.run(&["fork", "src", "child"]));
+    assert_eq!(ok(&cli.run(&["exec", "child", "hostname"])), "child\n");
+    let out = cli.run(&["fork", "src", "child"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("already exists"),
+        "{}",
+        text(&out.stderr)
+    );
+    ok(&cli.run(&["snapshot", "rm", "snap1"]));
+    let out = cli.run(&["snapshot", "rm", "snap1"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("no snapshot"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = cli.run(&["stats", "--json", "child"]);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats[0]["start_mode"], "snapshot", "{stats}");
+    ok(&cli.run(&["rm", "-f", "src", "copy", "child"]));
+}

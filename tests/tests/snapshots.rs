@@ -171,6 +171,25 @@ async fn snapshots_are_kept_listed_restored_and_removed() {
     assert_eq!(sh(&restored, "cat /f").await.1.trim(), "one");
     assert_eq!(sh(&b, "cat /f").await.1.trim(), "two");
 
+    // A snapshot taken under another kernel (its record says so) is refused by name.
+    let b2 = b.snapshot("other-kernel").await.unwrap();
+    let meta_path = home.path().join("snapshots/other-kernel/snapshot.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    meta["shape"]["kernel"] = "/boot/another-vmlinux (1 bytes, mtime 0.0)".into();
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    let err = rt
+        .create_from_snapshot(&b2.name, Some("k".into()))
+        .await
+        .expect_err("another kernel");
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(
+        err.to_string().contains("the kernel /boot/another-vmlinux"),
+        "{err}"
+    );
+    assert!(rt.get_info("k").await.unwrap().is_none());
+    rt.remove_snapshot(&b2.name).unwrap();
+
     // Bad input: clear errors, nothing half-made.
     let err = b.snapshot("one").await.expect_err("same name");
     assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");

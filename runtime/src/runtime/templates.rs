@@ -310,3 +310,51 @@ async fn run_shim_to_end(
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape() -> VmShape {
+        VmShape {
+            engine: "qemu".into(),
+            kernel: "/k/vmlinux (1 bytes, mtime 1.0)".into(),
+            initramfs: "/h/init/initramfs-ab.cpio (2 bytes, mtime 1.0)".into(),
+            qemu: "/usr/bin/qemu-system-x86_64 (3 bytes, mtime 1.0)".into(),
+            host_cpu: "cpu, 2400 MHz, tcg".into(),
+            cpus: 1,
+            memory_mib: 256,
+            network: true,
+        }
+    }
+
+    #[test]
+    fn any_difference_in_shape_is_named_and_changes_the_key() {
+        let a = shape();
+        assert_eq!(a.difference(&shape()), None);
+        assert_eq!(a.key(), shape().key());
+        let mut b = shape();
+        b.kernel = "/other/vmlinux (1 bytes, mtime 2.0)".into();
+        let (what, saved, now) = a.difference(&b).unwrap();
+        assert_eq!(what, "the kernel");
+        assert!(saved.starts_with("/k/") && now.starts_with("/other/"));
+        assert_ne!(a.key(), b.key());
+        let mut c = shape();
+        c.memory_mib = 512;
+        assert_eq!(a.difference(&c).unwrap().0, "memory (MiB)");
+        let mut d = shape();
+        d.network = false;
+        assert_eq!(a.difference(&d).unwrap().0, "a network");
+    }
+
+    #[test]
+    fn a_file_identity_changes_when_the_file_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vmlinux");
+        std::fs::write(&file, b"one").unwrap();
+        let before = file_identity(&file);
+        std::fs::write(&file, b"other").unwrap();
+        assert_ne!(before, file_identity(&file));
+        assert!(file_identity(&dir.path().join("missing")).ends_with("(missing)"));
+    }
+}

@@ -1,0 +1,212 @@
+//! Template starts, snapshots and forks: create → first exec output from a template next to
+//! a kernel boot, memory per idle box (PSS) with 16 boxes of one template next to booted
+//! ones, pause/resume, snapshot save, fork of a running box → the fork answers exec, and
+//! `BOXLITE_BENCH_SCALE` boxes (100 by default) running at once, all answering exec.
+//! Prints one JSON object and a table. `BOXLITE_BENCH_BOOTS` sets the starts per mode (7).
+
+use std::time::{Duration, Instant};
+
+use boxlite::{BoxCommand, BoxOptions, BoxliteOptions, BoxliteRuntime, LiteBox};
+use boxlite_tests::bench::{ms, report, Series};
+use boxlite_tests::{agent_binary, cli_bin_dir, layout_box_options, scratch_root};
+
+fn options() -> BoxOptions {
+    let mut options = layout_box_options("busybox");
+    options.memory_mib = Some(128);
+    options
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn echo(b: &LiteBox) -> bool {
+    match b.exec(BoxCommand::new("echo").arg("hi")).await {
+        Ok(execution) => matches!(execution.output().await, Ok((out, _, _)) if out == b"hi\n"),
+        Err(_) => false,
+    }
+}
+
+/// Mean PSS of the boxes' VMM processes (QEMU and passt), and of their shims, in MiB.
+async fn pss_per_box(boxes: &[LiteBox]) -> (f64, f64) {
+    let mut vmm = 0.0;
+    let mut shims = 0.0;
+    for b in boxes {
+        let metrics = b.metrics().await.unwrap();
+        vmm += metrics.memory_pss_bytes().unwrap_or(0) as f64;
+        shims += pss_mib(metrics.shim_pid().unwrap()) * (1 << 20) as f64;
+    }
+    let n = boxes.len() as f64 * (1 << 20) as f64;
+    (vmm / n, shims / n)
+}
+
+fn pss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("Pss:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// Starts `n` boxes, `parallel` at a time; returns them and how many failed to start.
+async fn start_many(rt: &BoxliteRuntime, n: usize, parallel: usize) -> (Vec<LiteBox>, usize) {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(parallel));
+    let mut pending = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (rt, gate) = (rt.clone(), gate.clone());
+        pending.spawn(async move {
+            let _turn = gate.acquire_owned().await.expect("semaphore open");
+            let b = rt.create(options(), None).await?;
+            b.start().await?;
+            Ok::<_, boxlite::BoxliteError>(b)
+        });
+    }
+    let (mut boxes, mut failed) = (Vec::new(), 0);
+    while let Some(joined) = pending.join_next().await {
+        match joined.expect("start task") {
+            Ok(b) => boxes.push(b),
+            Err(err) => {
+                eprintln!("a box did not start: {err}");
+                failed += 1;
+            }
+        }
+    }
+    (boxes, failed)
+}
+
+async fn remove_all(rt: &BoxliteRuntime, boxes: Vec<LiteBox>) {
+    for b in boxes {
+        let _ = rt.remove(b.id(), true).await;
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    std::env::set_var(boxlite::SHIM_ENV, cli_bin_dir().join("boxlite-shim"));
+    std::env::set_var(boxlite::guest::AGENT_ENV, agent_binary());
+    let starts = env_number("BOXLITE_BENCH_BOOTS", 7);
+    let scale = env_number("BOXLITE_BENCH_SCALE", 100);
+    let home = tempfile::tempdir_in(scratch_root()).unwrap();
+    let rt = BoxliteRuntime::new(BoxliteOptions {
+        home_dir: home.path().to_path_buf(),
+        ..Default::default()
+    })
+    .unwrap();
+    // Image import, base build and the template's own boot happen once, untimed.
+    let first = rt.create(options(), None).await.unwrap();
+    assert!(echo(&first).await);
+    assert_eq!(
+        first.metrics().await.unwrap().start_mode(),
+        Some("template")
+    );
+    rt.remove(first.id(), true).await.unwrap();
+
+    let mut from_template = Series::new("create_to_output_template", "ms");
+    let mut from_boot = Series::new("create_to_output_boot", "ms");
+    for (series, templates) in [(&mut from_template, "1"), (&mut from_boot, "0")] {
+        std::env::set_var(boxlite::TEMPLATES_ENV, templates);
+        for _ in 0..starts {
+            let t = Instant::now();
+            let b = rt.create(options(), None).await.unwrap();
+            assert!(echo(&b).await);
+            series.values.push(ms(t.elapsed()));
+            rt.remove(b.id(), true).await.unwrap();
+        }
+    }
+    std::env::remove_var(boxlite::TEMPLATES_ENV);
+
+    // Memory of idle boxes: 16 from the template, 4 booted.
+    let mut pss_template = Series::new("idle_vmm_pss_per_box_16_template", "MiB");
+    let mut shim_pss = Series::new("idle_shim_pss_per_box_16_template", "MiB");
+    let mut pss_boot = Series::new("idle_vmm_pss_per_box_4_booted", "MiB");
+    let (boxes, failed) = start_many(&rt, 16, 4).await;
+    assert_eq!(failed, 0);
+    for b in &boxes {
+        assert!(echo(b).await);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (vmm, shim) = pss_per_box(&boxes).await;
+    pss_template.values.push(vmm);
+    shim_pss.values.push(shim);
+
+    // Pause/resume and snapshot of one of them; fork of a running box.
+    let mut pause = Series::new("pause", "ms");
+    let mut resume = Series::new("resume", "ms");
+    let mut save = Series::new("snapshot_save", "ms");
+    let mut size = Series::new("snapshot_size", "MiB");
+    let mut fork = Series::new("fork_to_fork_output", "ms");
+    let source = &boxes[0];
+    for i in 0..starts.min(5) {
+        let t = Instant::now();
+        source.pause().await.unwrap();
+        pause.values.push(ms(t.elapsed()));
+        let t = Instant::now();
+        source.resume().await.unwrap();
+        resume.values.push(ms(t.elapsed()));
+        let t = Instant::now();
+        let info = source.snapshot(&format!("s{i}")).await.unwrap();
+        save.values.push(ms(t.elapsed()));
+        size.values.push(info.size_bytes as f64 / (1 << 20) as f64);
+        rt.remove_snapshot(&info.name).unwrap();
+        let t = Instant::now();
+        let forked = source.fork(&format!("fork{i}")).await.unwrap();
+        assert!(echo(&forked).await);
+        fork.values.push(ms(t.elapsed()));
+        rt.remove(forked.id(), true).await.unwrap();
+    }
+    remove_all(&rt, boxes).await;
+
+    std::env::set_var(boxlite::TEMPLATES_ENV, "0");
+    let (booted, failed) = start_many(&rt, 4, 2).await;
+    std::env::remove_var(boxlite::TEMPLATES_ENV);
+    assert_eq!(failed, 0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pss_boot.values.push(pss_per_box(&booted).await.0);
+    remove_all(&rt, booted).await;
+
+    // Scale: `scale` boxes at once, all answering exec.
+    let mut scale_start = Series::new("scale_start_all", "s");
+    let mut scale_failed = Series::new("scale_boxes_failed_to_start", "boxes");
+    let mut scale_answering = Series::new("scale_boxes_answering_exec", "boxes");
+    let mut scale_pss = Series::new("scale_vmm_pss_per_box", "MiB");
+    let t = Instant::now();
+    let (boxes, failed) = start_many(&rt, scale, 8).await;
+    scale_start.values.push(t.elapsed().as_secs_f64());
+    scale_failed.values.push(failed as f64);
+    let mut answering = 0;
+    for b in &boxes {
+        if echo(b).await {
+            answering += 1;
+        }
+    }
+    scale_answering.values.push(answering as f64);
+    scale_pss.values.push(pss_per_box(&boxes).await.0);
+    remove_all(&rt, boxes).await;
+
+    report(
+        &format!("\"engine\":\"qemu\",\"starts\":{starts},\"scale\":{scale},\"memory_mib\":128"),
+        &[
+            &from_template,
+            &from_boot,
+            &pss_template,
+            &shim_pss,
+            &pss_boot,
+            &pause,
+            &resume,
+            &save,
+            &size,
+            &fork,
+            &scale_start,
+            &scale_failed,
+            &scale_answering,
+            &scale_pss,
+        ],
+    );
+}
