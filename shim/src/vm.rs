@@ -141,7 +141,15 @@ impl Vm {
         };
         if let Outcome::Ready(agent, _) = &outcome {
             if spec.start.restores() {
-                if let Err(err) = set_up_restored(agent, spec).await {
+                // Within what is left of the ready timeout: on a loaded host mounting the box
+                // disk can take long, and booting instead would take longer still.
+                let left = deadline
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .max(MIN_SETUP_TIMEOUT);
+                let setup_started = Instant::now();
+                let set_up = set_up_restored(agent, spec, left).await;
+                tracing::info!(took = ?setup_started.elapsed(), since_spawn = ?started.elapsed(), "set up the restored guest");
+                if let Err(err) = set_up {
                     running.kill().await;
                     console.finish().await;
                     return Err(BootError::Engine(EngineError::Failed {
@@ -247,14 +255,18 @@ impl Vm {
     }
 }
 
-/// How long the agent of a restored VM may take to set itself up (mounting the box disk).
-const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The least time the agent of a restored VM gets to set itself up (mounting the box disk).
+const MIN_SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Entropy handed to each restored guest.
 const SETUP_ENTROPY: usize = 64;
 
 /// Gives a restored guest the clock, fresh entropy and its name, and a template's agent the
 /// box's boot parameters.
-async fn set_up_restored(agent: &AgentClient, spec: &VmSpec) -> Result<(), String> {
+async fn set_up_restored(
+    agent: &AgentClient,
+    spec: &VmSpec,
+    timeout: Duration,
+) -> Result<(), String> {
     let mut entropy = vec![0u8; SETUP_ENTROPY];
     // SAFETY: getrandom writes at most `entropy.len()` bytes into the buffer it is given.
     let got = unsafe { libc::getrandom(entropy.as_mut_ptr().cast(), entropy.len(), 0) };
@@ -279,10 +291,7 @@ async fn set_up_restored(agent: &AgentClient, spec: &VmSpec) -> Result<(), Strin
             req.root_disk_bytes = disk_virtual_size(disk).map_err(|e| e.to_string())?;
         }
     }
-    agent
-        .setup(req, SETUP_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())
+    agent.setup(req, timeout).await.map_err(|e| e.to_string())
 }
 
 /// The size the guest sees of a disk: a qcow2's virtual size, a raw file's length.

@@ -11,6 +11,13 @@ use boxlite_tests::{layout_box_options, sh, test_runtime, wait_until, TestHome};
 const COUNTER: &str = "i=0; while :; do i=$((i+1)); echo $i > /tmp/counter.new; \
                        mv /tmp/counter.new /tmp/counter; sleep 0.05; done";
 
+/// Every test of this binary starts boxes from templates (the default, unless the
+/// environment turned them off): the same value in every test, so setting it from parallel
+/// tests is harmless.
+fn templates_on() {
+    std::env::set_var(boxlite::TEMPLATES_ENV, "1");
+}
+
 async fn counter(b: &LiteBox) -> u64 {
     let (code, out) = sh(b, "cat /tmp/counter").await;
     assert_eq!(code, 0, "{out}");
@@ -39,6 +46,7 @@ async fn start_counter(b: &LiteBox) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_box_keeps_its_processes_and_refuses_commands() {
+    templates_on();
     let home = TestHome::new();
     let rt = test_runtime!(home.path());
     let b = rt
@@ -81,6 +89,7 @@ async fn a_paused_box_keeps_its_processes_and_refuses_commands() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fork_continues_the_source_and_then_goes_its_own_way() {
+    templates_on();
     let home = TestHome::new();
     let rt = test_runtime!(home.path());
     let src = rt
@@ -138,6 +147,7 @@ async fn a_fork_continues_the_source_and_then_goes_its_own_way() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_are_kept_listed_restored_and_removed() {
+    templates_on();
     let home = TestHome::new();
     let rt = test_runtime!(home.path());
     let b = rt
@@ -227,6 +237,7 @@ async fn a_full_disk_while_saving_leaves_nothing() {
         eprintln!("skipped: mounting a small tmpfs needs root");
         return;
     }
+    templates_on();
     let home = TestHome::new();
     let rt = test_runtime!(home.path());
     let b = rt
@@ -271,6 +282,7 @@ async fn a_full_disk_while_saving_leaves_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boxes_start_from_their_shapes_template_with_their_own_disk() {
+    templates_on();
     let home = TestHome::new();
     let rt = test_runtime!(home.path());
     let first = rt

@@ -13,7 +13,7 @@ use sha2::Digest;
 
 use super::*;
 
-/// `BOXLITE_TEMPLATES=0` boots every box instead.
+/// `BOXLITE_TEMPLATES=0` boots every box instead of starting it from its shape's template.
 pub const TEMPLATES_ENV: &str = "BOXLITE_TEMPLATES";
 /// How long one process waits for another's template build of the same shape.
 const BUILD_LOCK_TIMEOUT: Duration = Duration::from_secs(180);
@@ -221,7 +221,33 @@ pub(crate) async fn ensure(
         return Err(format!("building the template failed: {err}"));
     }
     tracing::info!(template = %dir.display(), "built a VM template");
+    remove_outdated(&root, &shape);
     Ok(template)
+}
+
+/// Deletes the templates of `current`'s VM size made with another kernel, agent, QEMU or CPU:
+/// no box will start from them again. Boxes running from one keep its RAM file mapped, which
+/// keeps the file's pages alive until they end, so this is safe while they run.
+fn remove_outdated(root: &Path, current: &VmShape) {
+    let key = current.key();
+    for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == key || name.starts_with('.') || !entry.path().is_dir() {
+            continue;
+        }
+        let Ok(json) = std::fs::read(entry.path().join("shape.json")) else {
+            continue;
+        };
+        let Ok(shape) = serde_json::from_slice::<VmShape>(&json) else {
+            continue;
+        };
+        let same_size = (shape.cpus, shape.memory_mib, shape.network)
+            == (current.cpus, current.memory_mib, current.network);
+        if same_size {
+            tracing::info!(template = %entry.path().display(), "removing an outdated VM template");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Boots a template VM of `spec`'s shape in `dir` and saves it there.

@@ -44,6 +44,9 @@ pub struct Event {
 
 /// A connected, negotiated QMP session.
 pub struct Qmp {
+    /// Set once a command went unanswered: its late answer would be taken for the next
+    /// one's, so the session is not used again.
+    broken: std::sync::atomic::AtomicBool,
     writer: Mutex<OwnedWriteHalf>,
     answers: Mutex<mpsc::Receiver<Result<Value, String>>>,
     events: Mutex<mpsc::UnboundedReceiver<Event>>,
@@ -70,6 +73,7 @@ impl Qmp {
         let (event_tx, event_rx) = mpsc::unbounded_channel();
         tokio::spawn(read_messages(read, answer_tx, event_tx));
         let qmp = Qmp {
+            broken: Default::default(),
             writer: Mutex::new(write),
             answers: Mutex::new(answer_rx),
             events: Mutex::new(event_rx),
@@ -80,16 +84,25 @@ impl Qmp {
 
     /// Runs one command and returns its `return` value.
     pub async fn execute(&self, command: &str, arguments: Value) -> Result<Value, QmpError> {
+        use std::sync::atomic::Ordering;
         let mut answers = self.answers.lock().await;
+        if self.broken.load(Ordering::Relaxed) {
+            return Err(QmpError::Protocol(
+                "an earlier command went unanswered; the monitor is not used again".into(),
+            ));
+        }
         let mut line = serde_json::to_vec(&json!({"execute": command, "arguments": arguments}))
             .map_err(|e| QmpError::Protocol(e.to_string()))?;
         line.push(b'\n');
         self.writer.lock().await.write_all(&line).await?;
         match tokio::time::timeout(COMMAND_TIMEOUT, answers.recv()).await {
-            Err(_) => Err(QmpError::Timeout {
-                command: command.to_string(),
-                waited: COMMAND_TIMEOUT,
-            }),
+            Err(_) => {
+                self.broken.store(true, Ordering::Relaxed);
+                Err(QmpError::Timeout {
+                    command: command.to_string(),
+                    waited: COMMAND_TIMEOUT,
+                })
+            }
             Ok(None) => Err(QmpError::Closed),
             Ok(Some(Ok(value))) => Ok(value),
             Ok(Some(Err(message))) => Err(QmpError::Command {
@@ -108,12 +121,13 @@ impl Qmp {
         mut wanted: impl FnMut(&Event) -> bool,
     ) -> Result<Event, QmpError> {
         let mut events = self.events.lock().await;
+        let started = tokio::time::Instant::now();
         loop {
             match tokio::time::timeout_at(deadline, events.recv()).await {
                 Err(_) => {
                     return Err(QmpError::Timeout {
                         command: what.to_string(),
-                        waited: deadline.saturating_duration_since(tokio::time::Instant::now()),
+                        waited: started.elapsed(),
                     })
                 }
                 Ok(None) => return Err(QmpError::Closed),
@@ -126,6 +140,7 @@ impl Qmp {
     /// Polls `query-migrate` until the migration in either direction has completed; its
     /// failure is an error with QEMU's reason.
     pub async fn wait_migration(&self, deadline: tokio::time::Instant) -> Result<(), QmpError> {
+        let started = tokio::time::Instant::now();
         loop {
             let info = self.execute("query-migrate", json!({})).await?;
             match info.get("status").and_then(Value::as_str) {
@@ -144,8 +159,8 @@ impl Qmp {
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(QmpError::Timeout {
-                    command: "migrate".into(),
-                    waited: Duration::ZERO,
+                    command: "migrate (query-migrate never said completed)".into(),
+                    waited: started.elapsed(),
                 });
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
