@@ -194,20 +194,7 @@ impl BoxliteRuntime {
         };
 
         let id = new_id();
-        let now = from_ms(now_ms() as i64);
-        let info = BoxInfo {
-            id: id.clone(),
-            name: name.clone(),
-            status: BoxStatus::Configured,
-            created_at: now,
-            last_updated: now,
-            pid: None,
-            image: image.reference.clone(),
-            cpus: options.effective_cpus(),
-            memory_mib: options.effective_memory_mib(),
-            labels: options.labels.clone().into_iter().collect(),
-            engine: None,
-        };
+        let info = configured_info(&id, name.as_deref(), &image.reference, &options);
         let image_json = serde_json::to_string(&image).expect("image serializes");
         match (shared_base, &options.rootfs) {
             // A box of an image is a row until it first starts: its directory and disk are
@@ -746,4 +733,27 @@ pub(crate) fn shim_binary() -> PathBuf {
                 .and_then(|exe| exe.parent().map(|d| d.join("boxlite-shim")))
                 .unwrap_or_else(|| PathBuf::from("boxlite-shim"))
         })
+}
+
+/// The row of a box just created: Configured, made now, no VM yet.
+pub(crate) fn configured_info(
+    id: &str,
+    name: Option<&str>,
+    image: &str,
+    options: &BoxOptions,
+) -> BoxInfo {
+    let now = from_ms(now_ms() as i64);
+    BoxInfo {
+        id: id.to_string(),
+        name: name.map(str::to_string),
+        status: BoxStatus::Configured,
+        created_at: now,
+        last_updated: now,
+        pid: None,
+        image: image.to_string(),
+        cpus: options.effective_cpus(),
+        memory_mib: options.effective_memory_mib(),
+        labels: options.labels.clone().into_iter().collect(),
+        engine: None,
+    }
 }

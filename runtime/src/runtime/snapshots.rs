@@ -162,20 +162,7 @@ impl BoxliteRuntime {
                 now,
             }));
         }
-        let now = from_ms(now_ms() as i64);
-        let info = BoxInfo {
-            id: id.clone(),
-            name: name.clone(),
-            status: BoxStatus::Configured,
-            created_at: now,
-            last_updated: now,
-            pid: None,
-            image: meta.info.image.clone(),
-            cpus: options.effective_cpus(),
-            memory_mib: options.effective_memory_mib(),
-            labels: options.labels.clone().into_iter().collect(),
-            engine: None,
-        };
+        let info = configured_info(&id, name.as_deref(), &meta.info.image, &options);
         // The row first: a box directory with a row is never taken for a crash's leftover.
         self.inner.db.insert(&info, &options, &meta.image_json)?;
         let from = self.snapshots_dir().join(snapshot);
