@@ -32,6 +32,10 @@ pub mod files {
     pub const VMM_PID: &str = "vmm.pid";
     /// The files that name a box's processes.
     pub const PID_FILES: [&str; 2] = [PID, VMM_PID];
+    /// A snapshot directory's saved VM (memory and devices), written by the shim.
+    pub const SNAPSHOT_STATE: &str = "vm.state";
+    /// A snapshot directory's copy of the box disk, written by the shim.
+    pub const SNAPSHOT_DISK: &str = "disk";
     /// Files that mean nothing once the shim is gone.
     pub const STALE_AFTER_SHIM: [&str; 3] = [SOCKET, PID, VMM_PID];
 }

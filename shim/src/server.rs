@@ -25,6 +25,7 @@ use boxlite_shim_api::agent_client::AgentClient;
 use boxlite_shim_api::output_log::{LineSplitter, LogStream, OutputLog};
 
 pub use boxlite_shim_api::files;
+use files::{SNAPSHOT_DISK, SNAPSHOT_STATE};
 
 /// Relays Agent calls to the guest, passing its answers (errors included) through unchanged,
 /// and counts what passes.
@@ -138,11 +139,6 @@ pub struct ShimService {
     pub root_disk: Option<PathBuf>,
 }
 
-/// The vm.state file of a snapshot directory.
-pub const SNAPSHOT_STATE: &str = "vm.state";
-/// The disk file of a snapshot directory.
-pub const SNAPSHOT_DISK: &str = "disk";
-
 fn engine_status(err: crate::engine::EngineError) -> ttrpc::Error {
     let code = match err {
         crate::engine::EngineError::Unsupported { .. } => ttrpc::Code::UNIMPLEMENTED,
@@ -161,6 +157,22 @@ fn io_status(what: String, err: std::io::Error) -> ttrpc::Error {
 }
 
 impl ShimService {
+    /// Stops or runs the vCPUs; a no-op when they already are as asked.
+    async fn set_paused(&self, pause: bool) -> ttrpc::Result<()> {
+        let mut paused = self.paused.lock().await;
+        if *paused != pause {
+            let done = if pause {
+                self.vm.pause().await
+            } else {
+                self.vm.resume().await
+            };
+            done.map_err(engine_status)?;
+            *paused = pause;
+            self.paused_now.store(pause, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     /// Saves state and disk into `dir` with the vCPUs stopped.
     async fn save_snapshot(&self, dir: &Path) -> ttrpc::Result<()> {
         let meta = std::fs::symlink_metadata(dir)
@@ -269,12 +281,7 @@ impl shim_ttrpc::Shim for ShimService {
     }
 
     async fn pause(&self, _c: &TtrpcContext, _req: PauseRequest) -> ttrpc::Result<PauseResponse> {
-        let mut paused = self.paused.lock().await;
-        if !*paused {
-            self.vm.pause().await.map_err(engine_status)?;
-            *paused = true;
-            self.paused_now.store(true, Ordering::Relaxed);
-        }
+        self.set_paused(true).await?;
         Ok(PauseResponse::default())
     }
 
@@ -283,12 +290,7 @@ impl shim_ttrpc::Shim for ShimService {
         _c: &TtrpcContext,
         _req: ResumeRequest,
     ) -> ttrpc::Result<ResumeResponse> {
-        let mut paused = self.paused.lock().await;
-        if *paused {
-            self.vm.resume().await.map_err(engine_status)?;
-            *paused = false;
-            self.paused_now.store(false, Ordering::Relaxed);
-        }
+        self.set_paused(false).await?;
         Ok(ResumeResponse::default())
     }
 

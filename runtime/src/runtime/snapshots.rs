@@ -14,8 +14,7 @@ use super::templates::VmShape;
 use super::*;
 
 const SNAPSHOT_META: &str = "snapshot.json";
-const SNAPSHOT_STATE: &str = "vm.state";
-const SNAPSHOT_DISK: &str = "disk";
+use boxlite_shim_api::files::{SNAPSHOT_DISK, SNAPSHOT_STATE};
 /// A box created from a snapshot restores this state on its next start, then deletes it.
 pub(crate) const PENDING_RESTORE: &str = "restore.state";
 /// Below this much free space after a failed save, the failure is a full disk.
