@@ -5,6 +5,12 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
+# CI builds once from a clean clone: incremental caches would only cost disk (GBs) there.
+if [ -n "${CI:-}" ]; then
+    export CARGO_INCREMENTAL=0
+fi
+df -h "$repo" | sed 's/^/test: disk: /' >&2
+
 scripts/setup.sh
 
 echo "test: cargo fmt --check" >&2
