@@ -35,6 +35,7 @@ fn main() {
     }
 
     let mut template = false;
+    let mut template_net = None;
     let (addresses, root, shutdown) = if is_pid1 && listen.is_none() {
         if let Err(err) = init::mount_guest_filesystems() {
             fatal(&err.to_string());
@@ -49,7 +50,15 @@ fn main() {
             .any(|w| w == format!("{}=1", boxlite_protocol::boot::TEMPLATE_PARAM));
         if template {
             // Saved as a template: each box restored from it sends its settings in Setup.
-            net::configure(None, std::path::Path::new("/"))
+            // The network is every box's (boxlite.net is the same for all): configured now,
+            // once, rather than after each restore.
+            template_net = params
+                .net
+                .as_deref()
+                .map(net::NetParams::parse)
+                .transpose()
+                .unwrap_or_else(|err| fatal(&err.to_string()));
+            net::configure_interfaces(template_net.as_ref())
                 .unwrap_or_else(|err| fatal(&err.to_string()));
             (
                 vec![format!("vsock://-1:{}", AGENT_VSOCK_PORT)],
@@ -58,6 +67,10 @@ fn main() {
             )
         } else {
             let root = init::mount_box_disk(&params).unwrap_or_else(|err| fatal(&err.to_string()));
+            if params.root_device.is_some() {
+                init::mount_box_pseudo_filesystems(&root)
+                    .unwrap_or_else(|err| fatal(&err.to_string()));
+            }
             let net = params
                 .net
                 .as_deref()
@@ -93,7 +106,8 @@ fn main() {
         .build()
         .unwrap_or_else(|err| fatal(&format!("starting the async runtime: {err}")));
     runtime.block_on(async move {
-        if let Err(err) = serve(&addresses, root, shutdown, template).await {
+        let pending = setup::Pending::new(template, template_net);
+        if let Err(err) = serve(&addresses, root, shutdown, pending).await {
             fatal(&err);
         }
     });
@@ -104,7 +118,7 @@ async fn serve(
     addresses: &[String],
     root: PathBuf,
     shutdown: ShutdownMode,
-    template: bool,
+    pending_box: setup::Pending,
 ) -> Result<(), String> {
     let execs = exec::ExecTable::new(root);
     execs
@@ -114,7 +128,7 @@ async fn serve(
         execs,
         ready_at_ms: init::uptime_ms(),
         shutdown,
-        pending_box: setup::Pending::new(template),
+        pending_box,
     });
 
     let mut listeners = Vec::new();

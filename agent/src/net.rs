@@ -154,6 +154,16 @@ fn first_ethernet() -> Option<String> {
 
 /// Loopback up; then, with `params`, the box's interface, default route and DNS.
 pub fn configure(params: Option<&NetParams>, rootfs: &Path) -> Result<(), NetError> {
+    configure_interfaces(params)?;
+    match params {
+        Some(params) => write_resolv_conf(rootfs, params.dns),
+        None => Ok(()),
+    }
+}
+
+/// Loopback up; then, with `params`, the box's interface and default route: all of
+/// [`configure`] but the box's resolv.conf, which needs the box disk.
+pub fn configure_interfaces(params: Option<&NetParams>) -> Result<(), NetError> {
     let sock = control_socket().map_err(|source| NetError::Ioctl {
         what: "opening a control socket",
         interface: "lo".into(),
@@ -183,8 +193,7 @@ pub fn configure(params: Option<&NetParams>, rootfs: &Path) -> Result<(), NetErr
         &interface,
     )?;
     bring_up(&sock, &interface)?;
-    add_default_route(&sock, params.gateway, &interface)?;
-    write_resolv_conf(rootfs, params.dns)
+    add_default_route(&sock, params.gateway, &interface)
 }
 
 fn add_default_route(sock: &OwnedFd, gateway: Ipv4Addr, interface: &str) -> Result<(), NetError> {
@@ -216,7 +225,7 @@ fn add_default_route(sock: &OwnedFd, gateway: Ipv4Addr, interface: &str) -> Resu
 
 /// The box's /etc/resolv.conf, as a plain file (a symlink there would be followed outside the
 /// box: the agent is not chrooted).
-fn write_resolv_conf(rootfs: &Path, dns: Ipv4Addr) -> Result<(), NetError> {
+pub fn write_resolv_conf(rootfs: &Path, dns: Ipv4Addr) -> Result<(), NetError> {
     let etc = rootfs.join("etc");
     let path = etc.join("resolv.conf");
     let err = |source| NetError::Resolv {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use boxlite_protocol::agent::SetupRequest;
 
 use crate::init::{self, BootParams};
-use crate::net;
+use crate::net::{self, NetParams};
 
 /// Most entropy bytes one request may carry.
 pub const MAX_ENTROPY: usize = 512;
@@ -58,12 +58,17 @@ fn os(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SetupError {
     move |source| SetupError::Os { what, source }
 }
 
-/// Whether this agent still waits for a box (it booted as a template).
-pub struct Pending(Mutex<bool>);
+/// Whether this agent still waits for a box (it booted as a template), and the network it
+/// configured as one.
+pub struct Pending(Mutex<Option<TemplateState>>);
+
+struct TemplateState {
+    network: Option<NetParams>,
+}
 
 impl Pending {
-    pub fn new(template: bool) -> Self {
-        Self(Mutex::new(template))
+    pub fn new(template: bool, network: Option<NetParams>) -> Self {
+        Self(Mutex::new(template.then_some(TemplateState { network })))
     }
 }
 
@@ -73,6 +78,7 @@ pub fn apply(req: &SetupRequest, pending: &Pending) -> Result<(), SetupError> {
     if req.entropy.len() > MAX_ENTROPY {
         return Err(SetupError::TooMuchEntropy(req.entropy.len()));
     }
+    let mut phases = Phases::start();
     set_clock(req.unix_time_ns)?;
     if !req.entropy.is_empty() {
         add_entropy(&req.entropy)?;
@@ -81,16 +87,29 @@ pub fn apply(req: &SetupRequest, pending: &Pending) -> Result<(), SetupError> {
         nix::unistd::sethostname(&req.hostname)
             .map_err(|e| os("setting the hostname")(e.into()))?;
     }
-    if req.boot_params.is_empty() {
-        return Ok(());
+    phases.mark("clock, entropy, hostname");
+    if !req.boot_params.is_empty() {
+        apply_boot_params(req, pending, &mut phases)?;
     }
+    // On the console (the box's console.log): where a restore spends its time.
+    eprintln!("boxlite-agent: setup: {phases}");
+    Ok(())
+}
+
+/// A template's agent takes on its box: disk, network, volumes.
+fn apply_boot_params(
+    req: &SetupRequest,
+    pending: &Pending,
+    phases: &mut Phases,
+) -> Result<(), SetupError> {
     let mut pending = pending.0.lock().unwrap_or_else(|p| p.into_inner());
-    if !*pending {
+    let Some(template) = pending.as_ref() else {
         return Err(SetupError::NotATemplate);
-    }
+    };
     let (params, _) = BootParams::parse(&req.boot_params);
     let device = params.root_device.clone().ok_or(SetupError::NoRootDisk)?;
     wait_for_disk_size(&device, req.root_disk_bytes)?;
+    phases.mark("disk size");
     // The template read its placeholder disk's first blocks (the partition scan): what the
     // page cache kept of them is not this box's disk.
     let disk = File::open(&device).map_err(os(format!("opening {device}")))?;
@@ -100,16 +119,53 @@ pub fn apply(req: &SetupRequest, pending: &Pending) -> Result<(), SetupError> {
             std::io::Error::last_os_error(),
         ));
     }
+    phases.mark("cache flush");
     let root = init::mount_box_disk(&params)?;
-    let net = params
-        .net
-        .as_deref()
-        .map(net::NetParams::parse)
-        .transpose()?;
-    net::configure(net.as_ref(), &root)?;
+    phases.mark("disk mount");
+    init::mount_box_pseudo_filesystems(&root)?;
+    phases.mark("proc, sys, dev");
+    let net = params.net.as_deref().map(NetParams::parse).transpose()?;
+    match net {
+        // Configured when the template booted; only the box's resolv.conf is new.
+        Some(net) if template.network == Some(net) => net::write_resolv_conf(&root, net.dns)?,
+        _ => net::configure(net.as_ref(), &root)?,
+    }
+    phases.mark("network");
     init::mount_volumes(&root, &params.volumes)?;
-    *pending = false;
+    phases.mark("volumes");
+    *pending = None;
     Ok(())
+}
+
+/// How long each step of a setup took.
+struct Phases {
+    last: Instant,
+    done: Vec<(&'static str, Duration)>,
+}
+
+impl Phases {
+    fn start() -> Self {
+        Self {
+            last: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, phase: &'static str) {
+        let now = Instant::now();
+        self.done.push((phase, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (phase, took)) in self.done.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{phase} {} ms", took.as_millis())?;
+        }
+        Ok(())
+    }
 }
 
 fn set_clock(unix_time_ns: i64) -> Result<(), SetupError> {

@@ -290,6 +290,13 @@ impl VmSpec {
         let mut words = vec!["panic=-1".to_string()];
         if matches!(self.start, VmStart::BuildTemplate { .. }) {
             words.push(format!("{}=1", boxlite_protocol::boot::TEMPLATE_PARAM));
+            // Every box's guest network is GUEST_NET: the template's agent configures the
+            // interface once, and boxes restored from it only get their resolv.conf.
+            let network = BootParams {
+                net: self.boot_params().net,
+                ..BootParams::default()
+            };
+            words.extend(network.to_cmdline_words());
         } else {
             words.extend(self.boot_params().to_cmdline_words());
         }

@@ -120,15 +120,25 @@ impl Vm {
         }
         let connect = async {
             loop {
-                if let Ok(stream) = running.connect_agent().await {
-                    let client = AgentClient::new(stream);
-                    loop {
-                        match client.ping(PING_ATTEMPT).await {
-                            Ok(ping) => return (client, ping),
-                            Err(AgentError::Timeout { .. }) => continue,
-                            // Refused or closed: the agent is not listening yet; reconnect.
-                            Err(_) => break,
+                match running.connect_agent().await {
+                    Ok(stream) => {
+                        let client = AgentClient::new(stream);
+                        loop {
+                            match client.ping(PING_ATTEMPT).await {
+                                Ok(ping) => return (client, ping),
+                                Err(err @ AgentError::Timeout { .. }) => {
+                                    tracing::debug!(after = ?started.elapsed(), %err, "agent ping");
+                                }
+                                // Refused or closed: the agent is not listening yet; reconnect.
+                                Err(err) => {
+                                    tracing::debug!(after = ?started.elapsed(), %err, "agent ping");
+                                    break;
+                                }
+                            }
                         }
+                    }
+                    Err(err) => {
+                        tracing::debug!(after = ?started.elapsed(), %err, "agent connect")
                     }
                 }
                 tokio::time::sleep(RETRY_PAUSE).await;
@@ -148,7 +158,12 @@ impl Vm {
                     .max(MIN_SETUP_TIMEOUT);
                 let setup_started = Instant::now();
                 let set_up = set_up_restored(agent, spec, left).await;
-                tracing::info!(took = ?setup_started.elapsed(), since_spawn = ?started.elapsed(), "set up the restored guest");
+                tracing::info!(
+                    answered_after = ?(setup_started - started),
+                    took = ?setup_started.elapsed(),
+                    since_spawn = ?started.elapsed(),
+                    "set up the restored guest"
+                );
                 if let Err(err) = set_up {
                     running.kill().await;
                     console.finish().await;

@@ -32,17 +32,48 @@ async fn echo(b: &LiteBox) -> bool {
     }
 }
 
-/// Mean PSS of the boxes' VMM processes (QEMU and passt), and of their shims, in MiB.
-async fn pss_per_box(boxes: &[LiteBox]) -> (f64, f64) {
-    let mut vmm = 0.0;
-    let mut shims = 0.0;
+/// Mean PSS per box, in MiB: of its VMM processes (QEMU and passt), of its shim, and of QEMU
+/// alone (the shim's children named qemu-system-*).
+async fn pss_per_box(boxes: &[LiteBox]) -> (f64, f64, f64) {
+    let (mut vmm, mut shims, mut qemu) = (0.0, 0.0, 0.0);
     for b in boxes {
         let metrics = b.metrics().await.unwrap();
-        vmm += metrics.memory_pss_bytes().unwrap_or(0) as f64;
-        shims += pss_mib(metrics.shim_pid().unwrap()) * (1 << 20) as f64;
+        vmm += metrics.memory_pss_bytes().unwrap_or(0) as f64 / (1 << 20) as f64;
+        let shim = metrics.shim_pid().unwrap();
+        shims += pss_mib(shim);
+        qemu += children_of(shim)
+            .into_iter()
+            .filter(|(_, name)| name.starts_with("qemu-system"))
+            .map(|(pid, _)| pss_mib(pid))
+            .sum::<f64>();
     }
-    let n = boxes.len() as f64 * (1 << 20) as f64;
-    (vmm / n, shims / n)
+    let n = boxes.len() as f64;
+    (vmm / n, shims / n, qemu / n)
+}
+
+/// The processes whose parent is `parent`, with their names.
+fn children_of(parent: u32) -> Vec<(u32, String)> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after its last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let ppid = stat[close + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            children.push((pid, stat[open + 1..close].to_string()));
+        }
+    }
+    children
 }
 
 fn pss_mib(pid: u32) -> f64 {
@@ -126,17 +157,20 @@ async fn main() {
 
     // Memory of idle boxes: 16 from the template, 4 booted.
     let mut pss_template = Series::new("idle_vmm_pss_per_box_16_template", "MiB");
+    let mut qemu_pss = Series::new("idle_qemu_pss_per_box_16_template", "MiB");
     let mut shim_pss = Series::new("idle_shim_pss_per_box_16_template", "MiB");
     let mut pss_boot = Series::new("idle_vmm_pss_per_box_4_booted", "MiB");
+    let mut qemu_pss_boot = Series::new("idle_qemu_pss_per_box_4_booted", "MiB");
     let (boxes, failed) = start_many(&rt, 16, 4).await;
     assert_eq!(failed, 0);
     for b in &boxes {
         assert!(echo(b).await);
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (vmm, shim) = pss_per_box(&boxes).await;
+    let (vmm, shim, qemu) = pss_per_box(&boxes).await;
     pss_template.values.push(vmm);
     shim_pss.values.push(shim);
+    qemu_pss.values.push(qemu);
 
     // Pause/resume and snapshot of one of them; fork of a running box.
     let mut pause = Series::new("pause", "ms");
@@ -170,7 +204,9 @@ async fn main() {
     std::env::remove_var(boxlite::TEMPLATES_ENV);
     assert_eq!(failed, 0);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    pss_boot.values.push(pss_per_box(&booted).await.0);
+    let (vmm, _, qemu) = pss_per_box(&booted).await;
+    pss_boot.values.push(vmm);
+    qemu_pss_boot.values.push(qemu);
     remove_all(&rt, booted).await;
 
     let context = format!("\"engine\":\"qemu\",\"starts\":{starts},\"memory_mib\":128");
@@ -180,8 +216,10 @@ async fn main() {
             &from_template,
             &from_boot,
             &pss_template,
+            &qemu_pss,
             &shim_pss,
             &pss_boot,
+            &qemu_pss_boot,
             &pause,
             &resume,
             &save,
@@ -195,6 +233,7 @@ async fn main() {
     let mut scale_failed = Series::new("scale_boxes_failed_to_start", "boxes");
     let mut scale_answering = Series::new("scale_boxes_answering_exec", "boxes");
     let mut scale_pss = Series::new("scale_vmm_pss_per_box", "MiB");
+    let mut scale_qemu_pss = Series::new("scale_qemu_pss_per_box", "MiB");
     let mut scale_exec_all = Series::new("scale_echo_in_every_box", "s");
     let t = Instant::now();
     let (boxes, failed) = start_many(&rt, scale, 8).await;
@@ -218,7 +257,9 @@ async fn main() {
     }
     scale_exec_all.values.push(t.elapsed().as_secs_f64());
     scale_answering.values.push(answering as f64);
-    scale_pss.values.push(pss_per_box(&boxes).await.0);
+    let (vmm, _, qemu) = pss_per_box(&boxes).await;
+    scale_pss.values.push(vmm);
+    scale_qemu_pss.values.push(qemu);
     remove_all(&rt, boxes).await;
 
     report(
@@ -229,6 +270,7 @@ async fn main() {
             &scale_exec_all,
             &scale_answering,
             &scale_pss,
+            &scale_qemu_pss,
         ],
     );
 }

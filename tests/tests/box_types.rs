@@ -344,6 +344,12 @@ async fn a_browser_box_is_driven_over_cdp_from_the_host() {
         );
         let session = attached["sessionId"].as_str().unwrap().to_string();
         // The new target shows about:blank first: wait for the data: page itself, loaded.
+        // Under TCG, Chromium's network service can be restarted by its own watchdog while
+        // the first navigation is under way, and that navigation then never commits: after
+        // NAVIGATION_RETRY without the page, navigate again.
+        const NAVIGATION_RETRY: Duration = Duration::from_secs(30);
+        let deadline = std::time::Instant::now() + Duration::from_secs(240);
+        let mut navigated = std::time::Instant::now();
         let title = loop {
             let evaluated = cdp.call(
                 Some(&session),
@@ -356,6 +362,16 @@ async fn a_browser_box_is_driven_over_cdp_from_the_host() {
             if let Some(title) = value.strip_prefix("data:|complete|") {
                 break title.to_string();
             }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the page never loaded; the target shows {value:?}"
+            );
+            if navigated.elapsed() > NAVIGATION_RETRY {
+                cdp.call(Some(&session), "Page.navigate", serde_json::json!({ "url": page }));
+                navigated = std::time::Instant::now();
+            }
+            // Polling leaves the one vCPU to the renderer between questions.
+            std::thread::sleep(Duration::from_millis(100));
         };
         let shot = cdp.call(
             Some(&session),

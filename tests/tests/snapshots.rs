@@ -221,6 +221,20 @@ async fn snapshots_are_kept_listed_restored_and_removed() {
     let err = b.snapshot("stopped").await.expect_err("a stopped box");
     assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
     assert!(err.to_string().contains("stopped"), "{err}");
+
+    // A snapshot's disk is an overlay on its image's base: the image stays while it does.
+    let keep = restored.snapshot("keep").await.unwrap();
+    rt.remove(restored.id(), true).await.unwrap();
+    rt.remove(b.id(), true).await.unwrap();
+    let err = rt
+        .remove_image(&keep.image)
+        .await
+        .expect_err("the image of a snapshot");
+    assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
+    assert!(err.to_string().contains("snapshot \"keep\""), "{err}");
+    rt.remove_snapshot("keep").unwrap();
+    rt.remove_image(&keep.image).await.unwrap();
+
     let leftovers: Vec<_> = std::fs::read_dir(home.path().join("snapshots"))
         .unwrap()
         .flatten()

@@ -251,10 +251,12 @@ async fn killing_qemu_during_boot_is_reported_on_its_death() {
     let spec = test_box.spec.clone();
     let boot =
         tokio::spawn(async move { Vm::boot(&QemuEngine::default(), &spec, READY_TIMEOUT).await });
+    let deadline = Instant::now() + Duration::from_secs(60);
     let qemu_pid = loop {
         if let Some(pid) = find_qemu(test_box.dir.path()) {
             break pid;
         }
+        assert!(Instant::now() < deadline, "QEMU never started");
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     nix::sys::signal::kill(

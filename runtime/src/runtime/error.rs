@@ -184,6 +184,8 @@ pub enum StateError {
     },
     #[error("image {reference:?} is used by box {box_id}; remove the box first")]
     ImageInUse { reference: String, box_id: String },
+    #[error("image {reference:?} is used by snapshot {snapshot:?}; remove the snapshot first")]
+    ImageInSnapshot { reference: String, snapshot: String },
     #[error("the default runtime is already open; call init_default_runtime before its first use")]
     DefaultRuntimeOpen,
 }

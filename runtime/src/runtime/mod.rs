@@ -284,7 +284,8 @@ impl BoxliteRuntime {
         Ok(self.inner.images.list_images()?)
     }
 
-    /// Removes a stored image that no box uses.
+    /// Removes a stored image that no box and no snapshot uses (a snapshot's disk is an
+    /// overlay on the image's base).
     pub async fn remove_image(&self, reference: &str) -> Result<()> {
         let image = self.inner.images.image(reference)?;
         for record in self.inner.db.list()? {
@@ -295,6 +296,17 @@ impl BoxliteRuntime {
                 }
                 .into());
             }
+        }
+        if let Some(snapshot) = self
+            .list_snapshots()?
+            .into_iter()
+            .find(|s| s.image == image.reference)
+        {
+            return Err(StateError::ImageInSnapshot {
+                reference: reference.to_string(),
+                snapshot: snapshot.name,
+            }
+            .into());
         }
         Ok(self.inner.images.remove_image(reference)?)
     }

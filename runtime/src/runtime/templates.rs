@@ -209,9 +209,11 @@ pub(crate) async fn ensure(
     if template.state.is_file() {
         return Ok(template);
     }
-    // Short: the build's sockets live in it (no longer than a box directory's).
-    let id = new_id();
-    let building = root.join(format!(".b{}", &id[id.len() - 16..]));
+    // One per shape, and this process holds the shape's lock: what is there was left by a
+    // builder that was killed. (Short: the build's sockets live in it; `.b` and the key are
+    // no longer than a box directory's name.)
+    let building = root.join(format!(".b{}", shape.key()));
+    let _ = std::fs::remove_dir_all(&building);
     let built = build(&building, spec, &shape, ready_timeout).await;
     let renamed = built.and_then(|()| {
         std::fs::rename(&building, &dir).map_err(|e| format!("keeping the template: {e}"))
