@@ -708,6 +708,28 @@ pub(crate) fn new_id() -> String {
     ulid::Ulid::from_parts(now_ms(), u128::from_le_bytes(random)).to_string()
 }
 
+/// Removes the directories in `dir` named `prefix` + the start of an id from [`new_id`] (its
+/// first 10 characters, the time it was made) that were made over `older_than` ago: work
+/// directories left by a process that was killed before it could remove its own.
+pub(crate) fn remove_abandoned(dir: &Path, prefix: &str, older_than: Duration) {
+    let now = now_ms();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(made) = name
+            .strip_prefix(prefix)
+            .and_then(|id| id.get(..10))
+            .and_then(|time| ulid::Ulid::from_string(&format!("{time}0000000000000000")).ok())
+            .map(|id| id.timestamp_ms())
+        else {
+            continue;
+        };
+        if now.saturating_sub(made) > older_than.as_millis() as u64 {
+            tracing::info!(dir = %entry.path().display(), "removing an abandoned work directory");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// The engine `BOXLITE_ENGINE` asks for; `None` for auto.
 pub(crate) fn engine_from_env() -> Result<Option<EngineKind>> {
     match std::env::var(ENGINE_ENV) {

@@ -19,9 +19,9 @@ use boxlite_shim_api::files::{SNAPSHOT_DISK, SNAPSHOT_STATE};
 pub(crate) const PENDING_RESTORE: &str = "restore.state";
 /// Below this much free space after a failed save, the failure is a full disk.
 const DISK_FULL_MARGIN: u64 = 1 << 20;
-/// A snapshot still being written after this long was left by a process that was killed
-/// (a save gives up after ten minutes).
-const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
+/// A snapshot save or template build still under way after this long was left by a process
+/// that was killed (a save gives up after ten minutes, a build after its ready timeout).
+pub(crate) const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
 
 /// A saved box.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -328,7 +328,7 @@ impl LiteBox {
         }
         let spec = self.vm_spec_for(&record.options, record.info.name.as_deref(), &self.dir())?;
         std::fs::create_dir_all(&snapshots).map_err(io_err(&snapshots))?;
-        remove_abandoned(&snapshots);
+        remove_abandoned(&snapshots, ".tmp-", ABANDONED_AFTER);
         let building = snapshots.join(format!(".tmp-{}", new_id()));
         std::fs::create_dir(&building).map_err(io_err(&building))?;
         let failed = |message: String, disk_full: bool| {
@@ -422,43 +422,25 @@ impl LiteBox {
     }
 }
 
-/// Removes the `.tmp-ID` directories of saves that began over [`ABANDONED_AFTER`] ago (the
-/// id is a ULID: it carries the time it was made).
-fn remove_abandoned(snapshots: &Path) {
-    let now = now_ms();
-    for entry in std::fs::read_dir(snapshots).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(began) = name
-            .strip_prefix(".tmp-")
-            .and_then(|id| ulid::Ulid::from_string(id).ok())
-            .map(|id| id.timestamp_ms())
-        else {
-            continue;
-        };
-        if now.saturating_sub(began) > ABANDONED_AFTER.as_millis() as u64 {
-            tracing::info!(dir = %entry.path().display(), "removing an abandoned snapshot save");
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn only_saves_abandoned_long_ago_are_removed() {
+    fn only_work_directories_abandoned_long_ago_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let id_at = |ms: u64| ulid::Ulid::from_parts(ms, 7).to_string();
         let hours_ago = now_ms() - 2 * ABANDONED_AFTER.as_millis() as u64;
         let old = dir.path().join(format!(".tmp-{}", id_at(hours_ago)));
+        let old_short = dir.path().join(format!(".b{}", &id_at(hours_ago)[..16]));
         let current = dir.path().join(format!(".tmp-{}", new_id()));
         let kept = dir.path().join("a-snapshot");
-        for d in [&old, &current, &kept] {
+        for d in [&old, &old_short, &current, &kept] {
             std::fs::create_dir(d).unwrap();
         }
-        remove_abandoned(dir.path());
-        assert!(!old.exists());
+        remove_abandoned(dir.path(), ".tmp-", ABANDONED_AFTER);
+        remove_abandoned(dir.path(), ".b", ABANDONED_AFTER);
+        assert!(!old.exists() && !old_short.exists());
         assert!(current.exists() && kept.exists());
     }
 }

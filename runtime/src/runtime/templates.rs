@@ -209,11 +209,13 @@ pub(crate) async fn ensure(
     if template.state.is_file() {
         return Ok(template);
     }
-    // One per shape, and this process holds the shape's lock: what is there was left by a
-    // builder that was killed. (Short: the build's sockets live in it; `.b` and the key are
-    // no longer than a box directory's name.)
-    let building = root.join(format!(".b{}", shape.key()));
-    let _ = std::fs::remove_dir_all(&building);
+    // Its own directory: a builder whose process was killed may still be running (its shim
+    // outlives it until the VM is saved) and must not write into this one. Named by the id's
+    // time and the end of its random part: short (the build's sockets live in it), and old
+    // ones are known by their name.
+    super::remove_abandoned(&root, ".b", super::snapshots::ABANDONED_AFTER);
+    let id = new_id();
+    let building = root.join(format!(".b{}{}", &id[..10], &id[id.len() - 6..]));
     let built = build(&building, spec, &shape, ready_timeout).await;
     let renamed = built.and_then(|()| {
         std::fs::rename(&building, &dir).map_err(|e| format!("keeping the template: {e}"))
