@@ -126,13 +126,13 @@ impl Vm {
                         loop {
                             match client.ping(PING_ATTEMPT).await {
                                 Ok(ping) => return (client, ping),
-                                Err(err @ AgentError::Timeout { .. }) => {
-                                    tracing::debug!(after = ?started.elapsed(), %err, "agent ping");
-                                }
-                                // Refused or closed: the agent is not listening yet; reconnect.
                                 Err(err) => {
                                     tracing::debug!(after = ?started.elapsed(), %err, "agent ping");
-                                    break;
+                                    // Refused or closed: the agent is not listening yet;
+                                    // reconnect. A timeout: ask again on this session.
+                                    if !matches!(err, AgentError::Timeout { .. }) {
+                                        break;
+                                    }
                                 }
                             }
                         }

@@ -708,6 +708,10 @@ pub(crate) fn new_id() -> String {
     ulid::Ulid::from_parts(now_ms(), u128::from_le_bytes(random)).to_string()
 }
 
+/// A snapshot save or template build still under way after this long was left by a process
+/// that was killed (a save gives up after ten minutes, a build after its ready timeout).
+pub(crate) const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
+
 /// Removes the directories in `dir` named `prefix` + the start of an id from [`new_id`] (its
 /// first 10 characters, the time it was made) that were made over `older_than` ago: work
 /// directories left by a process that was killed before it could remove its own.

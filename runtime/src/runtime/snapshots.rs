@@ -19,9 +19,6 @@ use boxlite_shim_api::files::{SNAPSHOT_DISK, SNAPSHOT_STATE};
 pub(crate) const PENDING_RESTORE: &str = "restore.state";
 /// Below this much free space after a failed save, the failure is a full disk.
 const DISK_FULL_MARGIN: u64 = 1 << 20;
-/// A snapshot save or template build still under way after this long was left by a process
-/// that was killed (a save gives up after ten minutes, a build after its ready timeout).
-pub(crate) const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
 
 /// A saved box.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -213,7 +213,7 @@ pub(crate) async fn ensure(
     // outlives it until the VM is saved) and must not write into this one. Named by the id's
     // time and the end of its random part: short (the build's sockets live in it), and old
     // ones are known by their name.
-    super::remove_abandoned(&root, ".b", super::snapshots::ABANDONED_AFTER);
+    remove_abandoned(&root, ".b", ABANDONED_AFTER);
     let id = new_id();
     let building = root.join(format!(".b{}{}", &id[..10], &id[id.len() - 6..]));
     let built = build(&building, spec, &shape, ready_timeout).await;
