@@ -13,10 +13,12 @@ say() { echo "setup: $*" >&2; }
 # qemu-utils 10.0 from there, which conflicts with bookworm's qemu-system 7.2.
 # libseccomp-dev and libcap-ng-dev are for building virtiofsd (volumes; not packaged here);
 # passt is every engine's network; debootstrap builds the box types' images
-# (scripts/build-images.sh); valgrind checks the C SDK for leaks (scripts/c-sdk-test.sh).
+# (scripts/build-images.sh); valgrind checks the C SDK for leaks (scripts/c-sdk-test.sh);
+# containerd and runc run the containerd shim's tests and benchmark (tests/containerd.rs),
+# whose CRI client (k8s-cri) is generated with protoc at build time.
 apt_packages=(linux-source-6.12 bison flex bc libelf-dev libssl-dev cpio xz-utils make gcc
   binutils e2fsprogs busybox-static umoci docker-registry skopeo libseccomp-dev libcap-ng-dev
-  passt debootstrap valgrind)
+  passt debootstrap valgrind containerd runc protobuf-compiler)
 backports_packages=(qemu-system-x86)
 
 missing() {

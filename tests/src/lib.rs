@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub mod bench;
+pub mod containerd;
 
 use boxlite::guest::GuestAssets;
 use boxlite_shim::engine::{DiskFormat, DiskSpec, VmSpec};

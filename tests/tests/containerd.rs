@@ -1,0 +1,328 @@
+//! containerd runs containers as boxes through `containerd-shim-boxlite-v1`: a real,
+//! private containerd (Debian's 1.6), real images imported with `ctr`, real VMs; and the CRI
+//! path a kubelet takes, driven by a CRI client over containerd's socket.
+
+use std::time::{Duration, Instant};
+
+use boxlite_tests::containerd::{Containerd, IMAGE, RUNTIME};
+
+const NS: &str = "boxlite-test";
+
+fn run_box(ctrd: &Containerd, id: &str, command: &[&str]) -> std::process::Output {
+    let mut args = vec!["-n", NS, "run", "--runtime", RUNTIME, "--rm", IMAGE, id];
+    args.extend_from_slice(command);
+    ctrd.ctr_output(&args)
+}
+
+/// Waits (with a deadline) until `ctr task ls` shows `id` in `status`.
+fn wait_for_task_status(ctrd: &Containerd, id: &str, status: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let tasks = ctrd.ctr(&["-n", NS, "task", "ls"]);
+        if tasks
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(id) && l.contains(status))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "task {id} not {status} after 120 s:\n{tasks}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ctr_runs_execs_kills_and_cleans_up_boxes() {
+    let ctrd = Containerd::start();
+    ctrd.import_test_image(NS);
+
+    let hi = run_box(&ctrd, "hi", &["echo", "hi"]);
+    assert!(hi.status.success(), "{hi:?}\n{}", ctrd.log());
+    assert_eq!(String::from_utf8_lossy(&hi.stdout), "hi\n");
+
+    // The box's disk is the image's rootfs (busybox's passwd); exit codes propagate.
+    let failing = run_box(
+        &ctrd,
+        "exit7",
+        &["sh", "-c", "cat /etc/passwd; echo oops >&2; exit 7"],
+    );
+    assert_eq!(failing.status.code(), Some(7), "{failing:?}");
+    assert!(String::from_utf8_lossy(&failing.stdout).starts_with("root:x:0:0"));
+    assert_eq!(String::from_utf8_lossy(&failing.stderr), "oops\n");
+
+    // A long-running task: exec into it, then kill it.
+    ctrd.ctr(&[
+        "-n",
+        NS,
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        "long",
+        "sh",
+        "-c",
+        "echo from-init > /tmp/marker; exec sleep 1000",
+    ]);
+    wait_for_task_status(&ctrd, "long", "RUNNING");
+    assert_eq!(ctrd.box_count(), 1, "the task is one box");
+    // The exec sees the init's files: the same VM.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for attempt in 0.. {
+        let exec_id = format!("cat{attempt}");
+        let cat = ctrd.ctr_output(&[
+            "-n",
+            NS,
+            "task",
+            "exec",
+            "--exec-id",
+            &exec_id,
+            "long",
+            "cat",
+            "/tmp/marker",
+        ]);
+        if cat.status.success() && String::from_utf8_lossy(&cat.stdout) == "from-init\n" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the exec never saw /tmp/marker: {cat:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let exec = ctrd.ctr_output(&[
+        "-n",
+        NS,
+        "task",
+        "exec",
+        "--exec-id",
+        "e3",
+        "long",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    assert_eq!(exec.status.code(), Some(3), "{exec:?}");
+    let pids = ctrd.ctr(&["-n", NS, "task", "ps", "long"]);
+    assert!(pids.lines().count() >= 2, "{pids}");
+    ctrd.ctr(&["-n", NS, "task", "pause", "long"]);
+    wait_for_task_status(&ctrd, "long", "PAUSED");
+    ctrd.ctr(&["-n", NS, "task", "resume", "long"]);
+    wait_for_task_status(&ctrd, "long", "RUNNING");
+    let metrics = ctrd.ctr(&["-n", NS, "task", "metrics", "long"]);
+    assert!(metrics.contains("memory.usage"), "{metrics}");
+
+    ctrd.ctr(&["-n", NS, "task", "kill", "long"]);
+    wait_for_task_status(&ctrd, "long", "STOPPED");
+    ctrd.ctr(&["-n", NS, "task", "rm", "long"]);
+    ctrd.ctr(&["-n", NS, "container", "rm", "long"]);
+
+    let containers = ctrd.ctr(&["-n", NS, "container", "ls", "-q"]);
+    assert_eq!(containers.trim(), "", "containers left: {containers}");
+    ctrd.assert_nothing_left();
+}
+
+#[test]
+fn a_killed_shim_leaves_no_vm() {
+    let ctrd = Containerd::start();
+    ctrd.import_test_image(NS);
+    ctrd.ctr(&[
+        "-n",
+        NS,
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        "victim",
+        "sleep",
+        "1000",
+    ]);
+    wait_for_task_status(&ctrd, "victim", "RUNNING");
+    let shims = ctrd.live_shims();
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shims[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // containerd notices, runs `containerd-shim-boxlite-v1 delete`, and the task is gone.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while ctrd.ctr(&["-n", NS, "task", "ls", "-q"]).contains("victim") {
+        assert!(
+            Instant::now() < deadline,
+            "the dead shim's task is still listed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ctrd.ctr(&["-n", NS, "container", "rm", "victim"]);
+    ctrd.assert_nothing_left();
+}
+
+mod cri {
+    use super::*;
+    use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+    use k8s_cri::v1::*;
+    use tonic::transport::{Channel, Endpoint, Uri};
+
+    const CRI_NS: &str = "k8s.io";
+
+    async fn client(ctrd: &Containerd) -> RuntimeServiceClient<Channel> {
+        let socket = ctrd.socket();
+        let channel = Endpoint::try_from("http://[::]:0")
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let socket = socket.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(socket).await?,
+                    ))
+                }
+            }))
+            .await
+            .expect("connecting to containerd's CRI");
+        RuntimeServiceClient::new(channel)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pod_runs_its_container_in_a_box() {
+        let ctrd = Containerd::start();
+        ctrd.import_test_image(CRI_NS);
+        let mut cri = client(&ctrd).await;
+        let logs = tempfile::tempdir_in(boxlite_tests::scratch_root()).unwrap();
+
+        let pod_config = PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: "pod".into(),
+                uid: "uid-1".into(),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            log_directory: logs.path().to_string_lossy().into_owned(),
+            linux: Some(LinuxPodSandboxConfig {
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        // The node's network: no CNI plugin is configured here.
+                        network: NamespaceMode::Node as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let pod = cri
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(pod_config.clone()),
+                runtime_handler: "boxlite".into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", ctrd.log()))
+            .into_inner()
+            .pod_sandbox_id;
+
+        let container = cri
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(ContainerConfig {
+                    metadata: Some(ContainerMetadata {
+                        name: "app".into(),
+                        attempt: 0,
+                    }),
+                    image: Some(ImageSpec {
+                        image: IMAGE.into(),
+                        ..Default::default()
+                    }),
+                    command: vec!["sh".into()],
+                    args: vec!["-c".into(), "echo app-started; exec sleep 1000".into()],
+                    log_path: "app.log".into(),
+                    ..Default::default()
+                }),
+                sandbox_config: Some(pod_config),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", ctrd.log()))
+            .into_inner()
+            .container_id;
+        cri.start_container(StartContainerRequest {
+            container_id: container.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", ctrd.log()));
+
+        let exec = cri
+            .exec_sync(ExecSyncRequest {
+                container_id: container.clone(),
+                cmd: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo exec-ok; uname -s; exit 3".into(),
+                ],
+                timeout: 120,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("ExecSync: {e}\n{}", ctrd.log()))
+            .into_inner();
+        assert_eq!(String::from_utf8_lossy(&exec.stdout), "exec-ok\nLinux\n");
+        assert_eq!(exec.exit_code, 3);
+
+        // The container's output reached the kubelet's log, in CRI's log format.
+        let log = logs.path().join("app.log");
+        boxlite_tests::wait_until(Duration::from_secs(60), "logged", || {
+            let log = log.clone();
+            async move {
+                std::fs::read_to_string(&log)
+                    .is_ok_and(|text| text.contains(" stdout F app-started"))
+            }
+        })
+        .await;
+
+        let status = cri
+            .container_status(ContainerStatusRequest {
+                container_id: container.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(status.state, ContainerState::ContainerRunning as i32);
+        // One VM: the app container's; the pod's sandbox only holds its namespaces.
+        assert_eq!(ctrd.box_count(), 1);
+
+        cri.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("StopPodSandbox: {e}\n{}", ctrd.log()));
+        let status = cri
+            .container_status(ContainerStatusRequest {
+                container_id: container.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(status.state, ContainerState::ContainerExited as i32);
+        cri.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("RemovePodSandbox: {e}\n{}", ctrd.log()));
+        let left = cri
+            .list_pod_sandbox(ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        assert!(left.is_empty(), "{left:?}");
+        let ctrd_ref = &ctrd;
+        tokio::task::block_in_place(|| ctrd_ref.assert_nothing_left());
+    }
+}
