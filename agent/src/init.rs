@@ -155,6 +155,12 @@ pub fn mount_box_disk(params: &BootParams) -> Result<PathBuf, InitError> {
     let Some(device) = &params.root_device else {
         return Ok(PathBuf::from("/"));
     };
+    let rootfs = Path::new(ROOTFS);
+    // A root shared from the host: `device` is its virtio-fs tag.
+    if params.root_fstype.as_deref() == Some("virtiofs") {
+        mount_fs(device, rootfs, Some("virtiofs"), MsFlags::empty(), None)?;
+        return Ok(rootfs.to_path_buf());
+    }
     // virtio-blk probes before init runs, but wait briefly rather than trust the ordering.
     let wait = Duration::from_secs(5);
     let deadline = Instant::now() + wait;
@@ -167,7 +173,6 @@ pub fn mount_box_disk(params: &BootParams) -> Result<PathBuf, InitError> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let rootfs = Path::new(ROOTFS);
     let fstype = params.root_fstype.as_deref().unwrap_or("ext4");
     // Image bases are made with inode tables left for the kernel to zero lazily; every box
     // would otherwise start a thread zeroing them (tens of MiB through its disk) and reading

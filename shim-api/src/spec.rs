@@ -146,6 +146,10 @@ pub struct SharedDir {
 }
 
 impl SharedDir {
+    /// The `guest_path` of the box's root when it is a shared directory (no root disk):
+    /// the agent mounts it as the box's root instead of a volume.
+    pub const ROOT: &'static str = "/";
+
     /// The virtio-fs tag of the `index`th volume.
     pub fn tag(index: usize) -> String {
         format!("vol{index}")
@@ -253,6 +257,16 @@ impl VmSpec {
                 self.memory_mib
             )));
         }
+        let roots = self
+            .volumes
+            .iter()
+            .filter(|v| v.guest_path == SharedDir::ROOT)
+            .count();
+        if roots > 1 || (roots == 1 && self.root_disk.is_some()) {
+            return Err(EngineError::InvalidSpec(
+                "a VM has one root: a disk or one shared directory at /".into(),
+            ));
+        }
         require_file(
             "kernel",
             &self.kernel,
@@ -306,9 +320,16 @@ impl VmSpec {
 
     /// The box's settings for its agent.
     pub fn boot_params(&self) -> BootParams {
+        let shared_root = self
+            .volumes
+            .iter()
+            .position(|v| v.guest_path == SharedDir::ROOT);
         BootParams {
-            root_device: self.root_disk.as_ref().map(|_| "/dev/vda".to_string()),
-            root_fstype: None,
+            root_device: match shared_root {
+                Some(index) => Some(SharedDir::tag(index)),
+                None => self.root_disk.as_ref().map(|_| "/dev/vda".to_string()),
+            },
+            root_fstype: shared_root.map(|_| "virtiofs".to_string()),
             vsock_port: Some(self.agent_port),
             net: self.network.as_ref().map(|_| GUEST_NET.to_string()),
             hostname: self.hostname.clone(),
@@ -316,6 +337,7 @@ impl VmSpec {
                 .volumes
                 .iter()
                 .enumerate()
+                .filter(|(_, volume)| volume.guest_path != SharedDir::ROOT)
                 .map(|(index, volume)| volume.mount(index))
                 .collect(),
         }

@@ -98,3 +98,49 @@ async fn volumes_are_shared_both_ways_and_read_only_means_it() {
     }
     assert!(rt.list_info().await.unwrap().is_empty());
 }
+
+/// A box whose root is a host directory shared in place (`RootfsSpec::SharedPath`, what the
+/// containerd shim gives a container's snapshot): its writes land in the directory. Without
+/// hardware virtualisation it is refused up front, with the reason (TCG runs stale code
+/// from pages virtiofsd wrote; the krun VM suites run this where KVM is).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_root_is_written_in_place_or_refused_without_kvm() {
+    let home = TestHome::new();
+    let rt = test_runtime!(home.path());
+    let root = tempfile::tempdir_in(scratch_root()).unwrap();
+    boxlite_tests::install_busybox(root.path());
+    std::fs::write(root.path().join("etc/marker"), "shared root\n").unwrap();
+    let mut options = layout_box_options("busybox");
+    options.rootfs = boxlite::RootfsSpec::SharedPath(root.path().to_path_buf());
+
+    if !boxlite::RootfsSpec::shared_path_supported() {
+        let err = rt.create(options, None).await.unwrap_err();
+        assert_eq!(err.kind(), boxlite::ErrorKind::InvalidArgument, "{err}");
+        assert!(err.to_string().contains("hardware virtualisation"), "{err}");
+        assert!(
+            rt.list_info().await.unwrap().is_empty(),
+            "a refused box left a row"
+        );
+        return;
+    }
+    let b = rt.create(options, None).await.unwrap();
+    // Programs run from the shared root more than once (the case TCG gets wrong).
+    for _ in 0..3 {
+        let (code, out) = sh(&b, "cat /etc/marker && echo written > /from-box").await;
+        assert_eq!((code, out.as_str()), (0, "shared root\n"));
+    }
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("from-box")).unwrap(),
+        "written\n"
+    );
+    // No disk of its own, and no snapshot of a state virtiofsd holds.
+    assert!(!home
+        .path()
+        .join("boxes")
+        .join(b.id())
+        .join("disk.qcow2")
+        .exists());
+    let err = b.snapshot("s").await.unwrap_err();
+    assert!(err.to_string().contains("shared host directory"), "{err}");
+    b.stop().await.unwrap();
+}

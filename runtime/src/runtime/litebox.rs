@@ -222,12 +222,20 @@ impl LiteBox {
         dir: &Path,
     ) -> Result<VmSpec> {
         let assets = GuestAssets::prepare(&self.runtime.inner.home, None, None)?;
+        let shared_root = match &options.rootfs {
+            RootfsSpec::SharedPath(path) => Some(SharedDir {
+                host_path: path.clone(),
+                guest_path: SharedDir::ROOT.to_string(),
+                read_only: false,
+            }),
+            _ => None,
+        };
         Ok(VmSpec {
             kernel: assets.kernel,
             initramfs: assets.initramfs,
             cpus: options.effective_cpus(),
             memory_mib: options.effective_memory_mib(),
-            root_disk: Some(DiskSpec {
+            root_disk: shared_root.is_none().then(|| DiskSpec {
                 path: dir.join("disk.qcow2"),
                 format: DiskFormat::Qcow2,
                 read_only: false,
@@ -252,6 +260,7 @@ impl LiteBox {
                     guest_path: v.guest_path.clone(),
                     read_only: v.read_only,
                 })
+                .chain(shared_root)
                 .collect(),
             start: VmStart::Boot,
         })
@@ -369,25 +378,33 @@ impl LiteBox {
     }
 
     /// Makes the box's disk (a qcow2 overlay of its image's base, or of its own rootfs
-    /// image) and config.json the first time it starts. Under the box lock.
+    /// image; none for a shared root) and config.json the first time it starts. Under the
+    /// box lock.
     async fn prepare_disk(&self, record: &BoxRecord) -> Result<()> {
         let dir = self.dir();
         let disk = dir.join("disk.qcow2");
-        if disk.exists() {
+        // A shared root is the box's disk: the box is ready once its config is written.
+        let shared_root = matches!(record.options.rootfs, RootfsSpec::SharedPath(_));
+        if disk.exists() || (shared_root && dir.join("config.json").exists()) {
             return Ok(());
         }
         let image = self
             .stored_image(record)
             .ok_or_else(|| BoxliteError::Internal(format!("box {} records no image", self.id)))?;
         let own_rootfs = dir.join(ROOTFS_IMAGE);
-        let base = if own_rootfs.exists() {
-            own_rootfs
+        let base = if shared_root {
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            None
+        } else if own_rootfs.exists() {
+            Some(own_rootfs)
         } else {
             let images = self.runtime.inner.images.clone();
             let image = image.clone();
-            tokio::task::spawn_blocking(move || images.ensure_base(&image))
-                .await
-                .expect("base build panicked")?
+            Some(
+                tokio::task::spawn_blocking(move || images.ensure_base(&image))
+                    .await
+                    .expect("base build panicked")?,
+            )
         };
         let config = serde_json::json!({
             "id": self.id,
@@ -401,6 +418,9 @@ impl LiteBox {
             &serde_json::to_vec_pretty(&config).expect("config serializes"),
         )
         .map_err(io_err(&dir))?;
+        let Some(base) = base else {
+            return Ok(());
+        };
         // Last: a disk that exists is a box that is ready to boot.
         let partial = dir.join("disk.qcow2.tmp");
         create_box_disk(&base, &partial)?;

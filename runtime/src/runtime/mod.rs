@@ -182,6 +182,9 @@ impl BoxliteRuntime {
         // image's base is shared by every box of it.
         let (image, shared_base) = match &options.rootfs {
             RootfsSpec::RootfsPath(path) => (StoredImage::from_rootfs_path(path), None),
+            RootfsSpec::SharedPath(path) => {
+                (StoredImage::from_rootfs_path(&path.to_string_lossy()), None)
+            }
             rootfs => {
                 let image = self.resolve_image(rootfs).await?;
                 let images = self.inner.images.clone();
@@ -200,7 +203,10 @@ impl BoxliteRuntime {
             // A box of an image is a row until it first starts: its directory and disk are
             // made then (`LiteBox::start`), so creating and removing a box that never ran
             // touches nothing but the database.
-            (Some(_), _) => self.inner.db.insert(&info, &options, &image_json)?,
+            // A shared root is the box's disk: nothing is made until the box starts.
+            (Some(_), _) | (None, RootfsSpec::SharedPath(_)) => {
+                self.inner.db.insert(&info, &options, &image_json)?
+            }
             (None, RootfsSpec::RootfsPath(path)) => {
                 let dir = self.box_dir(&id);
                 // Until the row exists the directory has none: the share keeps a sweep from
@@ -255,6 +261,9 @@ impl BoxliteRuntime {
                 )
             }
             RootfsSpec::RootfsPath(path) => Ok(StoredImage::from_rootfs_path(path)),
+            RootfsSpec::SharedPath(path) => {
+                Ok(StoredImage::from_rootfs_path(&path.to_string_lossy()))
+            }
         }
     }
 

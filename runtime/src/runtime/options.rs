@@ -63,9 +63,20 @@ pub enum RootfsSpec {
     RootfsPath(String),
     /// An OCI image layout directory on this host, with an optional tag.
     Layout { path: PathBuf, tag: Option<String> },
+    /// A root filesystem directory on this host shared into the box (virtio-fs), not copied:
+    /// the box reads and writes it in place (an extension of the reference's API; what the
+    /// containerd shim does with the snapshot containerd prepared). Such a box boots its
+    /// kernel (no template) and cannot be snapshotted.
+    SharedPath(PathBuf),
 }
 
 impl RootfsSpec {
+    /// Whether boxes on this host can have a [`RootfsSpec::SharedPath`] root: it needs
+    /// hardware virtualisation (see [`InvalidArgument::SharedRootWithoutKvm`]).
+    pub fn shared_path_supported() -> bool {
+        boxlite_shim_api::spec::hardware_virtualization_usable()
+    }
+
     /// What a user writes for an image: a registry reference, or `oci:PATH[:TAG]` for an OCI
     /// image layout on this host (a PATH may not contain ':' then).
     pub fn from_reference(image: &str) -> Self {
@@ -387,7 +398,10 @@ impl BoxOptions {
                     problem,
                 })
             };
-            if !guest.starts_with('/') || guest == "/" || guest.split('/').any(|p| p == "..") {
+            if !guest.starts_with('/')
+                || guest.trim_end_matches('/').is_empty()
+                || guest.split('/').any(|p| p == "..")
+            {
                 return guest_problem("must be an absolute path below / without `..`");
             }
             if guest.contains(['\0', ',']) || !guest_paths.insert(guest.trim_end_matches('/')) {
@@ -418,6 +432,12 @@ impl BoxOptions {
             RootfsSpec::RootfsPath(path) if !Path::new(path).is_dir() => {
                 Err(E::RootfsPath(path.clone()))
             }
+            RootfsSpec::SharedPath(path) if !path.is_absolute() || !path.is_dir() => {
+                Err(E::RootfsPath(path.display().to_string()))
+            }
+            RootfsSpec::SharedPath(_) if !RootfsSpec::shared_path_supported() => {
+                Err(E::SharedRootWithoutKvm)
+            }
             _ if self.ready_timeout.is_zero() => Err(E::ReadyTimeout),
             _ => Ok(()),
         }
@@ -435,6 +455,13 @@ pub enum InvalidArgument {
     Memory { value: u32 },
     #[error("memory of {value} MiB is more than this host has ({host} MiB)")]
     MemoryAboveHost { value: u32, host: u64 },
+    #[error(
+        "a shared root (RootfsSpec::SharedPath) needs hardware virtualisation (KVM) on this \
+         host: under TCG, QEMU does not see virtiofsd's writes into guest memory, so a program \
+         run again from a shared directory can execute stale translated code; use RootfsPath, \
+         which copies the directory into the box's disk"
+    )]
+    SharedRootWithoutKvm,
     #[error("{field} is not supported yet: {hint}")]
     NotSupported {
         field: &'static str,
@@ -459,7 +486,7 @@ pub enum InvalidArgument {
     },
     #[error("the image reference is empty")]
     EmptyImage,
-    #[error("rootfs path {0:?} is not a directory (RootfsPath takes a prepared root filesystem directory)")]
+    #[error("rootfs path {0:?} is not a directory (RootfsPath and SharedPath take a prepared root filesystem directory, SharedPath an absolute path)")]
     RootfsPath(String),
     #[error("the ready timeout must be longer than zero")]
     ReadyTimeout,

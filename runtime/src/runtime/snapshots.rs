@@ -318,6 +318,11 @@ impl LiteBox {
                 "it has volumes, and virtio-fs state cannot be saved",
             ));
         }
+        if matches!(record.options.rootfs, RootfsSpec::SharedPath(_)) {
+            return Err(not_snapshottable(
+                "its root is a shared host directory, and virtio-fs state cannot be saved",
+            ));
+        }
         if record.info.engine.as_deref() == Some("krun") {
             return Err(not_snapshottable(
                 "it runs under krun (libkrun 1.19 has no API to save a VM)",

@@ -165,11 +165,13 @@ pub(crate) fn unsuitable(options: &BoxOptions, spec: &VmSpec) -> Option<String> 
         }
         None => {}
     }
+    if spec.root_disk.is_none() {
+        return Some(
+            "the box's root is a shared host directory (virtio-fs state cannot be saved)".into(),
+        );
+    }
     if !spec.volumes.is_empty() {
         return Some("the box has volumes (virtio-fs state cannot be saved)".into());
-    }
-    if spec.root_disk.is_none() {
-        return Some("the box has no disk".into());
     }
     None
 }

@@ -636,6 +636,27 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_root_is_mounted_by_tag_instead_of_a_disk() {
+        let mut s = spec();
+        s.root_disk = None;
+        s.volumes.push(SharedDir {
+            host_path: "/h/rootfs".into(),
+            guest_path: SharedDir::ROOT.into(),
+            read_only: false,
+        });
+        let params = s.boot_params();
+        assert_eq!(params.root_device.as_deref(), Some("vol1"));
+        assert_eq!(params.root_fstype.as_deref(), Some("virtiofs"));
+        // The root is not also mounted as a volume; the other volume keeps its tag.
+        assert_eq!(params.volumes.len(), 1);
+        assert_eq!(params.volumes[0].tag, "vol0");
+        // One root only: a disk and a shared root together are refused.
+        s.root_disk = spec().root_disk;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("one root"), "{err}");
+    }
+
+    #[test]
     fn the_translation_cache_follows_the_guest_ram_within_bounds() {
         let sizes: Vec<u32> = [64, 128, 512, 2048, 8192]
             .into_iter()
