@@ -14,11 +14,13 @@ say() { echo "setup: $*" >&2; }
 # libseccomp-dev and libcap-ng-dev are for building virtiofsd (volumes; not packaged here);
 # passt is every engine's network; debootstrap builds the box types' images
 # (scripts/build-images.sh); valgrind checks the C SDK for leaks (scripts/c-sdk-test.sh);
-# containerd and runc run the containerd shim's tests and benchmark (tests/containerd.rs),
+# containerd, runc and the CNI plugins (a bridge, with iproute2 to remove it) run the
+# containerd shim's tests and benchmark (tests/containerd.rs),
 # whose CRI client (k8s-cri) is generated with protoc at build time.
 apt_packages=(linux-source-6.12 bison flex bc libelf-dev libssl-dev cpio xz-utils make gcc
   binutils e2fsprogs busybox-static umoci docker-registry skopeo libseccomp-dev libcap-ng-dev
-  passt debootstrap valgrind containerd runc protobuf-compiler)
+  passt debootstrap valgrind containerd runc containernetworking-plugins iproute2
+  protobuf-compiler)
 backports_packages=(qemu-system-x86)
 
 missing() {

@@ -44,7 +44,9 @@ fn main() {
 }
 
 fn join_pod_network() -> Result<(), error::ShimError> {
-    let serving = !std::env::args().any(|a| a == "start" || a == "delete");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `start` and `delete` only set up and clean up; the daemon (no action) serves.
+    let serving = containerd_shim::parse(&args).is_ok_and(|flags| flags.action.is_empty());
     let Ok(bundle) = std::env::current_dir() else {
         return Ok(());
     };

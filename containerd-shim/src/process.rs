@@ -14,6 +14,8 @@ use tokio::sync::watch;
 use crate::error::ShimError;
 use crate::spec;
 
+/// How long an output FIFO may stay without a reader before the process is refused.
+const OUTPUT_OPEN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 /// How long CloseIO waits for the process's stdin to drain before closing it regardless.
 const CLOSE_IO_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -232,10 +234,21 @@ async fn open_output(path: &str) -> Result<Option<Output>, ShimError> {
             "output path {path:?} is not absolute"
         )));
     }
-    let fifo = tokio::net::unix::pipe::OpenOptions::new()
-        .open_sender(path)
-        .map_err(io_err)?;
-    Ok(Some(Box::new(fifo)))
+    // containerd's side opens its reading end asynchronously (ctr returns from creating the
+    // FIFOs before its open(2) ran): until it has, opening the writing end fails with ENXIO.
+    let deadline = tokio::time::Instant::now() + OUTPUT_OPEN_DEADLINE;
+    loop {
+        match tokio::net::unix::pipe::OpenOptions::new().open_sender(path) {
+            Ok(fifo) => return Ok(Some(Box::new(fifo))),
+            Err(err)
+                if err.raw_os_error() == Some(libc::ENXIO)
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Err(err) => return Err(io_err(err)),
+        }
+    }
 }
 
 /// Copies a stream of output chunks into `to` until either ends; closing `to` at the end is

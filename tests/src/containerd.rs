@@ -21,6 +21,8 @@ pub struct Containerd {
     daemon: Child,
     pub home: TestHome,
     bin_dir: PathBuf,
+    /// The CNI bridge this instance's pods are on, removed at drop.
+    bridge: Option<String>,
 }
 
 /// `containerd-shim-boxlite-v1` and `boxlite-shim` of this checkout, built fresh once per
@@ -55,8 +57,19 @@ pub fn shim_bin_dir() -> &'static Path {
 }
 
 impl Containerd {
-    /// Starts containerd and waits (with a deadline) until it answers.
+    /// Starts containerd and waits (with a deadline) until it answers. CRI has no CNI
+    /// network: pods use the node's.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// [`Containerd::start`] with a CNI network for CRI pods: a bridge (Debian's
+    /// containernetworking-plugins) named `bridge`, pods in `subnet` (a /24), without NAT.
+    pub fn start_with_cni_bridge(bridge: &str, subnet: &str) -> Self {
+        Self::start_with(Some((bridge, subnet)))
+    }
+
+    fn start_with(cni: Option<(&str, &str)>) -> Self {
         assert!(
             nix::unistd::geteuid().is_root(),
             "the containerd tests need root: containerd mounts snapshots and keeps shim \
@@ -89,6 +102,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
     conf_dir = "{d}/cni"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
@@ -100,6 +114,29 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       runtime_type = "io.containerd.runc.v2"
 "#
         );
+        if let Some((bridge, subnet)) = cni {
+            let conf_dir = dir.path().join("cni");
+            std::fs::create_dir_all(&conf_dir).expect("creating the CNI config directory");
+            let network = serde_json::json!({
+                "cniVersion": "0.4.0",
+                "name": bridge,
+                "plugins": [{
+                    "type": "bridge",
+                    "bridge": bridge,
+                    "isGateway": true,
+                    "ipMasq": false,
+                    "ipam": {
+                        "type": "host-local",
+                        "subnet": subnet,
+                        // A default route via the bridge, as pod networks have.
+                        "routes": [{ "dst": "0.0.0.0/0" }],
+                        "dataDir": dir.path().join("cni-ipam").display().to_string(),
+                    },
+                }],
+            });
+            std::fs::write(conf_dir.join("10-test.conflist"), network.to_string())
+                .expect("writing the CNI config");
+        }
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config).expect("writing containerd's config");
         let log = std::fs::File::create(dir.path().join("containerd.log")).expect("log");
@@ -124,6 +161,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             daemon,
             home,
             bin_dir,
+            bridge: cni.map(|(bridge, _)| bridge.to_string()),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !containerd.ctr_output(&["version"]).status.success() {
@@ -272,6 +310,9 @@ impl Drop for Containerd {
         }
         let _ = self.daemon.kill();
         let _ = self.daemon.wait();
+        if let Some(bridge) = &self.bridge {
+            let _ = Command::new("ip").args(["link", "del", bridge]).status();
+        }
         // Snapshot mounts under the root would keep the directory from going.
         let root = self.dir.path().to_string_lossy().into_owned();
         if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {

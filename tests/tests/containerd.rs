@@ -186,26 +186,19 @@ mod cri {
         RuntimeServiceClient::new(channel)
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_pod_runs_its_container_in_a_box() {
-        let ctrd = Containerd::start();
-        ctrd.import_test_image(CRI_NS);
-        let mut cri = client(&ctrd).await;
-        let logs = tempfile::tempdir_in(boxlite_tests::scratch_root()).unwrap();
-
-        let pod_config = PodSandboxConfig {
+    fn pod_config(name: &str, logs: &std::path::Path, network: NamespaceMode) -> PodSandboxConfig {
+        PodSandboxConfig {
             metadata: Some(PodSandboxMetadata {
-                name: "pod".into(),
-                uid: "uid-1".into(),
+                name: name.into(),
+                uid: format!("uid-{name}"),
                 namespace: "default".into(),
                 attempt: 0,
             }),
-            log_directory: logs.path().to_string_lossy().into_owned(),
+            log_directory: logs.to_string_lossy().into_owned(),
             linux: Some(LinuxPodSandboxConfig {
                 security_context: Some(LinuxSandboxSecurityContext {
                     namespace_options: Some(NamespaceOption {
-                        // The node's network: no CNI plugin is configured here.
-                        network: NamespaceMode::Node as i32,
+                        network: network as i32,
                         ..Default::default()
                     }),
                     ..Default::default()
@@ -213,17 +206,26 @@ mod cri {
                 ..Default::default()
             }),
             ..Default::default()
-        };
+        }
+    }
+
+    /// RunPodSandbox with the `boxlite` handler, then CreateContainer and StartContainer of
+    /// the test image running `script`: (pod id, container id).
+    async fn run_pod(
+        cri: &mut RuntimeServiceClient<Channel>,
+        ctrd: &Containerd,
+        config: PodSandboxConfig,
+        script: &str,
+    ) -> (String, String) {
         let pod = cri
             .run_pod_sandbox(RunPodSandboxRequest {
-                config: Some(pod_config.clone()),
+                config: Some(config.clone()),
                 runtime_handler: "boxlite".into(),
             })
             .await
             .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", ctrd.log()))
             .into_inner()
             .pod_sandbox_id;
-
         let container = cri
             .create_container(CreateContainerRequest {
                 pod_sandbox_id: pod.clone(),
@@ -237,11 +239,11 @@ mod cri {
                         ..Default::default()
                     }),
                     command: vec!["sh".into()],
-                    args: vec!["-c".into(), "echo app-started; exec sleep 1000".into()],
+                    args: vec!["-c".into(), script.into()],
                     log_path: "app.log".into(),
                     ..Default::default()
                 }),
-                sandbox_config: Some(pod_config),
+                sandbox_config: Some(config),
             })
             .await
             .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", ctrd.log()))
@@ -252,6 +254,58 @@ mod cri {
         })
         .await
         .unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", ctrd.log()));
+        (pod, container)
+    }
+
+    /// StopPodSandbox (which ends `container`) and RemovePodSandbox; then nothing of the
+    /// pod may be left.
+    async fn remove_pod(
+        cri: &mut RuntimeServiceClient<Channel>,
+        ctrd: &Containerd,
+        pod: String,
+        container: String,
+    ) {
+        cri.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("StopPodSandbox: {e}\n{}", ctrd.log()));
+        let status = cri
+            .container_status(ContainerStatusRequest {
+                container_id: container,
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(status.state, ContainerState::ContainerExited as i32);
+        cri.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("RemovePodSandbox: {e}\n{}", ctrd.log()));
+        let left = cri
+            .list_pod_sandbox(ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        assert!(left.is_empty(), "{left:?}");
+        tokio::task::block_in_place(|| ctrd.assert_nothing_left());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pod_runs_its_container_in_a_box() {
+        let ctrd = Containerd::start();
+        ctrd.import_test_image(CRI_NS);
+        let mut cri = client(&ctrd).await;
+        let logs = tempfile::tempdir_in(boxlite_tests::scratch_root()).unwrap();
+        // The node's network: this containerd has no CNI network.
+        let config = pod_config("pod", logs.path(), NamespaceMode::Node);
+        let (pod, container) =
+            run_pod(&mut cri, &ctrd, config, "echo app-started; exec sleep 1000").await;
 
         let exec = cri
             .exec_sync(ExecSyncRequest {
@@ -294,35 +348,135 @@ mod cri {
         // One VM: the app container's; the pod's sandbox only holds its namespaces.
         assert_eq!(ctrd.box_count(), 1);
 
-        cri.stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: pod.clone(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("StopPodSandbox: {e}\n{}", ctrd.log()));
+        remove_pod(&mut cri, &ctrd, pod, container).await;
+    }
+
+    /// The netns inode of `path` (a netns bind mount or /proc/PID/ns/net).
+    fn netns_inode(path: &str) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .ino()
+    }
+
+    /// A pod on a CNI network (a bridge): the box's VMM and its network helper (passt) run in
+    /// the pod's network namespace, so the box's traffic is the pod's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pods_box_is_in_the_pods_network_namespace() {
+        // Names of this run only: two runs on one machine must not share a bridge.
+        let n = std::process::id() % 200 + 20;
+        let bridge = format!("bxt{n}");
+        let subnet = format!("10.87.{n}.0/24");
+        let ctrd = Containerd::start_with_cni_bridge(&bridge, &subnet);
+        ctrd.import_test_image(CRI_NS);
+        let mut cri = client(&ctrd).await;
+        let logs = tempfile::tempdir_in(boxlite_tests::scratch_root()).unwrap();
+        let config = pod_config("netpod", logs.path(), NamespaceMode::Pod);
+        let (pod, container) = run_pod(&mut cri, &ctrd, config, "exec sleep 1000").await;
+
         let status = cri
-            .container_status(ContainerStatusRequest {
-                container_id: container.clone(),
-                verbose: false,
+            .pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: true,
             })
             .await
             .unwrap()
-            .into_inner()
+            .into_inner();
+        let ip = status
             .status
-            .unwrap();
-        assert_eq!(status.state, ContainerState::ContainerExited as i32);
-        cri.remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("RemovePodSandbox: {e}\n{}", ctrd.log()));
-        let left = cri
-            .list_pod_sandbox(ListPodSandboxRequest::default())
-            .await
+            .as_ref()
             .unwrap()
-            .into_inner()
-            .items;
-        assert!(left.is_empty(), "{left:?}");
-        let ctrd_ref = &ctrd;
-        tokio::task::block_in_place(|| ctrd_ref.assert_nothing_left());
+            .network
+            .as_ref()
+            .unwrap()
+            .ip
+            .clone();
+        assert!(ip.starts_with(&format!("10.87.{n}.")), "pod IP {ip}");
+        let info: serde_json::Value = serde_json::from_str(&status.info["info"]).unwrap();
+        let netns = info["runtimeSpec"]["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|ns| ns["type"] == "network")
+            .and_then(|ns| ns["path"].as_str())
+            .expect("the pod's netns path")
+            .to_string();
+        let pod_netns = netns_inode(&netns);
+        assert_ne!(
+            pod_netns,
+            netns_inode("/proc/self/ns/net"),
+            "the pod has its own netns"
+        );
+
+        // The box's shim and its VMM run in the pod's namespace (passt, the shim's child,
+        // makes itself undumpable: its namespaces cannot be read from here).
+        let processes: Vec<_> = ctrd
+            .home
+            .box_processes()
+            .into_iter()
+            // Readable ones: a zombie has no namespaces left to compare.
+            .filter(|p| std::fs::metadata(format!("/proc/{}/ns/net", p.pid)).is_ok())
+            .collect();
+        let names: Vec<String> = processes
+            .iter()
+            .map(|p| std::fs::read_to_string(format!("/proc/{}/comm", p.pid)).unwrap_or_default())
+            .collect();
+        assert!(
+            ["boxlite-shim", "qemu"]
+                .iter()
+                .all(|name| names.iter().any(|n| n.starts_with(name))),
+            "the box's shim and VMM expected: {names:?}"
+        );
+        for process in &processes {
+            assert_eq!(
+                netns_inode(&format!("/proc/{}/ns/net", process.pid)),
+                pod_netns,
+                "{process:?} is not in the pod's network namespace"
+            );
+        }
+
+        // And the box's traffic leaves from the pod: a connection from the box to the
+        // bridge's address (the node's side) arrives from the pod's IP.
+        let gateway = format!("10.87.{n}.1");
+        let listener = tokio::net::TcpListener::bind((gateway.as_str(), 0))
+            .await
+            .unwrap_or_else(|e| panic!("binding {gateway}: {e}"));
+        let port = listener.local_addr().unwrap().port();
+        let accepted = tokio::spawn(async move {
+            let (mut stream, peer) = listener.accept().await.unwrap();
+            let mut text = String::new();
+            tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut text)
+                .await
+                .unwrap();
+            (peer.ip().to_string(), text)
+        });
+        let exec = cri
+            .exec_sync(ExecSyncRequest {
+                container_id: container.clone(),
+                cmd: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    format!("echo from-the-box | nc {gateway} {port}"),
+                ],
+                timeout: 120,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("ExecSync: {e}\n{}", ctrd.log()))
+            .into_inner();
+        assert_eq!(
+            exec.exit_code,
+            0,
+            "{}",
+            String::from_utf8_lossy(&exec.stderr)
+        );
+        let (peer, text) = tokio::time::timeout(Duration::from_secs(120), accepted)
+            .await
+            .expect("no connection from the box within 120 s")
+            .unwrap();
+        assert_eq!(
+            (peer.as_str(), text.as_str()),
+            (ip.as_str(), "from-the-box\n")
+        );
+        remove_pod(&mut cri, &ctrd, pod, container).await;
     }
 }
