@@ -110,6 +110,7 @@ impl Shim for BoxliteShim {
                 publisher,
                 runtime: OnceCell::new(),
                 container: Mutex::new(None),
+                in_flight: Default::default(),
             }),
         }
     }
@@ -126,6 +127,49 @@ struct Inner {
     publisher: RemotePublisher,
     runtime: OnceCell<BoxliteRuntime>,
     container: Mutex<Option<Arc<Container>>>,
+    /// Requests being answered: Shutdown lets them finish before the server goes.
+    in_flight: Arc<InFlight>,
+}
+
+/// How long Shutdown waits for requests still being answered.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[derive(Default)]
+struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One request being answered, until dropped.
+struct Request(Arc<InFlight>);
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl InFlight {
+    fn begin(self: &Arc<Self>) -> Request {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        Request(self.clone())
+    }
+
+    /// Until no request is being answered, or `limit` passed.
+    async fn wait_idle(&self, limit: std::time::Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let idle = self.idle.notified();
+                if self.count.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        })
+        .await;
+    }
 }
 
 fn timestamp(at: SystemTime) -> MessageField<Timestamp> {
@@ -236,6 +280,7 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::CreateTaskRequest,
     ) -> TtrpcResult<api::CreateTaskResponse> {
+        let _request = self.inner.in_flight.begin();
         let inner = &self.inner;
         let mut slot = inner.container.lock().await;
         if slot.is_some() {
@@ -269,6 +314,7 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::StartRequest,
     ) -> TtrpcResult<api::StartResponse> {
+        let _request = self.inner.in_flight.begin();
         let inner = &self.inner;
         let container = inner.container(&req.id).await?;
         let process = container.process(&req.exec_id)?;
@@ -308,6 +354,7 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::StateRequest,
     ) -> TtrpcResult<api::StateResponse> {
+        let _request = self.inner.in_flight.begin();
         let container = self.inner.container(&req.id).await?;
         let process = container.process(&req.exec_id)?;
         let status = match process.phase() {
@@ -338,6 +385,7 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::DeleteRequest,
     ) -> TtrpcResult<api::DeleteResponse> {
+        let _request = self.inner.in_flight.begin();
         let inner = &self.inner;
         let container = inner.container(&req.id).await?;
         let process = container.process(&req.exec_id)?;
@@ -397,6 +445,7 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::PidsRequest,
     ) -> TtrpcResult<api::PidsResponse> {
+        let _request = self.inner.in_flight.begin();
         let container = self.inner.container(&req.id).await?;
         let info = containerd_shim::protos::types::task::ProcessInfo {
             pid: container.pid,
@@ -409,6 +458,7 @@ impl Task for TaskService {
     }
 
     async fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
+        let _request = self.inner.in_flight.begin();
         self.set_paused(&req.id, true).await?;
         Ok(api::Empty::new())
     }
@@ -418,6 +468,7 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::ResumeRequest,
     ) -> TtrpcResult<api::Empty> {
+        let _request = self.inner.in_flight.begin();
         self.set_paused(&req.id, false).await?;
         Ok(api::Empty::new())
     }
@@ -427,6 +478,7 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         _req: api::CheckpointTaskRequest,
     ) -> TtrpcResult<api::Empty> {
+        let _request = self.inner.in_flight.begin();
         Err(ShimError::Unimplemented(
             "checkpoint: containerd checkpoints are CRIU images of host processes; a box's state is a VM snapshot (boxlite snapshot)".into(),
         )
@@ -434,6 +486,7 @@ impl Task for TaskService {
     }
 
     async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
+        let _request = self.inner.in_flight.begin();
         let inner = &self.inner;
         let container = inner.container(&req.id).await?;
         let process = container.process(&req.exec_id)?;
@@ -473,6 +526,7 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::ExecProcessRequest,
     ) -> TtrpcResult<api::Empty> {
+        let _request = self.inner.in_flight.begin();
         let inner = &self.inner;
         let container = inner.container(&req.id).await?;
         if container.vm.is_none() {
@@ -516,6 +570,7 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::ResizePtyRequest,
     ) -> TtrpcResult<api::Empty> {
+        let _request = self.inner.in_flight.begin();
         let container = self.inner.container(&req.id).await?;
         let process = container.process(&req.exec_id)?;
         process.resize(req.width, req.height).await?;
@@ -527,6 +582,7 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::CloseIORequest,
     ) -> TtrpcResult<api::Empty> {
+        let _request = self.inner.in_flight.begin();
         let container = self.inner.container(&req.id).await?;
         let process = container.process(&req.exec_id)?;
         if req.stdin && process.phase() == Phase::Running && !process.stdio.stdin.is_empty() {
@@ -540,6 +596,7 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         _req: api::UpdateTaskRequest,
     ) -> TtrpcResult<api::Empty> {
+        let _request = self.inner.in_flight.begin();
         Err(ShimError::Unimplemented(
             "update: a box's vCPUs and memory are fixed when its VM starts".into(),
         )
@@ -551,6 +608,7 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::WaitRequest,
     ) -> TtrpcResult<api::WaitResponse> {
+        let _request = self.inner.in_flight.begin();
         let container = self.inner.container(&req.id).await?;
         let process = container.process(&req.exec_id)?;
         let exit = process.wait().await;
@@ -566,6 +624,7 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::StatsRequest,
     ) -> TtrpcResult<api::StatsResponse> {
+        let _request = self.inner.in_flight.begin();
         use containerd_shim::protos::cgroups_v2::metrics::{MemoryStat, Metrics, PidsStat};
         let container = self.inner.container(&req.id).await?;
         let mut metrics = Metrics::new();
@@ -595,6 +654,7 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::ConnectRequest,
     ) -> TtrpcResult<api::ConnectResponse> {
+        let _request = self.inner.in_flight.begin();
         let task_pid = match self.inner.container(&req.id).await {
             Ok(container) => container.pid,
             Err(_) => 0,
@@ -616,7 +676,14 @@ impl Task for TaskService {
         if !req.now && self.inner.container.lock().await.is_some() {
             return Ok(api::Empty::new());
         }
-        self.inner.exit.signal();
+        // Answers still being written (a Kill whose exit event led containerd to delete
+        // and shut down before the Kill's reply was out) go out first: the server cuts its
+        // connections when it stops.
+        let (in_flight, exit) = (self.inner.in_flight.clone(), self.inner.exit.clone());
+        tokio::spawn(async move {
+            in_flight.wait_idle(SHUTDOWN_GRACE).await;
+            exit.signal();
+        });
         Ok(api::Empty::new())
     }
 }
@@ -659,5 +726,42 @@ impl TaskService {
                 .await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn shutdown_waits_for_requests_being_answered_within_its_grace() {
+        let in_flight = Arc::new(InFlight::default());
+        // Idle: at once.
+        in_flight
+            .wait_idle(std::time::Duration::from_secs(60))
+            .await;
+
+        let request = in_flight.begin();
+        let waiter = {
+            let in_flight = in_flight.clone();
+            tokio::spawn(async move {
+                in_flight
+                    .wait_idle(std::time::Duration::from_secs(60))
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(request);
+        tokio::time::timeout(std::time::Duration::from_secs(60), waiter)
+            .await
+            .expect("the last request's end wakes the waiter")
+            .unwrap();
+
+        // A request that never ends holds shutdown for the grace only.
+        let _stuck = in_flight.begin();
+        in_flight
+            .wait_idle(std::time::Duration::from_millis(20))
+            .await;
     }
 }
