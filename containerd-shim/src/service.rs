@@ -211,6 +211,30 @@ impl Inner {
         let Some(exit) = process.set_exited(status) else {
             return;
         };
+        self.publish_exit(container, process, exit).await;
+        if process.exec_id.is_empty() {
+            if let Some(vm) = &container.vm {
+                if let Err(err) = vm.stop().await {
+                    log::warn!("stopping the box after its init exited: {err}");
+                }
+            }
+            // Whatever still ran in the box ended with it.
+            let execs: Vec<_> = container
+                .execs
+                .lock()
+                .expect("poisoned")
+                .values()
+                .cloned()
+                .collect();
+            for exec in execs {
+                if let Some(exit) = exec.set_exited(128 + libc::SIGKILL as u32) {
+                    self.publish_exit(container, &exec, exit).await;
+                }
+            }
+        }
+    }
+
+    async fn publish_exit(&self, container: &Container, process: &Process, exit: Exit) {
         self.publish(
             topics::TASK_EXIT_EVENT_TOPIC,
             Box::new(TaskExit {
@@ -227,16 +251,6 @@ impl Inner {
             }),
         )
         .await;
-        if process.exec_id.is_empty() {
-            if let Some(vm) = &container.vm {
-                if let Err(err) = vm.stop().await {
-                    log::warn!("stopping the box after its init exited: {err}");
-                }
-            }
-            for exec in container.execs.lock().expect("poisoned").values() {
-                exec.set_exited(128 + libc::SIGKILL as u32);
-            }
-        }
     }
 
     async fn start(
