@@ -144,16 +144,10 @@ async fn create_box(
         log::warn!("removing the leftover box {name}");
         runtime.remove(&name, true).await?;
     }
-    // Shared, not copied, where it can be: the container's writes land in containerd's
-    // snapshot and nothing is copied at create. Under TCG a shared root is unsafe to run
-    // programs from (see RootfsSpec::SharedPath), so the rootfs is copied into the box's disk.
-    let rootfs = if RootfsSpec::shared_path_supported() {
-        RootfsSpec::SharedPath(rootfs.to_path_buf())
-    } else {
-        RootfsSpec::RootfsPath(rootfs.to_string_lossy().into_owned())
-    };
     let options = BoxOptions {
-        rootfs,
+        // Shared, not copied: the container's writes land in containerd's snapshot, and
+        // nothing is copied at create.
+        rootfs: RootfsSpec::SharedPath(rootfs.to_path_buf()),
         cpus: spec.cpus()?,
         memory_mib: spec.memory_mib()?,
         labels: [

@@ -249,6 +249,16 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         processes_whose_cmdline_has(&["containerd-shim", &address])
     }
 
+    /// The rootfs containerd prepared for task `id` (the bundle's `rootfs`).
+    pub fn task_rootfs(&self, namespace: &str, id: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join("state/io.containerd.runtime.v2.task")
+            .join(namespace)
+            .join(id)
+            .join("rootfs")
+    }
+
     /// Boxes in the home: one per running container (a pod's sandbox has none).
     pub fn box_count(&self) -> usize {
         std::fs::read_dir(self.home.path().join("boxes"))

@@ -92,6 +92,11 @@ fn ctr_runs_execs_kills_and_cleans_up_boxes() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The box's root is containerd's snapshot itself: the write is there on the host.
+    assert_eq!(
+        std::fs::read_to_string(ctrd.task_rootfs(NS, "long").join("tmp/marker")).unwrap(),
+        "from-init\n"
+    );
     let exec = ctrd.ctr_output(&[
         "-n",
         NS,

@@ -71,12 +71,6 @@ pub enum RootfsSpec {
 }
 
 impl RootfsSpec {
-    /// Whether boxes on this host can have a [`RootfsSpec::SharedPath`] root: it needs
-    /// hardware virtualisation (see [`InvalidArgument::SharedRootWithoutKvm`]).
-    pub fn shared_path_supported() -> bool {
-        boxlite_shim_api::spec::hardware_virtualization_usable()
-    }
-
     /// What a user writes for an image: a registry reference, or `oci:PATH[:TAG]` for an OCI
     /// image layout on this host (a PATH may not contain ':' then).
     pub fn from_reference(image: &str) -> Self {
@@ -435,9 +429,6 @@ impl BoxOptions {
             RootfsSpec::SharedPath(path) if !path.is_absolute() || !path.is_dir() => {
                 Err(E::RootfsPath(path.display().to_string()))
             }
-            RootfsSpec::SharedPath(_) if !RootfsSpec::shared_path_supported() => {
-                Err(E::SharedRootWithoutKvm)
-            }
             _ if self.ready_timeout.is_zero() => Err(E::ReadyTimeout),
             _ => Ok(()),
         }
@@ -455,13 +446,6 @@ pub enum InvalidArgument {
     Memory { value: u32 },
     #[error("memory of {value} MiB is more than this host has ({host} MiB)")]
     MemoryAboveHost { value: u32, host: u64 },
-    #[error(
-        "a shared root (RootfsSpec::SharedPath) needs hardware virtualisation (KVM) on this \
-         host: under TCG, QEMU does not see virtiofsd's writes into guest memory, so a program \
-         run again from a shared directory can execute stale translated code; use RootfsPath, \
-         which copies the directory into the box's disk"
-    )]
-    SharedRootWithoutKvm,
     #[error("{field} is not supported yet: {hint}")]
     NotSupported {
         field: &'static str,

@@ -141,6 +141,14 @@ fn qemu_args_with_tsc(
         // here); give it the host's rate outright.
         cmdline.push(format!("tsc_early_khz={khz}"));
     }
+    if accel == Accel::Tcg && !spec.volumes.is_empty() {
+        // virtiofsd writes file data straight into guest RAM, unseen by TCG, so code it had
+        // translated from a page the guest's page cache then reused for another file ran
+        // stale: a program run twice from virtio-fs crashed (SIGSEGV/SIGILL). Zeroing every
+        // page as it is allocated is a CPU store, which TCG does see: it drops what it
+        // translated from the page before virtiofsd fills it.
+        cmdline.push("init_on_alloc=1".to_string());
+    }
     cmdline.extend(spec.guest_cmdline());
 
     let mut args: Vec<String> = Vec::new();
@@ -633,6 +641,23 @@ mod tests {
             .filter(|w| w[0] == flag)
             .map(|w| w[1].as_str())
             .collect()
+    }
+
+    #[test]
+    fn tcg_guests_with_shared_directories_zero_pages_on_allocation() {
+        let with_volume = spec();
+        let mut without = spec();
+        without.volumes.clear();
+        let append = |s: &VmSpec, accel| {
+            value_after(
+                &qemu_args_with_tsc(s, accel, &QemuPaths::new(s), None),
+                "-append",
+            )[0]
+            .to_string()
+        };
+        assert!(append(&with_volume, Accel::Tcg).contains("init_on_alloc=1"));
+        assert!(!append(&without, Accel::Tcg).contains("init_on_alloc"));
+        assert!(!append(&with_volume, Accel::Kvm).contains("init_on_alloc"));
     }
 
     #[test]
