@@ -1,6 +1,7 @@
-//! A container as this shim runs it: a box (one VM) whose disk is the rootfs containerd's
-//! snapshotter prepared, or, for a CRI pod's sandbox container, nothing at all (it only holds
-//! the pod's network namespace, which this shim process itself has joined).
+//! A container as this shim runs it: a box (one VM) whose root is the rootfs containerd's
+//! snapshotter prepared, shared into the VM over virtio-fs; or, for a CRI pod's sandbox
+//! container, nothing at all (it only holds the pod's network namespace, which this shim
+//! process itself has joined).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,9 +33,10 @@ pub struct Container {
     pub paused: std::sync::atomic::AtomicBool,
 }
 
-/// The box's name in the home: one per containerd namespace and container id.
+/// The box's name in the home: one per containerd namespace and container id. Both may hold
+/// dots, so the namespace's length leads: `6.k8s.io.ID` is never also another pair's name.
 pub fn box_name(namespace: &str, id: &str) -> String {
-    let name = format!("{namespace}.{id}");
+    let name = format!("{}.{namespace}.{id}", namespace.len());
     if boxlite::options::validate_name(&name).is_ok() {
         return name;
     }
@@ -202,4 +204,20 @@ fn mount_rootfs(req: &CreateTaskRequest, target: &Path) -> Result<Option<PathBuf
 /// Detaches every mount on `target` (best effort: a busy mount goes when its last user does).
 pub fn unmount(target: &Path) {
     while nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn box_names_are_valid_and_one_per_namespace_and_id() {
+        assert_eq!(box_name("k8s.io", "abc"), "6.k8s.io.abc");
+        assert_ne!(box_name("a", "b.c"), box_name("a.b", "c"));
+        // Past what a box name holds (128): a digest of both, still unique and valid.
+        let long = "x".repeat(120);
+        let name = box_name("k8s.io", &long);
+        assert!(boxlite::options::validate_name(&name).is_ok(), "{name}");
+        assert_ne!(name, box_name("k8s.io", &"y".repeat(120)));
+    }
 }
