@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{agent_binary, oci_layout, scratch_root, workspace_root, TestHome};
+use crate::{agent_binary, build_bins, oci_layout, scratch_root, TestHome};
 
 /// The runtime type containerd knows our shim by.
 pub const RUNTIME: &str = "io.containerd.boxlite.v1";
@@ -20,7 +20,6 @@ pub struct Containerd {
     dir: tempfile::TempDir,
     daemon: Child,
     pub home: TestHome,
-    bin_dir: PathBuf,
     /// The CNI bridge this instance's pods are on, removed at drop.
     bridge: Option<String>,
 }
@@ -31,28 +30,10 @@ pub struct Containerd {
 pub fn shim_bin_dir() -> &'static Path {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
-        let release = !cfg!(debug_assertions);
-        let mut build = Command::new(env!("CARGO"));
-        build.current_dir(workspace_root()).args([
-            "build",
-            "--quiet",
-            "-p",
-            "containerd-shim-boxlite",
-            "-p",
-            "boxlite-shim",
-            "--bins",
-        ]);
-        if release {
-            build.arg("--release");
-        }
-        if cfg!(feature = "krun") {
-            build.args(["--features", "boxlite-shim/krun"]);
-        }
-        let status = build.status().expect("running cargo build");
-        assert!(status.success(), "building the containerd shim failed");
-        workspace_root()
-            .join("target")
-            .join(if release { "release" } else { "debug" })
+        build_bins(
+            &["containerd-shim-boxlite", "boxlite-shim"],
+            !cfg!(debug_assertions),
+        )
     })
 }
 
@@ -75,7 +56,6 @@ impl Containerd {
             "the containerd tests need root: containerd mounts snapshots and keeps shim \
              sockets in /run/containerd"
         );
-        let bin_dir = shim_bin_dir().to_path_buf();
         let dir = tempfile::Builder::new()
             .prefix("ctrd")
             .tempdir_in(scratch_root())
@@ -140,9 +120,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config).expect("writing containerd's config");
         let log = std::fs::File::create(dir.path().join("containerd.log")).expect("log");
+        // containerd finds `containerd-shim-boxlite-v1` (and it `boxlite-shim`) on its PATH.
         let path = format!(
             "{}:{}",
-            bin_dir.display(),
+            shim_bin_dir().display(),
             std::env::var("PATH").unwrap_or_default()
         );
         let daemon = Command::new("containerd")
@@ -160,7 +141,6 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             dir,
             daemon,
             home,
-            bin_dir,
             bridge: cni.map(|(bridge, _)| bridge.to_string()),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -191,14 +171,6 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             .arg("--address")
             .arg(self.socket())
             .args(args)
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    self.bin_dir.display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            )
             .stdin(Stdio::null())
             .output()
             .expect("running ctr")

@@ -551,26 +551,34 @@ pub fn test_engine_kind() -> boxlite_shim::engine::EngineKind {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Builds the binaries of `packages` (with the krun engine in `boxlite-shim` when this
+/// crate has it), optimised when `release`; returns the target directory holding them.
+pub fn build_bins(packages: &[&str], release: bool) -> PathBuf {
+    let mut build = Command::new(env!("CARGO"));
+    build
+        .current_dir(workspace_root())
+        .args(["build", "--quiet", "--bins"]);
+    for package in packages {
+        build.args(["-p", package]);
+    }
+    if release {
+        build.arg("--release");
+    }
+    if cfg!(feature = "krun") {
+        build.args(["--features", "boxlite-shim/krun"]);
+    }
+    run(&mut build);
+    workspace_root()
+        .join("target")
+        .join(if release { "release" } else { "debug" })
+}
+
 /// The `boxlite` CLI and `boxlite-shim` of this checkout, built fresh (once per test binary)
 /// so a CLI test never runs stale code. Returns the directory holding both.
 pub fn cli_bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let mut build = Command::new(env!("CARGO"));
-        build.current_dir(workspace_root()).args([
-            "build",
-            "--quiet",
-            "-p",
-            "boxlite-cli",
-            "-p",
-            "boxlite-shim",
-            "--bins",
-        ]);
-        if cfg!(feature = "krun") {
-            build.args(["--features", "boxlite-shim/krun"]);
-        }
-        run(&mut build);
-        let dir = workspace_root().join("target/debug");
+        let dir = build_bins(&["boxlite-cli", "boxlite-shim"], false);
         assert!(dir.join("boxlite").is_file() && dir.join("boxlite-shim").is_file());
         dir
     })

@@ -14,6 +14,13 @@ fn run_box(ctrd: &Containerd, id: &str, command: &[&str]) -> std::process::Outpu
     ctrd.ctr_output(&args)
 }
 
+/// `ctr run -d` of the test image as task `id`: it keeps running after `ctr` returns.
+fn run_detached(ctrd: &Containerd, id: &str, command: &[&str]) {
+    let mut args = vec!["-n", NS, "run", "-d", "--runtime", RUNTIME, IMAGE, id];
+    args.extend_from_slice(command);
+    ctrd.ctr(&args);
+}
+
 /// Waits (with a deadline) until `ctr task ls` shows `id` in `status`.
 fn wait_for_task_status(ctrd: &Containerd, id: &str, status: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -53,19 +60,11 @@ fn ctr_runs_execs_kills_and_cleans_up_boxes() {
     assert_eq!(String::from_utf8_lossy(&failing.stderr), "oops\n");
 
     // A long-running task: exec into it, then kill it.
-    ctrd.ctr(&[
-        "-n",
-        NS,
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        IMAGE,
+    run_detached(
+        &ctrd,
         "long",
-        "sh",
-        "-c",
-        "echo from-init > /tmp/marker; exec sleep 1000",
-    ]);
+        &["sh", "-c", "echo from-init > /tmp/marker; exec sleep 1000"],
+    );
     wait_for_task_status(&ctrd, "long", "RUNNING");
     assert_eq!(ctrd.box_count(), 1, "the task is one box");
     // The exec sees the init's files: the same VM.
@@ -133,18 +132,7 @@ fn ctr_runs_execs_kills_and_cleans_up_boxes() {
 fn a_killed_shim_leaves_no_vm() {
     let ctrd = Containerd::start();
     ctrd.import_test_image(NS);
-    ctrd.ctr(&[
-        "-n",
-        NS,
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        IMAGE,
-        "victim",
-        "sleep",
-        "1000",
-    ]);
+    run_detached(&ctrd, "victim", &["sleep", "1000"]);
     wait_for_task_status(&ctrd, "victim", "RUNNING");
     let shims = ctrd.live_shims();
     assert_eq!(shims.len(), 1, "{shims:?}");
