@@ -8,10 +8,12 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 say() { echo "c-sdk: $*" >&2; }
 
+# The three SDK workspaces build into one target directory (see scripts/python-sdk.sh).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target/sdks}"
 cd "$repo/sdks/c"
 cargo build --locked >&2
 cargo test --locked >&2
-lib="$repo/sdks/c/target/debug"
+lib="$CARGO_TARGET_DIR/debug"
 out="$repo/target/c-sdk"
 mkdir -p "$out"
 flags=(-std=c11 -Wall -Wextra -Werror -I include)

@@ -6,6 +6,8 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 project="${BOXLITE_NODE_PROJECT:-$repo/target/node-sdk-project}"
+# The three SDK workspaces build into one target directory (see scripts/python-sdk.sh).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target/sdks}"
 mkdir -p "$project"
 cd "$project"
 [ -f package.json ] || echo '{ "private": true }' > package.json

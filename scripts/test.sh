@@ -9,48 +9,56 @@ cd "$repo"
 if [ -n "${CI:-}" ]; then
     export CARGO_INCREMENTAL=0
 fi
-df -h "$repo" | sed 's/^/test: disk: /' >&2
+# Each phase names itself and the disk space left, so a run that fills the disk shows where.
+phase() {
+    echo "test: $* (disk free: $(df -h --output=avail "$repo" | tail -1 | tr -d ' '))" >&2
+}
+# The SDK workspaces (sdks/python, sdks/c, sdks/node) share one target directory; the SDK
+# scripts default to the same one.
+sdk_target="$repo/target/sdks"
+sdk_cargo() { CARGO_TARGET_DIR="$sdk_target" cargo "$@"; }
+phase "setting up"
 
 scripts/setup.sh
 
-echo "test: cargo fmt --check" >&2
+phase "cargo fmt --check"
 cargo fmt --all -- --check
-echo "test: cargo clippy" >&2
+phase "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "test: cargo doc" >&2
+phase "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 # The krun engine is built, linted and unit-tested on every host, so it cannot rot where no
 # machine can boot it.
-echo "test: cargo clippy, krun engine built in" >&2
+phase "cargo clippy, krun engine built in"
 cargo clippy --workspace --all-targets --locked --features boxlite-tests/krun -- -D warnings
-echo "test: unit tests, krun engine built in" >&2
+phase "unit tests, krun engine built in"
 cargo test --locked -p boxlite-shim --features krun --lib
-echo "test: cargo test" >&2
+phase "cargo test"
 cargo test --workspace --locked
 
 # --- the Python SDK (sdks/python: its own cargo workspace, PyO3 + maturin) ---
-echo "test: Python SDK: fmt, clippy, pip install ./sdks/python, pytest on real VMs" >&2
+phase "Python SDK: fmt, clippy, pip install ./sdks/python, pytest on real VMs"
 cargo fmt --manifest-path sdks/python/Cargo.toml -- --check
-cargo clippy --manifest-path sdks/python/Cargo.toml --locked --all-targets -- -D warnings
+sdk_cargo clippy --manifest-path sdks/python/Cargo.toml --locked --all-targets -- -D warnings
 python=$(scripts/python-sdk.sh)
 (cd sdks/python && "$python" -m pytest -q -p no:cacheprovider)
 
 # --- the C SDK (sdks/c: its own cargo workspace, libboxlite and boxlite.h) ---
-echo "test: C SDK: fmt, clippy, header check, C tests with gcc, valgrind" >&2
+phase "C SDK: fmt, clippy, header check, C tests with gcc, valgrind"
 cargo fmt --manifest-path sdks/c/Cargo.toml -- --check
-cargo clippy --manifest-path sdks/c/Cargo.toml --locked --all-targets -- -D warnings
+sdk_cargo clippy --manifest-path sdks/c/Cargo.toml --locked --all-targets -- -D warnings
 scripts/c-sdk-test.sh
 
 # --- the Node.js SDK (sdks/node: its own cargo workspace, napi-rs) ---
-echo "test: Node.js SDK: fmt, clippy, npm install ./sdks/node, node --test on real VMs" >&2
+phase "Node.js SDK: fmt, clippy, npm install ./sdks/node, node --test on real VMs"
 cargo fmt --manifest-path sdks/node/Cargo.toml -- --check
-cargo clippy --manifest-path sdks/node/Cargo.toml --locked --all-targets -- -D warnings
+sdk_cargo clippy --manifest-path sdks/node/Cargo.toml --locked --all-targets -- -D warnings
 scripts/node-sdk-test.sh
 
 # The VM suites that go through shim processes, again on the krun engine, where it can boot.
 # (vm_boot and vm_image test the QEMU engine itself.)
 if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
-    echo "test: VM suites on the krun engine" >&2
+    phase "VM suites on the krun engine"
     BOXLITE_ENGINE=krun cargo test --locked -p boxlite-tests --features krun \
         --test shim_process --test runtime_api --test multi_process --test copy \
         --test network --test volumes --test cli
@@ -60,10 +68,16 @@ else
         "linted and unit-tested above" >&2
 fi
 
+# A clean clone in CI is built once: the SDKs' build products are not needed again, and the
+# fuzzers' sanitizer builds need the room.
+if [ -n "${CI:-}" ]; then
+    rm -rf "$sdk_target"
+fi
+
 # --- fuzzing (fuzz/, its own workspace; see fuzz/README.md) ---
 # Every target that parses untrusted input (tar streams and image layers, agent requests and
 # replies, box files) runs for FUZZ_SECONDS (default 60) each, after the reproducers of crashes
 # found before; a crash fails the suite and its reproducer's path is printed.
-echo "test: fuzzing, ${FUZZ_SECONDS:-60}s per target" >&2
+phase "fuzzing, ${FUZZ_SECONDS:-60}s per target"
 scripts/fuzz.sh
 # --- end fuzzing ---
