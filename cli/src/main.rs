@@ -206,6 +206,13 @@ enum SnapshotCommand {
         #[arg(name = "NEW")]
         new: String,
     },
+    /// Put box BOX back to its own snapshot NAME: what happened since is lost, and the box
+    /// runs on from the moment the snapshot was taken.
+    Revert {
+        #[arg(name = "BOX")]
+        target: String,
+        name: String,
+    },
 }
 
 /// Exit code for boxlite's own failures, as docker uses it.
@@ -783,6 +790,11 @@ async fn snapshot_command(rt: &BoxliteRuntime, action: SnapshotCommand) -> Resul
         }
         SnapshotCommand::Restore { name, new } => {
             let b = rt.create_from_snapshot(&name, Some(new)).await.map_err(e)?;
+            println!("{}", b.id());
+        }
+        SnapshotCommand::Revert { target, name } => {
+            let b = find(rt, &target).await?;
+            b.restore(&name).await.map_err(e)?;
             println!("{}", b.id());
         }
     }

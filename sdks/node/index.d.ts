@@ -199,6 +199,41 @@ export declare class JsBox {
   metrics(): Promise<JsBoxMetrics>;
   copyIn(hostPath: string, containerDest: string, options?: CopyOptions | null): Promise<void>;
   copyOut(containerSrc: string, hostDest: string, options?: CopyOptions | null): Promise<void>;
+  /** Stops the box's vCPUs; processes and memory are kept (commands wait for `resume`). */
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  /** This box's memory snapshots. */
+  readonly snapshot: JsSnapshotHandle;
+  /** A second box, `name`, continuing from this moment of this one. */
+  fork(name: string): Promise<JsBox>;
+}
+
+/** A snapshot: a box saved whole (memory, devices, disk). `createdAt` is in Unix seconds,
+ * `containerDiskBytes` the size of the box's disk as its guest sees it, `sizeBytes` what the
+ * snapshot takes on the host. */
+export interface JsSnapshotInfo {
+  id: string;
+  boxId: string;
+  boxName: string | null;
+  name: string;
+  createdAt: number;
+  containerDiskBytes: number;
+  sizeBytes: number;
+  image: string;
+  cpus: number;
+  memoryMib: number;
+}
+
+/** None yet: the reference's placeholder. */
+export type JsSnapshotOptions = Record<string, never>;
+
+export declare class JsSnapshotHandle {
+  create(name: string, options?: JsSnapshotOptions | null): Promise<JsSnapshotInfo>;
+  list(): Promise<JsSnapshotInfo[]>;
+  get(name: string): Promise<JsSnapshotInfo | null>;
+  remove(name: string): Promise<void>;
+  /** Puts the box back to its snapshot `name`; it runs on from that moment. */
+  restore(name: string): Promise<void>;
 }
 
 export declare class JsBoxlite {
@@ -216,6 +251,10 @@ export declare class JsBoxlite {
   remove(idOrName: string, force?: boolean | null): Promise<void>;
   close(): void;
   shutdown(timeout?: number | null): Promise<void>;
+  listSnapshots(): Promise<JsSnapshotInfo[]>;
+  removeSnapshot(name: string): Promise<void>;
+  /** A new box from `snapshot`, started: it continues from that moment. */
+  createFromSnapshot(snapshot: string, name?: string | null): Promise<JsBox>;
 }
 
 export type Boxlite = JsBoxlite;

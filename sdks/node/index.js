@@ -312,6 +312,62 @@ class JsBox {
   async copyOut(containerSrc, hostDest, options) {
     return call(this._native.copyOut(containerSrc, hostDest, copyOptionsJson(options)));
   }
+
+  /** Stops the box's vCPUs; its processes and memory are kept. Commands and copies are
+   * refused until `resume()`; `stop()` works. */
+  async pause() {
+    return call(this._native.pause());
+  }
+
+  /** Runs a paused box again, from where it stopped. */
+  async resume() {
+    return call(this._native.resume());
+  }
+
+  /** This box's memory snapshots: `await box.snapshot.create("v1")`. */
+  get snapshot() {
+    return new JsSnapshotHandle(this._native);
+  }
+
+  /** A second box, `name`, that continues from this moment of this one (its processes still
+   * running, its files and memory identical) and is independent afterwards. */
+  async fork(name) {
+    return new JsBox(await call(this._native.fork(name)));
+  }
+}
+
+/** A box's snapshots (`box.snapshot`). A snapshot saves the running or paused box whole:
+ * memory, devices and disk; a stopped box cannot be snapshotted. */
+class JsSnapshotHandle {
+  constructor(nativeBox) {
+    this._native = nativeBox;
+  }
+
+  /** Saves the box as snapshot `name` (unique in the home); a running box runs on.
+   * `options` is the reference's placeholder (none yet). */
+  async create(name, options) {
+    return JSON.parse(await call(this._native.snapshotCreate(name)));
+  }
+
+  /** The snapshots taken of this box, oldest first. */
+  async list() {
+    return JSON.parse(await call(this._native.snapshots()));
+  }
+
+  /** This box's snapshot `name`, or null. */
+  async get(name) {
+    return (await this.list()).find((s) => s.name === name) ?? null;
+  }
+
+  async remove(name) {
+    return call(this._native.snapshotRemove(name));
+  }
+
+  /** Puts the box back to its snapshot `name`: what happened since is lost, and the box runs
+   * on from that moment (its processes still running). The snapshot is kept. */
+  async restore(name) {
+    return call(this._native.snapshotRestore(name));
+  }
 }
 
 function imageInfo(i) {
@@ -386,6 +442,22 @@ class JsBoxlite {
 
   async shutdown(timeout) {
     return call(this._native.shutdown(timeout ?? null));
+  }
+
+  /** Every snapshot of the home, oldest first. */
+  async listSnapshots() {
+    return JSON.parse(await call(this._native.listSnapshots()));
+  }
+
+  /** Removes a snapshot; boxes made from it are not affected. */
+  async removeSnapshot(name) {
+    return call(this._native.removeSnapshot(name));
+  }
+
+  /** A new box from `snapshot`, started: it continues from the moment the snapshot was
+   * taken, with its own name and network (and no host port forwards). */
+  async createFromSnapshot(snapshot, name) {
+    return new JsBox(await call(this._native.createFromSnapshot(snapshot, name ?? null)));
   }
 
   /** Nothing to release: boxes belong to the home, not to this object. */
@@ -753,6 +825,7 @@ function getJsBoxlite() {
 
 exports.JsBoxlite = JsBoxlite;
 exports.JsBox = JsBox;
+exports.JsSnapshotHandle = JsSnapshotHandle;
 exports.JsExecution = JsExecution;
 exports.JsExecStdout = JsExecStdout;
 exports.JsExecStderr = JsExecStderr;

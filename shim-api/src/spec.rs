@@ -71,6 +71,31 @@ pub struct DiskSpec {
     pub read_only: bool,
 }
 
+impl DiskSpec {
+    /// The size the guest sees: a qcow2's virtual size, a raw file's length.
+    pub fn virtual_size(&self) -> std::io::Result<u64> {
+        use std::io::Read;
+        match self.format {
+            DiskFormat::Raw => Ok(std::fs::metadata(&self.path)?.len()),
+            DiskFormat::Qcow2 => {
+                // Header: magic (4), version (4), backing offset (8), backing size (4),
+                // cluster bits (4), then the virtual size (8), big-endian.
+                let mut header = [0u8; 32];
+                std::fs::File::open(&self.path)?.read_exact(&mut header)?;
+                if &header[..4] != b"QFI\xfb" {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{} is not a qcow2 image", self.path.display()),
+                    ));
+                }
+                let mut size = [0u8; 8];
+                size.copy_from_slice(&header[24..32]);
+                Ok(u64::from_be_bytes(size))
+            }
+        }
+    }
+}
+
 /// Everything an engine needs to start one VM.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct VmSpec {

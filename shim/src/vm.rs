@@ -303,33 +303,10 @@ async fn set_up_restored(
     if matches!(spec.start, VmStart::FromTemplate { .. }) {
         req.boot_params = spec.boot_params().to_cmdline_words().join(" ");
         if let Some(disk) = &spec.root_disk {
-            req.root_disk_bytes = disk_virtual_size(disk).map_err(|e| e.to_string())?;
+            req.root_disk_bytes = disk.virtual_size().map_err(|e| e.to_string())?;
         }
     }
     agent.setup(req, timeout).await.map_err(|e| e.to_string())
-}
-
-/// The size the guest sees of a disk: a qcow2's virtual size, a raw file's length.
-fn disk_virtual_size(disk: &crate::engine::DiskSpec) -> std::io::Result<u64> {
-    use std::io::Read;
-    match disk.format {
-        crate::engine::DiskFormat::Raw => Ok(std::fs::metadata(&disk.path)?.len()),
-        crate::engine::DiskFormat::Qcow2 => {
-            // Header: magic (4), version (4), backing offset (8), backing size (4),
-            // cluster bits (4), then the virtual size (8), big-endian.
-            let mut header = [0u8; 32];
-            std::fs::File::open(&disk.path)?.read_exact(&mut header)?;
-            if &header[..4] != b"QFI\xfb" {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{} is not a qcow2 image", disk.path.display()),
-                ));
-            }
-            let mut size = [0u8; 8];
-            size.copy_from_slice(&header[24..32]);
-            Ok(u64::from_be_bytes(size))
-        }
-    }
 }
 
 /// Writes `vmm.pid` (see [`files::VMM_PID`]) so that a VMM outliving its shim can be found.

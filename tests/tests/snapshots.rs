@@ -243,6 +243,73 @@ async fn snapshots_are_kept_listed_restored_and_removed() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_box_goes_back_to_its_own_snapshot_in_place() {
+    templates_on();
+    let home = TestHome::new();
+    let rt = test_runtime!(home.path());
+    let b = rt
+        .create(layout_box_options("opaque"), Some("v".into()))
+        .await
+        .unwrap();
+    let pid = start_counter(&b).await;
+    // On the disk, and in memory (tmpfs): both go back.
+    let (code, out) = sh(&b, "echo before > /f && echo kept > /dev/shm/m0").await;
+    assert_eq!(code, 0, "{out}");
+    let info = b.snapshot("mark").await.unwrap();
+    assert!(!info.id.is_empty() && info.disk_bytes > 0, "{info:?}");
+    let (code, out) = sh(&b, "echo after > /f && echo lost > /dev/shm/m1").await;
+    assert_eq!(code, 0, "{out}");
+
+    b.restore("mark").await.unwrap();
+    assert_eq!(b.info().status, BoxStatus::Running);
+    let (code, out) = sh(&b, "cat /f /dev/shm/m0; ls /dev/shm").await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["before", "kept", "m0"]
+    );
+    // The loop started before the snapshot runs on: the same process, counting.
+    let (code, out) = sh(&b, &format!("kill -0 {pid} && echo alive")).await;
+    assert_eq!((code, out.trim()), (0, "alive"));
+    let now = counter(&b).await;
+    counter_passes(&b, now).await;
+    // Reverting twice to one snapshot works: it is kept.
+    b.restore("mark").await.unwrap();
+    assert_eq!(sh(&b, "cat /f").await.1.trim(), "before");
+
+    // Bad input: clear errors, the box untouched.
+    let err = b.restore("nope").await.expect_err("no such snapshot");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    let w = rt
+        .create(layout_box_options("opaque"), Some("w".into()))
+        .await
+        .unwrap();
+    let err = w.restore("mark").await.expect_err("another box's snapshot");
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(err.to_string().contains("not of box"), "{err}");
+    let err = w
+        .remove_snapshot("mark")
+        .expect_err("another box's snapshot");
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(w.snapshots().unwrap().is_empty());
+    let names: Vec<_> = b.snapshots().unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["mark"]);
+    assert_eq!(w.info().status, BoxStatus::Configured);
+    assert_eq!(b.info().status, BoxStatus::Running);
+    let leftovers: Vec<_> = std::fs::read_dir(home.path().join("boxes").join(b.id()))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("restor"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    b.remove_snapshot("mark").unwrap();
+    rt.remove(b.id(), true).await.unwrap();
+    rt.remove(w.id(), true).await.unwrap();
+    assert!(rt.list_snapshots().unwrap().is_empty());
+}
+
 /// `snapshots/` on a 4 MiB tmpfs: the save fails for want of space, and nothing of it is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_while_saving_leaves_nothing() {

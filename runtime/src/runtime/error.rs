@@ -80,6 +80,13 @@ pub enum SnapshotError {
         /// The host's disk is full.
         disk_full: bool,
     },
+    #[error("snapshot {name:?} was taken of box {taken_of}, not of box {id}; {hint}")]
+    OfAnotherBox {
+        name: String,
+        id: String,
+        taken_of: String,
+        hint: &'static str,
+    },
     #[error("snapshot {name:?} is damaged ({reason}); remove it")]
     Damaged { name: String, reason: String },
 }
@@ -156,6 +163,7 @@ impl BoxliteError {
             BoxliteError::Snapshot(err) => match err {
                 SnapshotError::NotFound(_) => ErrorKind::NotFound,
                 SnapshotError::Exists(_) => ErrorKind::AlreadyExists,
+                SnapshotError::OfAnotherBox { .. } => ErrorKind::InvalidArgument,
                 SnapshotError::Incompatible { .. } | SnapshotError::NotSnapshottable { .. } => {
                     ErrorKind::Unsupported
                 }

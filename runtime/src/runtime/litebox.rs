@@ -236,7 +236,7 @@ impl LiteBox {
             cpus: options.effective_cpus(),
             memory_mib: options.effective_memory_mib(),
             root_disk: shared_root.is_none().then(|| DiskSpec {
-                path: dir.join("disk.qcow2"),
+                path: dir.join(BOX_DISK),
                 format: DiskFormat::Qcow2,
                 read_only: false,
             }),
@@ -290,7 +290,7 @@ impl LiteBox {
         Ok(())
     }
 
-    async fn power_off(&self, timeout: Duration) -> Result<()> {
+    pub(super) async fn power_off(&self, timeout: Duration) -> Result<()> {
         let _lock = self.runtime.lock_box(&self.id).await?;
         let record = self.record()?;
         if !record.info.status.can_stop() {
@@ -382,7 +382,7 @@ impl LiteBox {
     /// box lock.
     async fn prepare_disk(&self, record: &BoxRecord) -> Result<()> {
         let dir = self.dir();
-        let disk = dir.join("disk.qcow2");
+        let disk = dir.join(BOX_DISK);
         // A shared root is the box's disk: the box is ready once its config is written.
         let shared_root = matches!(record.options.rootfs, RootfsSpec::SharedPath(_));
         if disk.exists() || (shared_root && dir.join("config.json").exists()) {
@@ -422,7 +422,7 @@ impl LiteBox {
             return Ok(());
         };
         // Last: a disk that exists is a box that is ready to boot.
-        let partial = dir.join("disk.qcow2.tmp");
+        let partial = dir.join(format!("{BOX_DISK}.tmp"));
         create_box_disk(&base, &partial)?;
         std::fs::rename(&partial, &disk).map_err(io_err(&disk))
     }

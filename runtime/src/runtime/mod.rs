@@ -67,6 +67,8 @@ pub const SHIM_ENV: &str = "BOXLITE_SHIM";
 /// Environment variable choosing the engine of boxes whose options name none: `qemu`,
 /// `krun`, or `auto` (the default: krun where built in and usable, else QEMU).
 pub const ENGINE_ENV: &str = "BOXLITE_ENGINE";
+/// A box's disk in its directory: a qcow2 overlay of its image's base (none for a shared root).
+pub(crate) const BOX_DISK: &str = "disk.qcow2";
 /// How long `stop` lets the guest power off before the VM is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a start/stop/remove waits for another process working on the same box.

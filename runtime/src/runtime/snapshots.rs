@@ -23,6 +23,9 @@ const DISK_FULL_MARGIN: u64 = 1 << 20;
 /// A saved box.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SnapshotInfo {
+    /// Unique for the life of the home (a ULID), where a name can be reused after removal.
+    #[serde(default)]
+    pub id: String,
     pub name: String,
     pub created_at: DateTime<Utc>,
     /// The box it was taken of (which may be gone since).
@@ -33,6 +36,9 @@ pub struct SnapshotInfo {
     pub memory_mib: u32,
     /// Bytes on the host: saved memory and devices plus the disk overlay.
     pub size_bytes: u64,
+    /// The size of the box's disk as its guest sees it.
+    #[serde(default)]
+    pub disk_bytes: u64,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -166,16 +172,7 @@ impl BoxliteRuntime {
         self.inner.db.insert(&info, &options, &meta.image_json)?;
         let from = self.snapshots_dir().join(snapshot);
         let dir = self.box_dir(&id);
-        let placed = (|| -> std::io::Result<()> {
-            std::fs::create_dir_all(&dir)?;
-            std::fs::copy(from.join(SNAPSHOT_DISK), dir.join("disk.qcow2"))?;
-            // A link when it can be (the state is only read); a copy across filesystems.
-            let state = dir.join(PENDING_RESTORE);
-            if std::fs::hard_link(from.join(SNAPSHOT_STATE), &state).is_err() {
-                std::fs::copy(from.join(SNAPSHOT_STATE), &state)?;
-            }
-            Ok(())
-        })();
+        let placed = std::fs::create_dir_all(&dir).and_then(|()| place_restore(&from, &dir));
         let litebox = LiteBox {
             id: id.clone(),
             name,
@@ -192,6 +189,27 @@ impl BoxliteRuntime {
         }
         Ok(litebox)
     }
+}
+
+/// Puts snapshot directory `from`'s disk and saved state into box directory `dir`, for the
+/// box's next start to restore. The disk is replaced whole (written beside it, then renamed
+/// over it), so a failure leaves the old one.
+fn place_restore(from: &Path, dir: &Path) -> std::io::Result<()> {
+    let disk = dir.join(BOX_DISK);
+    let partial = dir.join(format!("{BOX_DISK}.restoring"));
+    let placed = std::fs::copy(from.join(SNAPSHOT_DISK), &partial)
+        .and_then(|_| std::fs::rename(&partial, &disk));
+    if placed.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    placed?;
+    // A link when it can be (the state is only read); a copy across filesystems.
+    let state = dir.join(PENDING_RESTORE);
+    let _ = std::fs::remove_file(&state);
+    if std::fs::hard_link(from.join(SNAPSHOT_STATE), &state).is_err() {
+        std::fs::copy(from.join(SNAPSHOT_STATE), &state)?;
+    }
+    Ok(())
 }
 
 /// Free bytes on the filesystem holding `path`.
@@ -361,7 +379,15 @@ impl LiteBox {
             });
         }
         let image = record.info.image.clone();
+        let disk_bytes = DiskSpec {
+            path: building.join(SNAPSHOT_DISK),
+            format: DiskFormat::Qcow2,
+            read_only: true,
+        }
+        .virtual_size()
+        .unwrap_or_default();
         let info = SnapshotInfo {
+            id: new_id(),
             name: name.to_string(),
             created_at: from_ms(now_ms() as i64),
             source_id: self.id.clone(),
@@ -370,6 +396,7 @@ impl LiteBox {
             cpus: record.info.cpus,
             memory_mib: record.info.memory_mib,
             size_bytes: dir_size(&building),
+            disk_bytes,
         };
         let meta = SnapshotMeta {
             info: info.clone(),
@@ -400,6 +427,78 @@ impl LiteBox {
         }
         tracing::info!(box_id = %self.id, snapshot = name, "saved snapshot");
         Ok(info)
+    }
+
+    /// This box's snapshots (taken of it, kept in the home), oldest first.
+    pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        let mut all = self.runtime.list_snapshots()?;
+        all.retain(|s| s.source_id == self.id);
+        Ok(all)
+    }
+
+    /// Removes snapshot `name` of this box. One taken of another box is refused: remove it
+    /// through the runtime ([`BoxliteRuntime::remove_snapshot`]) instead.
+    pub fn remove_snapshot(&self, name: &str) -> Result<()> {
+        self.own_snapshot(name, "remove it through the runtime or its own box")?;
+        self.runtime.remove_snapshot_dir(name)
+    }
+
+    /// Snapshot `name`'s record, when it was taken of this box.
+    fn own_snapshot(&self, name: &str, hint: &'static str) -> Result<SnapshotMeta> {
+        validate_name(name)?;
+        let meta = self.runtime.snapshot_meta(name)?;
+        if meta.info.source_id != self.id {
+            return Err(snapshot_err(SnapshotError::OfAnotherBox {
+                name: name.to_string(),
+                id: self.id.clone(),
+                taken_of: meta.info.source_id,
+                hint,
+            }));
+        }
+        Ok(meta)
+    }
+
+    /// Puts this box back to snapshot `snapshot`, taken of this box earlier: a running or
+    /// paused box is powered off (what happened since is lost), its disk and memory are
+    /// replaced by the snapshot's, and it runs on from the moment the snapshot was taken
+    /// (its processes still running, the clock set to now). The snapshot is kept. Refused
+    /// for a snapshot of another box (create a box from it instead) and under another
+    /// kernel, engine or VM shape.
+    pub async fn restore(&self, snapshot: &str) -> Result<()> {
+        let meta = self.own_snapshot(
+            snapshot,
+            "a box goes back only to its own snapshots; create a new box from this one instead",
+        )?;
+        self.power_off(STOP_TIMEOUT).await?;
+        {
+            let _lock = self.runtime.lock_box(&self.id).await?;
+            let record = self.runtime.refresh(self.record()?)?;
+            let status = record.info.status;
+            if !status.can_start() {
+                // Started again by someone else since it was powered off.
+                return Err(StateError::Wrong {
+                    id: self.id.clone(),
+                    action: "be restored",
+                    status,
+                }
+                .into());
+            }
+            let dir = self.dir();
+            let spec = self.vm_spec_for(&record.options, record.info.name.as_deref(), &dir)?;
+            if let Some((what, saved, now)) = meta.shape.difference(&VmShape::of(&spec)) {
+                return Err(snapshot_err(SnapshotError::Incompatible {
+                    name: snapshot.to_string(),
+                    what,
+                    saved,
+                    now,
+                }));
+            }
+            let from = self.runtime.snapshots_dir().join(snapshot);
+            place_restore(&from, &dir).map_err(io_err(&dir))?;
+        }
+        self.start().await?;
+        tracing::info!(box_id = %self.id, snapshot, "restored box");
+        Ok(())
     }
 
     /// A second box, `name`, that continues from this moment of this one: its processes

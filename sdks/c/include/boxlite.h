@@ -172,6 +172,88 @@ enum BoxliteErrorCode boxlite_execute(struct CBoxHandle *handle,
                                       int *out_exit_code,
                                       struct CBoxliteError *out_error);
 
+// Stops the box's vCPUs; its processes and memory are kept. Commands are refused
+// (InvalidState) until `boxlite_resume_box`; stopping works.
+//
+// # Safety
+// `handle` a live box handle.
+enum BoxliteErrorCode boxlite_pause_box(struct CBoxHandle *handle, struct CBoxliteError *out_error);
+
+// Runs a paused box again, from where it stopped.
+//
+// # Safety
+// `handle` a live box handle.
+enum BoxliteErrorCode boxlite_resume_box(struct CBoxHandle *handle,
+                                         struct CBoxliteError *out_error);
+
+// Saves the running or paused box whole (memory, devices, disk) as snapshot `name` of the
+// home, and gives the snapshot's info as JSON (free with `boxlite_free_string`).
+//
+// # Safety
+// `handle` a live box handle; `name` NUL-terminated; `out_json` writable.
+enum BoxliteErrorCode boxlite_snapshot_box(struct CBoxHandle *handle,
+                                           const char *name,
+                                           char **out_json,
+                                           struct CBoxliteError *out_error);
+
+// The snapshots taken of this box, a JSON array, oldest first (free with
+// `boxlite_free_string`).
+//
+// # Safety
+// `handle` a live box handle; `out_json` writable.
+enum BoxliteErrorCode boxlite_box_snapshots(struct CBoxHandle *handle,
+                                            char **out_json,
+                                            struct CBoxliteError *out_error);
+
+// Puts the box back to its own snapshot `name`: what happened since is lost, and the box
+// runs on from that moment (its processes still running). The snapshot is kept.
+//
+// # Safety
+// `handle` a live box handle; `name` NUL-terminated.
+enum BoxliteErrorCode boxlite_restore_box(struct CBoxHandle *handle,
+                                          const char *name,
+                                          struct CBoxliteError *out_error);
+
+// A second box named `name` that continues from this moment of this one (its processes
+// still running, its files and memory identical), independent afterwards; its handle goes
+// to `out_box` (free with `boxlite_box_free` or `boxlite_stop_box`).
+//
+// # Safety
+// `handle` a live box handle; `name` NUL-terminated; `out_box` writable.
+enum BoxliteErrorCode boxlite_fork_box(struct CBoxHandle *handle,
+                                       const char *name,
+                                       struct CBoxHandle **out_box,
+                                       struct CBoxliteError *out_error);
+
+// Every snapshot of the home, a JSON array, oldest first (free with `boxlite_free_string`).
+//
+// # Safety
+// `runtime` from `boxlite_runtime_new`; `out_json` writable.
+enum BoxliteErrorCode boxlite_list_snapshots(struct CBoxliteRuntime *runtime,
+                                             char **out_json,
+                                             struct CBoxliteError *out_error);
+
+// Removes snapshot `name` of the home; boxes made from it are not affected.
+//
+// # Safety
+// `runtime` from `boxlite_runtime_new`; `name` NUL-terminated.
+enum BoxliteErrorCode boxlite_remove_snapshot(struct CBoxliteRuntime *runtime,
+                                              const char *name,
+                                              struct CBoxliteError *out_error);
+
+// A new box from snapshot `snapshot`, started: it continues from the moment the snapshot
+// was taken, with its own name (`name`, or NULL for none) and network, and no host port
+// forwards. Its handle goes to `out_box`.
+//
+// # Safety
+// `runtime` from `boxlite_runtime_new`; `snapshot` NUL-terminated; `name` NULL or
+// NUL-terminated; `out_box` writable.
+enum BoxliteErrorCode boxlite_create_from_snapshot(struct CBoxliteRuntime *runtime,
+                                                   const char *snapshot,
+                                                   const char *name,
+                                                   struct CBoxHandle **out_box,
+                                                   struct CBoxliteError *out_error);
+
 // Every box of the home as a JSON array of box infos (free with `boxlite_free_string`).
 //
 // # Safety

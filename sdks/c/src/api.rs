@@ -408,6 +408,209 @@ pub unsafe extern "C" fn boxlite_execute(
     })
 }
 
+/// Stops the box's vCPUs; its processes and memory are kept. Commands are refused
+/// (InvalidState) until `boxlite_resume_box`; stopping works.
+///
+/// # Safety
+/// `handle` a live box handle.
+#[no_mangle]
+pub unsafe extern "C" fn boxlite_pause_box(
+    handle: *mut CBoxHandle,
+    out_error: *mut CBoxliteError,
+) -> BoxliteErrorCode {
+    call(out_error, || {
+        // SAFETY: by this function's contract.
+        let litebox = unsafe { object(handle, "handle") }?.litebox.clone();
+        Ok(tokio().block_on(litebox.pause())?)
+    })
+}
+
+/// Runs a paused box again, from where it stopped.
+///
+/// # Safety
+/// `handle` a live box handle.
+#[no_mangle]
+pub unsafe extern "C" fn boxlite_resume_box(
+    handle: *mut CBoxHandle,
+    out_error: *mut CBoxliteError,
+) -> BoxliteErrorCode {
+    call(out_error, || {
+        // SAFETY: by this function's contract.
+        let litebox = unsafe { object(handle, "handle") }?.litebox.clone();
+        Ok(tokio().block_on(litebox.resume())?)
+    })
+}
+
+/// Saves the running or paused box whole (memory, devices, disk) as snapshot `name` of the
+/// home, and gives the snapshot's info as JSON (free with `boxlite_free_string`).
+///
+/// # Safety
+/// `handle` a live box handle; `name` NUL-terminated; `out_json` writable.
+#[no_mangle]
+pub unsafe extern "C" fn boxlite_snapshot_box(
+    handle: *mut CBoxHandle,
+    name: *const c_char,
+    out_json: *mut *mut c_char,
+    out_error: *mut CBoxliteError,
+) -> BoxliteErrorCode {
+    call(out_error, || {
+        // SAFETY: by this function's contract.
+        let litebox = unsafe { object(handle, "handle") }?.litebox.clone();
+        // SAFETY: as above.
+        let name = unsafe { text(name, "name") }?;
+        out(out_json, "out_json")?;
+        let info = tokio().block_on(litebox.snapshot(name))?;
+        json_out(out_json, &options::snapshot_info(&info));
+        Ok(())
+    })
+}
+
+/// The snapshots taken of this box, a JSON array, oldest first (free with
+/// `boxlite_free_string`).
+///
+/// # Safety
+/// `handle` a live box handle; `out_json` writable.
+#[no_mangle]
+pub unsafe extern "C" fn boxlite_box_snapshots(
+    handle: *mut CBoxHandle,
+    out_json: *mut *mut c_char,
+    out_error: *mut CBoxliteError,
+) -> BoxliteErrorCode {
+    call(out_error, || {
+        // SAFETY: by this function's contract.
+        let litebox = &unsafe { object(handle, "handle") }?.litebox;
+        out(out_json, "out_json")?;
+        json_out(out_json, &options::snapshot_list(&litebox.snapshots()?));
+        Ok(())
+    })
+}
+
+/// Puts the box back to its own snapshot `name`: what happened since is lost, and the box
+/// runs on from that moment (its processes still running). The snapshot is kept.
+///
+/// # Safety
+/// `handle` a live box handle; `name` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn boxlite_restore_box(
+    handle: *mut CBoxHandle,
+    name: *const c_char,
+    out_error: *mut CBoxliteError,
+) -> BoxliteErrorCode {
+    call(out_error, || {
+        // SAFETY: by this function's contract.
+        let litebox = unsafe { object(handle, "handle") }?.litebox.clone();
+        // SAFETY: as above.
+        let name = unsafe { text(name, "name") }?;
+        Ok(tokio().block_on(litebox.restore(name))?)
+    })
+}
+
+/// A second box named `name` that continues from this moment of this one (its processes
+/// still running, its files and memory identical), independent afterwards; its handle goes
+/// to `out_box` (free with `boxlite_box_free` or `boxlite_stop_box`).
+///
+/// # Safety
+/// `handle` a live box handle; `name` NUL-terminated; `out_box` writable.
+#[no_mangle]
+pub unsafe extern "C" fn boxlite_fork_box(
+    handle: *mut CBoxHandle,
+    name: *const c_char,
+    out_box: *mut *mut CBoxHandle,
+    out_error: *mut CBoxliteError,
+) -> BoxliteErrorCode {
+    call(out_error, || {
+        // SAFETY: by this function's contract.
+        let litebox = unsafe { object(handle, "handle") }?.litebox.clone();
+        // SAFETY: as above.
+        let name = unsafe { text(name, "name") }?;
+        out(out_box, "out_box")?;
+        let forked = tokio().block_on(litebox.fork(name))?;
+        // SAFETY: checked above.
+        unsafe {
+            give(
+                out_box,
+                Box::into_raw(Box::new(CBoxHandle { litebox: forked })),
+            )
+        };
+        Ok(())
+    })
+}
+
+/// Every snapshot of the home, a JSON array, oldest first (free with `boxlite_free_string`).
+///
+/// # Safety
+/// `runtime` from `boxlite_runtime_new`; `out_json` writable.
+#[no_mangle]
+pub unsafe extern "C" fn boxlite_list_snapshots(
+    runtime: *mut CBoxliteRuntime,
+    out_json: *mut *mut c_char,
+    out_error: *mut CBoxliteError,
+) -> BoxliteErrorCode {
+    call(out_error, || {
+        // SAFETY: by this function's contract.
+        let runtime = &unsafe { object(runtime, "runtime") }?.runtime;
+        out(out_json, "out_json")?;
+        json_out(
+            out_json,
+            &options::snapshot_list(&runtime.list_snapshots()?),
+        );
+        Ok(())
+    })
+}
+
+/// Removes snapshot `name` of the home; boxes made from it are not affected.
+///
+/// # Safety
+/// `runtime` from `boxlite_runtime_new`; `name` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn boxlite_remove_snapshot(
+    runtime: *mut CBoxliteRuntime,
+    name: *const c_char,
+    out_error: *mut CBoxliteError,
+) -> BoxliteErrorCode {
+    call(out_error, || {
+        // SAFETY: by this function's contract.
+        let runtime = &unsafe { object(runtime, "runtime") }?.runtime;
+        // SAFETY: as above.
+        let name = unsafe { text(name, "name") }?;
+        Ok(runtime.remove_snapshot(name)?)
+    })
+}
+
+/// A new box from snapshot `snapshot`, started: it continues from the moment the snapshot
+/// was taken, with its own name (`name`, or NULL for none) and network, and no host port
+/// forwards. Its handle goes to `out_box`.
+///
+/// # Safety
+/// `runtime` from `boxlite_runtime_new`; `snapshot` NUL-terminated; `name` NULL or
+/// NUL-terminated; `out_box` writable.
+#[no_mangle]
+pub unsafe extern "C" fn boxlite_create_from_snapshot(
+    runtime: *mut CBoxliteRuntime,
+    snapshot: *const c_char,
+    name: *const c_char,
+    out_box: *mut *mut CBoxHandle,
+    out_error: *mut CBoxliteError,
+) -> BoxliteErrorCode {
+    call(out_error, || {
+        // SAFETY: by this function's contract.
+        let runtime = unsafe { object(runtime, "runtime") }?.runtime.clone();
+        // SAFETY: as above.
+        let snapshot = unsafe { text(snapshot, "snapshot") }?;
+        let name = if name.is_null() {
+            None
+        } else {
+            // SAFETY: as above.
+            Some(unsafe { text(name, "name") }?.to_string())
+        };
+        out(out_box, "out_box")?;
+        let litebox = tokio().block_on(runtime.create_from_snapshot(snapshot, name))?;
+        // SAFETY: checked above.
+        unsafe { give(out_box, Box::into_raw(Box::new(CBoxHandle { litebox }))) };
+        Ok(())
+    })
+}
+
 /// Every box of the home as a JSON array of box infos (free with `boxlite_free_string`).
 ///
 /// # Safety

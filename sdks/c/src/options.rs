@@ -1,12 +1,12 @@
 //! The JSON of the C API: box options in (the reference's schema, every field optional), box
-//! info and metrics out.
+//! info, metrics and snapshots out.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use boxlite_core::{
     BoxInfo, BoxMetrics, BoxOptions, NetworkSpec, PortSpec, Protocol, RootfsSpec, RuntimeMetrics,
-    VolumeSpec,
+    SnapshotInfo, VolumeSpec,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -158,6 +158,27 @@ pub fn box_info(info: &BoxInfo) -> Value {
         "memory_mib": info.memory_mib,
         "engine": info.engine,
     })
+}
+
+/// A snapshot, with the reference's keys (`box_id`, `created_at` in Unix seconds,
+/// `container_disk_bytes`) and boxlite's own.
+pub fn snapshot_info(info: &SnapshotInfo) -> Value {
+    json!({
+        "id": info.id,
+        "box_id": info.source_id,
+        "box_name": info.source_name,
+        "name": info.name,
+        "created_at": info.created_at.timestamp(),
+        "container_disk_bytes": info.disk_bytes,
+        "size_bytes": info.size_bytes,
+        "image": info.image,
+        "cpus": info.cpus,
+        "memory_mib": info.memory_mib,
+    })
+}
+
+pub fn snapshot_list(list: &[SnapshotInfo]) -> Value {
+    Value::Array(list.iter().map(snapshot_info).collect())
 }
 
 pub fn box_metrics(m: &BoxMetrics) -> Value {

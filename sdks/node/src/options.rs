@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use boxlite::{
     BoxInfo, BoxMetrics, BoxOptions, IpNet, NetworkSpec, PortSpec, Protocol, RootfsSpec,
-    RuntimeMetrics, SecurityOptions, VolumeSpec,
+    RuntimeMetrics, SecurityOptions, SnapshotInfo, VolumeSpec,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -209,6 +209,27 @@ pub fn box_info(info: &BoxInfo) -> Value {
         "engine": info.engine,
         "network": null,
     })
+}
+
+/// The reference's `JsSnapshotInfo` shape (`createdAt` in Unix seconds), and boxlite's own
+/// fields.
+pub fn snapshot_info(info: &SnapshotInfo) -> Value {
+    json!({
+        "id": info.id,
+        "boxId": info.source_id,
+        "boxName": info.source_name,
+        "name": info.name,
+        "createdAt": info.created_at.timestamp(),
+        "containerDiskBytes": info.disk_bytes,
+        "sizeBytes": info.size_bytes,
+        "image": info.image,
+        "cpus": info.cpus,
+        "memoryMib": info.memory_mib,
+    })
+}
+
+pub fn snapshot_list(list: &[SnapshotInfo]) -> String {
+    Value::Array(list.iter().map(snapshot_info).collect()).to_string()
 }
 
 pub fn box_metrics(m: &BoxMetrics) -> Value {

@@ -132,6 +132,32 @@ impl NativeRuntime {
         self.inner.pull_image(&reference).await.js()
     }
 
+    /// Every snapshot of the home, a JSON array, oldest first.
+    #[napi]
+    pub async fn list_snapshots(&self) -> Result<String> {
+        Ok(options::snapshot_list(&self.inner.list_snapshots().js()?))
+    }
+
+    #[napi]
+    pub async fn remove_snapshot(&self, name: String) -> Result<()> {
+        self.inner.remove_snapshot(&name).js()
+    }
+
+    /// A new box from snapshot `snapshot`, started: it continues from that moment.
+    #[napi]
+    pub async fn create_from_snapshot(
+        &self,
+        snapshot: String,
+        name: Option<String>,
+    ) -> Result<NativeBox> {
+        let litebox = self
+            .inner
+            .create_from_snapshot(&snapshot, name)
+            .await
+            .js()?;
+        Ok(NativeBox::new(litebox, true))
+    }
+
     /// The stored images, a JSON array of `{reference, id, sizeBytes, cachedAt}`.
     #[napi]
     pub fn list_images(&self) -> Result<String> {
@@ -347,5 +373,47 @@ impl NativeBox {
     #[napi]
     pub async fn metrics(&self) -> Result<String> {
         Ok(options::box_metrics(&self.litebox.metrics().await.js()?).to_string())
+    }
+
+    #[napi]
+    pub async fn pause(&self) -> Result<()> {
+        self.litebox.pause().await.js()
+    }
+
+    #[napi]
+    pub async fn resume(&self) -> Result<()> {
+        self.litebox.resume().await.js()
+    }
+
+    /// Saves the running or paused box (memory, devices, disk) as snapshot `name`; its info
+    /// as JSON.
+    #[napi]
+    pub async fn snapshot_create(&self, name: String) -> Result<String> {
+        let info = self.litebox.snapshot(&name).await.js()?;
+        Ok(options::snapshot_info(&info).to_string())
+    }
+
+    /// This box's snapshots, a JSON array, oldest first.
+    #[napi]
+    pub async fn snapshots(&self) -> Result<String> {
+        Ok(options::snapshot_list(&self.litebox.snapshots().js()?))
+    }
+
+    #[napi]
+    pub async fn snapshot_remove(&self, name: String) -> Result<()> {
+        self.litebox.remove_snapshot(&name).js()
+    }
+
+    /// Puts the box back to its snapshot `name`; it runs on from that moment.
+    #[napi]
+    pub async fn snapshot_restore(&self, name: String) -> Result<()> {
+        self.litebox.restore(&name).await.js()
+    }
+
+    /// A second box, `name`, continuing from this moment of this one.
+    #[napi]
+    pub async fn fork(&self, name: String) -> Result<NativeBox> {
+        let forked = self.litebox.fork(&name).await.js()?;
+        Ok(NativeBox::new(forked, true))
     }
 }

@@ -14,7 +14,8 @@ const REFERENCE = path.join(REPO, "..", "shared", "reference", "node-api-boxlite
 // Tunnels, REST runtimes, credentials and skill boxes: not in this runtime yet.
 const NOT_HERE = new Set(["BoxliteRestOptions", "ApiKeyCredential", "BoxTunnel", "TunnelForwarder",
   "NetworkHandle", "SkillBox"]);
-const METHODS_NOT_HERE = new Set(["SimpleBox.tunnel", "JsBoxlite.importBox", "JsBox.cloneBox", "JsBox.export"]);
+const METHODS_NOT_HERE = new Set(["SimpleBox.tunnel", "JsBoxlite.importBox", "JsBox.cloneBox", "JsBox.export",
+  "JsBox.network"]);
 
 function referenceText() {
   assert.ok(fs.existsSync(REFERENCE), `${REFERENCE} is missing (shared/ lies beside the checkout)`);
@@ -62,8 +63,13 @@ test("the reference's classes have their methods", () => {
     if (!(m[1] in boxlite.JsBoxlite.prototype) && !METHODS_NOT_HERE.has(`JsBoxlite.${m[1]}`)) problems.push(`JsBoxlite.${m[1]}`);
   }
   const boxInterface = text.split("export interface JsBox {")[1].split("\n}")[0];
-  for (const m of boxInterface.matchAll(/^\s{4}(\w+)\(/gm)) {
+  for (const m of boxInterface.matchAll(/^\s{4}(?:readonly\s+)?(\w+)[(:]/gm)) {
     if (!(m[1] in boxlite.JsBox.prototype) && !METHODS_NOT_HERE.has(`JsBox.${m[1]}`)) problems.push(`JsBox.${m[1]}`);
+  }
+  // The snapshot handle's methods, as the reference's JsSnapshotHandle has them.
+  const snapshotInterface = text.split("export interface JsSnapshotHandle {")[1].split("\n}")[0];
+  for (const m of snapshotInterface.matchAll(/^\s{4}(\w+)\(/gm)) {
+    if (!(m[1] in boxlite.JsSnapshotHandle.prototype)) problems.push(`JsSnapshotHandle.${m[1]}`);
   }
   assert.deepEqual(problems, []);
 });

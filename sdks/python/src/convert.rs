@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use boxlite::{
     BoxInfo, BoxMetrics, BoxOptions, BoxliteOptions, CopyOptions, ExecResult, IpNet, NetworkSpec,
-    PortSpec, RootfsSpec, RuntimeMetrics, SecurityOptions, VolumeSpec,
+    PortSpec, RootfsSpec, RuntimeMetrics, SecurityOptions, SnapshotInfo, VolumeSpec,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -186,6 +186,31 @@ pub fn box_info<'py>(py: Python<'py>, info: &BoxInfo) -> PyResult<Bound<'py, PyD
     dict.set_item("engine", &info.engine)?;
     dict.set_item("labels", info.labels.clone())?;
     Ok(dict)
+}
+
+/// A snapshot, with the reference's keys (`box_id`, `created_at` in Unix seconds,
+/// `container_disk_bytes`) and boxlite's own.
+pub fn snapshot_info<'py>(py: Python<'py>, info: &SnapshotInfo) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("id", &info.id)?;
+    dict.set_item("box_id", &info.source_id)?;
+    dict.set_item("box_name", &info.source_name)?;
+    dict.set_item("name", &info.name)?;
+    dict.set_item("created_at", info.created_at.timestamp())?;
+    dict.set_item("container_disk_bytes", info.disk_bytes)?;
+    dict.set_item("size_bytes", info.size_bytes)?;
+    dict.set_item("image", &info.image)?;
+    dict.set_item("cpus", info.cpus)?;
+    dict.set_item("memory_mib", info.memory_mib)?;
+    Ok(dict)
+}
+
+pub fn snapshot_list(py: Python<'_>, list: &[SnapshotInfo]) -> PyResult<Py<PyAny>> {
+    let items = list
+        .iter()
+        .map(|info| snapshot_info(py, info))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(pyo3::types::PyList::new(py, items)?.into_any().unbind())
 }
 
 pub fn box_metrics<'py>(py: Python<'py>, m: &BoxMetrics) -> PyResult<Bound<'py, PyDict>> {

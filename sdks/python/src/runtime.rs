@@ -167,6 +167,42 @@ impl NativeRuntime {
         )
     }
 
+    /// Every snapshot of the home, oldest first.
+    fn list_snapshots(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let runtime = self.inner.get()?.clone();
+        run_with(
+            py,
+            self.mode,
+            async move { runtime.list_snapshots().map_err(Failure::from) },
+            |py, list| convert::snapshot_list(py, &list),
+        )
+    }
+
+    fn remove_snapshot(&self, py: Python<'_>, name: String) -> PyResult<Py<PyAny>> {
+        let runtime = self.inner.get()?.clone();
+        run(py, self.mode, async move {
+            runtime.remove_snapshot(&name).map_err(Failure::from)
+        })
+    }
+
+    /// A new box from snapshot `snapshot`, started: it continues from that moment.
+    #[pyo3(signature = (snapshot, name=None))]
+    fn create_from_snapshot(
+        &self,
+        py: Python<'_>,
+        snapshot: String,
+        name: Option<String>,
+    ) -> PyResult<Py<PyAny>> {
+        let (runtime, mode) = (self.inner.get()?.clone(), self.mode);
+        run(py, mode, async move {
+            let litebox = runtime
+                .create_from_snapshot(&snapshot, name)
+                .await
+                .map_err(Failure::from)?;
+            Ok(NativeBox::new(litebox, mode))
+        })
+    }
+
     #[pyo3(signature = (id_or_name, force=false))]
     fn remove(&self, py: Python<'_>, id_or_name: String, force: bool) -> PyResult<Py<PyAny>> {
         let runtime = self.inner.get()?.clone();
@@ -426,6 +462,66 @@ impl NativeBox {
                 .await
                 .map_err(Failure::from)
                 .map(drop)
+        })
+    }
+
+    fn pause(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let litebox = self.inner.get()?.clone();
+        run(py, self.mode, async move {
+            litebox.pause().await.map_err(Failure::from)
+        })
+    }
+
+    fn resume(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let litebox = self.inner.get()?.clone();
+        run(py, self.mode, async move {
+            litebox.resume().await.map_err(Failure::from)
+        })
+    }
+
+    /// Saves the running or paused box (memory, devices, disk) as snapshot `name`.
+    fn snapshot_create(&self, py: Python<'_>, name: String) -> PyResult<Py<PyAny>> {
+        let litebox = self.inner.get()?.clone();
+        run_with(
+            py,
+            self.mode,
+            async move { litebox.snapshot(&name).await.map_err(Failure::from) },
+            |py, info| Ok(convert::snapshot_info(py, &info)?.into_any().unbind()),
+        )
+    }
+
+    /// This box's snapshots, oldest first.
+    fn snapshots(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let litebox = self.inner.get()?.clone();
+        run_with(
+            py,
+            self.mode,
+            async move { litebox.snapshots().map_err(Failure::from) },
+            |py, list| convert::snapshot_list(py, &list),
+        )
+    }
+
+    fn snapshot_remove(&self, py: Python<'_>, name: String) -> PyResult<Py<PyAny>> {
+        let litebox = self.inner.get()?.clone();
+        run(py, self.mode, async move {
+            litebox.remove_snapshot(&name).map_err(Failure::from)
+        })
+    }
+
+    /// Puts the box back to its snapshot `name`; it runs on from that moment.
+    fn snapshot_restore(&self, py: Python<'_>, name: String) -> PyResult<Py<PyAny>> {
+        let litebox = self.inner.get()?.clone();
+        run(py, self.mode, async move {
+            litebox.restore(&name).await.map_err(Failure::from)
+        })
+    }
+
+    /// A second box, `name`, continuing from this moment of this one.
+    fn fork(&self, py: Python<'_>, name: String) -> PyResult<Py<PyAny>> {
+        let (litebox, mode) = (self.inner.get()?.clone(), self.mode);
+        run(py, mode, async move {
+            let forked = litebox.fork(&name).await.map_err(Failure::from)?;
+            Ok(NativeBox::new(forked, mode))
         })
     }
 

@@ -24,13 +24,14 @@ NOT_HERE = {
     "ImagePullResult", "ImageUsage", "ImageVersion", "InboundNetworkInfo", "InboundNetworkSpec",
     "NetworkHandle", "NetworkInfo", "OutboundNetworkInfo", "OutboundNetworkSpec",
     "PackageNotFoundError", "PublishedPort", "RegistryCredential", "RegistryHandle", "SkillBox",
-    "SnapshotHandle", "SnapshotInfo", "SnapshotOptions", "SocketAddress", "SyncSkillBox",
+    "SocketAddress", "SyncSkillBox",
     "SyncNetworkHandle", "SyncRegistryHandle", "SyncTunnelForwarder", "TunnelForwarder",
     "VolumeHandle", "VolumeInfo", "SyncBase", "SyncContextManager",
 }
 MEMBERS_NOT_HERE = {
-    # Snapshots, clones, exports, tunnels, REST and named volumes: not in this runtime yet.
-    "Box.clone_box", "Box.export", "Box.network", "Box.snapshot",
+    # Disk clones (forks of running boxes are here: `Box.fork`), exports, tunnels, REST and
+    # named volumes: not in this runtime yet.
+    "Box.clone_box", "Box.export", "Box.network",
     "Boxlite.import_box", "Boxlite.rest", "Boxlite.volumes",
     "SimpleBox.network", "SimpleBox.tunnel", "SyncBox.network", "SyncBox.tunnel",
     "SyncBoxlite.rest", "SyncSimpleBox.network", "SyncSimpleBox.tunnel",

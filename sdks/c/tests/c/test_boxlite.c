@@ -1,5 +1,6 @@
 /* The C SDK against real VMs: lifecycle, output streamed through the callback, exit codes,
- * JSON info and metrics, errors for NULL and malformed input, the simple API. Run by
+ * JSON info and metrics, errors for NULL and malformed input, pause, snapshots and forks, the
+ * simple API. Run by
  * scripts/c-sdk-test.sh with BOXLITE_TEST_IMAGE (an image reference) and BOXLITE_HOME (a new
  * home); it ends with "N passed, N failed". */
 #include <stdio.h>
@@ -106,20 +107,30 @@ static void test_bad_input(CBoxliteRuntime *rt) {
     CHECK(boxlite_box_id(NULL) == NULL, "box id of NULL");
 }
 
-static void test_lifecycle(CBoxliteRuntime *rt, const char *image) {
+/* A started box of `image` with 256 MiB, kept when stopped, and the options of `more` (JSON
+ * members, each followed by a comma); NULL when it could not be made. */
+static CBoxHandle *create_box(CBoxliteRuntime *rt, const char *image, const char *more) {
     CBoxliteError err = {0};
     char options[4096];
     snprintf(options, sizeof options,
-             "{\"rootfs\":{\"Image\":\"%s\"},\"memory_mib\":256,\"env\":[[\"GREETING\",\"hi\"]],"
-             "\"volumes\":[],\"network\":\"Isolated\",\"ports\":[],\"auto_remove\":false,"
+             "{\"rootfs\":{\"Image\":\"%s\"},%s\"memory_mib\":256,\"auto_remove\":false,"
              "\"ready_timeout_secs\":120}",
-             image);
+             image, more);
     CBoxHandle *box = NULL;
     if (boxlite_create_box(rt, options, &box, &err) != Ok) {
         CHECK(0, "create: %s", str(err.message));
         boxlite_error_free(&err);
-        return;
+        return NULL;
     }
+    return box;
+}
+
+static void test_lifecycle(CBoxliteRuntime *rt, const char *image) {
+    CBoxliteError err = {0};
+    CBoxHandle *box = create_box(
+        rt, image, "\"env\":[[\"GREETING\",\"hi\"]],\"volumes\":[],\"network\":\"Isolated\",\"ports\":[],");
+    if (!box)
+        return;
     char *id = boxlite_box_id(box);
     CHECK(id && strlen(id) == 26, "id %s", str(id));
 
@@ -196,6 +207,105 @@ static void test_lifecycle(CBoxliteRuntime *rt, const char *image) {
     boxlite_free_string(id);
 }
 
+/* Runs `script` with sh in the box; its stdout (NULL when it failed), to be freed. */
+static char *sh(CBoxHandle *box, const char *script) {
+    CBoxliteError err = {0};
+    struct output o = {0};
+    char args[1024];
+    int code = -100;
+    snprintf(args, sizeof args, "[\"-c\",\"%s\"]", script);
+    if (boxlite_execute(box, "sh", args, collect, &o, &code, &err) != Ok || code != 0) {
+        fprintf(stderr, "sh %s: exit %d, %s %s\n", script, code, str(err.message), str(o.err));
+        boxlite_error_free(&err);
+        output_free(&o);
+        return NULL;
+    }
+    free(o.err);
+    return o.out ? o.out : calloc(1, 1);
+}
+
+static int sh_says(CBoxHandle *box, const char *script, const char *expected) {
+    char *out = sh(box, script);
+    int same = out && strcmp(out, expected) == 0;
+    if (!same)
+        fprintf(stderr, "sh %s printed %s, not %s", script, str(out), expected);
+    free(out);
+    return same;
+}
+
+/* Pause and resume, snapshots (restored in place and into a new box) and forks. */
+static void test_snapshots(CBoxliteRuntime *rt, const char *image) {
+    CBoxliteError err = {0};
+    CBoxHandle *box = create_box(rt, image, "");
+    if (!box)
+        return;
+    char *id = boxlite_box_id(box);
+    CHECK(sh_says(box, "echo before > /f; echo kept > /dev/shm/m", ""), "setup");
+
+    int code = -100;
+    CHECK(boxlite_pause_box(box, &err) == Ok, "%s", str(err.message));
+    CHECK(boxlite_execute(box, "true", NULL, NULL, NULL, &code, &err) == InvalidState, "exec while paused");
+    boxlite_error_free(&err);
+    CHECK(boxlite_resume_box(box, &err) == Ok, "%s", str(err.message));
+
+    char *json = NULL;
+    CHECK(boxlite_snapshot_box(box, "c1", &json, &err) == Ok && strstr(json, "\"name\":\"c1\"") &&
+              strstr(json, "\"container_disk_bytes\":"),
+          "%s %s", str(json), str(err.message));
+    boxlite_free_string(json);
+    json = NULL;
+    CHECK(boxlite_box_snapshots(box, &json, &err) == Ok && strstr(json, "\"name\":\"c1\""), "%s", str(json));
+    boxlite_free_string(json);
+    json = NULL;
+    CHECK(boxlite_snapshot_box(box, "c1", &json, &err) == AlreadyExists, "the same name twice");
+    boxlite_error_free(&err);
+
+    /* Back to the snapshot: the disk and the memory (tmpfs) as they were. */
+    CHECK(sh_says(box, "echo after > /f; rm /dev/shm/m", ""), "change");
+    CHECK(boxlite_restore_box(box, "c1", &err) == Ok, "%s", str(err.message));
+    CHECK(sh_says(box, "cat /f /dev/shm/m", "before\nkept\n"), "restored");
+    CHECK(boxlite_restore_box(box, "nope", &err) == NotFound, "a missing snapshot");
+    boxlite_error_free(&err);
+
+    /* A fork goes its own way; another box's snapshot is not its own to go back to. */
+    CBoxHandle *fork = NULL;
+    CHECK(boxlite_fork_box(box, "c-fork", &fork, &err) == Ok, "%s", str(err.message));
+    if (fork) {
+        CHECK(sh_says(fork, "cat /f; echo forked > /f", "before\n"), "fork");
+        CHECK(sh_says(box, "cat /f", "before\n"), "the source's own file");
+        CHECK(boxlite_restore_box(fork, "c1", &err) == InvalidArgument, "another box's snapshot");
+        boxlite_error_free(&err);
+        char *fork_id = boxlite_box_id(fork);
+        boxlite_box_free(fork);
+        CHECK(boxlite_remove(rt, fork_id, 1, &err) == Ok, "%s", str(err.message));
+        boxlite_free_string(fork_id);
+    }
+
+    CBoxHandle *made = NULL;
+    CHECK(boxlite_create_from_snapshot(rt, "c1", "c-made", &made, &err) == Ok, "%s", str(err.message));
+    if (made) {
+        CHECK(sh_says(made, "cat /dev/shm/m", "kept\n"), "made from the snapshot");
+        char *made_id = boxlite_box_id(made);
+        boxlite_box_free(made);
+        CHECK(boxlite_remove(rt, made_id, 1, &err) == Ok, "%s", str(err.message));
+        boxlite_free_string(made_id);
+    }
+
+    CHECK(boxlite_list_snapshots(rt, &json, &err) == Ok && strstr(json, "\"c1\""), "%s", str(json));
+    boxlite_free_string(json);
+    json = NULL;
+    CHECK(boxlite_remove_snapshot(rt, "c1", &err) == Ok, "%s", str(err.message));
+    CHECK(boxlite_list_snapshots(rt, &json, &err) == Ok && strcmp(json, "[]") == 0, "%s", str(json));
+    boxlite_free_string(json);
+    CHECK(boxlite_remove_snapshot(rt, "c1", &err) == NotFound, "removed twice");
+    boxlite_error_free(&err);
+
+    boxlite_box_free(box);
+    CHECK(boxlite_remove(rt, id, 1, &err) == Ok, "%s", str(err.message));
+    boxlite_error_free(&err);
+    boxlite_free_string(id);
+}
+
 static void test_simple_api(const char *image) {
     CBoxliteError err = {0};
     CBoxliteSimple *box = NULL;
@@ -236,6 +346,7 @@ int main(void) {
     }
     test_bad_input(rt);
     test_lifecycle(rt, image);
+    test_snapshots(rt, image);
     test_simple_api(image);
     CHECK(boxlite_runtime_shutdown(rt, 0, &err) == Ok, "%s", str(err.message));
     boxlite_runtime_free(rt);

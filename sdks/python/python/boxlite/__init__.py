@@ -42,6 +42,9 @@ from .runtime import (
     ImageHandle,
     ImageInfo,
     RuntimeMetrics,
+    SnapshotHandle,
+    SnapshotInfo,
+    SnapshotOptions,
 )
 from .simplebox import SimpleBox
 
@@ -88,6 +91,9 @@ __all__ = [
     "Secret",
     "SecurityOptions",
     "SimpleBox",
+    "SnapshotHandle",
+    "SnapshotInfo",
+    "SnapshotOptions",
     "version",
     *_errors,
 ]

@@ -135,6 +135,28 @@ class ImageInfo:
 
 
 @dataclass
+class SnapshotInfo:
+    """A snapshot: a box saved whole (memory, devices, disk) at one moment, kept in the
+    home. ``created_at`` is in Unix seconds, ``container_disk_bytes`` the size of the box's
+    disk as its guest sees it, ``size_bytes`` what the snapshot takes on the host."""
+
+    id: str
+    box_id: str
+    name: str
+    created_at: int
+    container_disk_bytes: int
+    size_bytes: int
+    box_name: str | None = None
+    image: str = ""
+    cpus: int = 0
+    memory_mib: int = 0
+
+
+class SnapshotOptions:
+    """Options of ``SnapshotHandle.create``: none yet (the reference's placeholder)."""
+
+
+@dataclass
 class ExecutionResult:
     """How a command ended: ``exit_code`` (-1 when a signal ended it), ``error_message`` (why
     it did not end by itself: the signal or its timeout), ``signal`` and ``timed_out``."""
@@ -313,6 +335,25 @@ class Box:
     async def metrics(self) -> BoxMetrics:
         return BoxMetrics(**await self._native.metrics())
 
+    async def pause(self) -> None:
+        """Stops the box's vCPUs; its processes and memory are kept. Commands and copies are
+        refused until ``resume``; ``stop`` works."""
+        await self._native.pause()
+
+    async def resume(self) -> None:
+        """Runs a paused box again, from where it stopped."""
+        await self._native.resume()
+
+    @property
+    def snapshot(self) -> "SnapshotHandle":
+        """This box's memory snapshots: ``await box.snapshot.create(name="v1")``."""
+        return SnapshotHandle(self)
+
+    async def fork(self, name: str) -> "Box":
+        """A second box, ``name``, that continues from this moment of this one (its processes
+        still running, its files and memory identical) and is independent afterwards."""
+        return Box(await self._native.fork(name), self._runtime)
+
     async def __aenter__(self) -> "Box":
         await self.start()
         return self
@@ -322,6 +363,34 @@ class Box:
 
     def __repr__(self) -> str:
         return f"Box(id={self.id!r}, name={self.name!r})"
+
+
+class SnapshotHandle:
+    """A box's snapshots (``box.snapshot``). A snapshot saves the running or paused box
+    whole: memory, devices and disk; a stopped box cannot be snapshotted."""
+
+    def __init__(self, box: Box) -> None:
+        self._box = box
+
+    async def create(self, *, options: SnapshotOptions | None = None, name: str) -> SnapshotInfo:
+        """Saves the box as snapshot ``name`` (unique in the home). A running box runs on."""
+        return SnapshotInfo(**await self._box._native.snapshot_create(name))
+
+    async def list(self) -> list[SnapshotInfo]:
+        """The snapshots taken of this box, oldest first."""
+        return [SnapshotInfo(**s) for s in await self._box._native.snapshots()]
+
+    async def get(self, name: str) -> SnapshotInfo | None:
+        """This box's snapshot ``name``; None when it has none of that name."""
+        return next((s for s in await self.list() if s.name == name), None)
+
+    async def remove(self, name: str) -> None:
+        await self._box._native.snapshot_remove(name)
+
+    async def restore(self, name: str) -> None:
+        """Puts the box back to its snapshot ``name``: what happened since is lost, and the
+        box runs on from that moment (its processes still running). The snapshot is kept."""
+        await self._box._native.snapshot_restore(name)
 
 
 class ImageHandle:
@@ -419,6 +488,19 @@ class Boxlite:
 
     def list_images(self) -> list[ImageInfo]:
         return [ImageInfo._from_native(row) for row in self._native.list_images()]
+
+    async def list_snapshots(self) -> list[SnapshotInfo]:
+        """Every snapshot of the home, oldest first."""
+        return [SnapshotInfo(**s) for s in await self._native.list_snapshots()]
+
+    async def remove_snapshot(self, name: str) -> None:
+        """Removes a snapshot; boxes made from it are not affected."""
+        await self._native.remove_snapshot(name)
+
+    async def create_from_snapshot(self, snapshot: str, name: str | None = None) -> Box:
+        """A new box from ``snapshot``, started: it continues from the moment the snapshot was
+        taken, with its own name and network (and no host port forwards)."""
+        return Box(await self._native.create_from_snapshot(snapshot, name), self)
 
     def __repr__(self) -> str:
         return f"Boxlite(home_dir={self.home_dir!r})"

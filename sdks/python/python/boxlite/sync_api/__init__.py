@@ -21,7 +21,16 @@ from ..codebox import CodeBox
 from ..computerbox import ComputerBox
 from ..interactivebox import InteractiveBox
 from ..options import Options
-from ..runtime import Box, Boxlite, ExecStderr, ExecStdin, ExecStdout, Execution, ImageHandle
+from ..runtime import (
+    Box,
+    Boxlite,
+    ExecStderr,
+    ExecStdin,
+    ExecStdout,
+    Execution,
+    ImageHandle,
+    SnapshotHandle,
+)
 from ..simplebox import SimpleBox
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -176,6 +185,10 @@ class SyncBox(_Sync):
     copy_in = _blocking(Box.copy_in)
     copy_out = _blocking(Box.copy_out)
     metrics = _blocking(Box.metrics)
+    pause = _blocking(Box.pause)
+    resume = _blocking(Box.resume)
+    snapshot = _forward("snapshot")
+    fork = _blocking(Box.fork)
 
     def __enter__(self) -> "SyncBox":
         self.start()
@@ -183,6 +196,17 @@ class SyncBox(_Sync):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class SyncSnapshotHandle(_Sync):
+    """``SnapshotHandle``, blocking: ``box.snapshot.create(name="v1")``."""
+
+    _twin_of = SnapshotHandle
+    create = _blocking(SnapshotHandle.create)
+    list = _blocking(SnapshotHandle.list)
+    get = _blocking(SnapshotHandle.get)
+    remove = _blocking(SnapshotHandle.remove)
+    restore = _blocking(SnapshotHandle.restore)
 
 
 class SyncImageHandle(_Sync):
@@ -229,6 +253,9 @@ class SyncBoxlite(_Sync):
     shutdown = _blocking(Boxlite.shutdown)
     pull_image = _blocking(Boxlite.pull_image)
     list_images = _plain(Boxlite.list_images)
+    list_snapshots = _blocking(Boxlite.list_snapshots)
+    remove_snapshot = _blocking(Boxlite.remove_snapshot)
+    create_from_snapshot = _blocking(Boxlite.create_from_snapshot)
     close = _plain(Boxlite.close)
 
     def start(self) -> "SyncBoxlite":
@@ -347,6 +374,7 @@ __all__ = [
     "SyncExecStdout",
     "SyncExecution",
     "SyncImageHandle",
+    "SyncSnapshotHandle",
     "SyncInteractiveBox",
     "SyncSimpleBox",
 ]
