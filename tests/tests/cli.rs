@@ -434,6 +434,17 @@ fn pause_snapshot_and_fork_through_the_cli() {
     );
     ok(&cli.run(&["snapshot", "restore", "snap1", "copy"]));
     assert_eq!(ok(&cli.run(&["exec", "copy", "cat", "/state"])), "kept\n");
+    // Back in place: the source returns to its snapshot; a copy cannot take it.
+    ok(&cli.run(&["exec", "src", "sh", "-c", "echo changed > /state"]));
+    ok(&cli.run(&["snapshot", "revert", "src", "snap1"]));
+    assert_eq!(ok(&cli.run(&["exec", "src", "cat", "/state"])), "kept\n");
+    let out = cli.run(&["snapshot", "revert", "copy", "snap1"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("not of box"),
+        "{}",
+        text(&out.stderr)
+    );
     ok(&cli.run(&["fork", "src", "child"]));
     assert_eq!(ok(&cli.run(&["exec", "child", "hostname"])), "child\n");
     let out = cli.run(&["fork", "src", "child"]);
