@@ -1,6 +1,7 @@
 //! Template starts, snapshots and forks: create → first exec output from a template next to
 //! a kernel boot, memory per idle box (PSS) with 16 boxes of one template next to booted
-//! ones, pause/resume, snapshot save, fork of a running box → the fork answers exec, and
+//! ones, pause/resume, snapshot save, fork of a running box → the fork answers exec, a box
+//! put back to its snapshot → it answers exec, and
 //! `BOXLITE_BENCH_SCALE` boxes (100 by default) running at once, all answering exec.
 //! Prints one JSON object and a table. `BOXLITE_BENCH_BOOTS` sets the starts per mode (7).
 
@@ -178,6 +179,7 @@ async fn main() {
     let mut save = Series::new("snapshot_save", "ms");
     let mut size = Series::new("snapshot_size", "MiB");
     let mut fork = Series::new("fork_to_fork_output", "ms");
+    let mut revert = Series::new("restore_in_place_to_output", "ms");
     let source = &boxes[0];
     for i in 0..starts.min(5) {
         let t = Instant::now();
@@ -190,6 +192,10 @@ async fn main() {
         let info = source.snapshot(&format!("s{i}")).await.unwrap();
         save.values.push(ms(t.elapsed()));
         size.values.push(info.size_bytes as f64 / (1 << 20) as f64);
+        let t = Instant::now();
+        source.restore(&info.name).await.unwrap();
+        assert!(echo(source).await);
+        revert.values.push(ms(t.elapsed()));
         rt.remove_snapshot(&info.name).unwrap();
         let t = Instant::now();
         let forked = source.fork(&format!("fork{i}")).await.unwrap();
@@ -225,6 +231,7 @@ async fn main() {
             &save,
             &size,
             &fork,
+            &revert,
         ],
     );
 
