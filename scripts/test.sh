@@ -36,6 +36,26 @@ cargo test --locked -p boxlite-shim --features krun --lib
 phase "cargo test"
 cargo test --workspace --locked
 
+# The VM suites that go through shim processes, again on the krun engine, where it can boot.
+# (vm_boot and vm_image test the QEMU engine itself.)
+if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+    phase "VM suites on the krun engine"
+    BOXLITE_ENGINE=krun cargo test --locked -p boxlite-tests --features krun \
+        --test shim_process --test runtime_api --test multi_process --test copy \
+        --test network --test volumes --test cli
+else
+    echo "test: VM suites on the krun engine SKIPPED: no hardware virtualisation here" \
+        "(needs vmx or svm in /proc/cpuinfo and a read-write /dev/kvm); krun was built," \
+        "linted and unit-tested above" >&2
+fi
+
+# A clean clone in CI is built once: what the main workspace's builds left in target/debug is
+# not needed again (the programs themselves stay: the C SDK's tests take the shim), and the
+# SDK phases that follow need the room (GBs).
+if [ -n "${CI:-}" ]; then
+    rm -rf target/debug/deps target/debug/build target/debug/.fingerprint target/debug/examples
+fi
+
 # --- the Python SDK (sdks/python: its own cargo workspace, PyO3 + maturin) ---
 phase "Python SDK: fmt, clippy, pip install ./sdks/python, pytest on real VMs"
 cargo fmt --manifest-path sdks/python/Cargo.toml -- --check
@@ -54,19 +74,6 @@ phase "Node.js SDK: fmt, clippy, npm install ./sdks/node, node --test on real VM
 cargo fmt --manifest-path sdks/node/Cargo.toml -- --check
 sdk_cargo clippy --manifest-path sdks/node/Cargo.toml --locked --all-targets -- -D warnings
 scripts/node-sdk-test.sh
-
-# The VM suites that go through shim processes, again on the krun engine, where it can boot.
-# (vm_boot and vm_image test the QEMU engine itself.)
-if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
-    phase "VM suites on the krun engine"
-    BOXLITE_ENGINE=krun cargo test --locked -p boxlite-tests --features krun \
-        --test shim_process --test runtime_api --test multi_process --test copy \
-        --test network --test volumes --test cli
-else
-    echo "test: VM suites on the krun engine SKIPPED: no hardware virtualisation here" \
-        "(needs vmx or svm in /proc/cpuinfo and a read-write /dev/kvm); krun was built," \
-        "linted and unit-tested above" >&2
-fi
 
 # A clean clone in CI is built once: the SDKs' build products are not needed again, and the
 # fuzzers' sanitizer builds need the room.
