@@ -279,6 +279,17 @@ async fn a_box_goes_back_to_its_own_snapshot_in_place() {
     assert_eq!(sh(&b, "cat /f").await.1.trim(), "before");
 
     // Bad input: clear errors, the box untouched.
+    b.snapshot("other-kernel").await.unwrap();
+    let meta_path = home.path().join("snapshots/other-kernel/snapshot.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    meta["shape"]["kernel"] = "/boot/another-vmlinux (1 bytes, mtime 0.0)".into();
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    let err = b.restore("other-kernel").await.expect_err("another kernel");
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert_eq!(b.info().status, BoxStatus::Running);
+    assert_eq!(sh(&b, "cat /f").await.1.trim(), "before");
+    b.remove_snapshot("other-kernel").unwrap();
     let err = b.restore("nope").await.expect_err("no such snapshot");
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     let w = rt

@@ -469,11 +469,22 @@ impl LiteBox {
             snapshot,
             "a box goes back only to its own snapshots; create a new box from this one instead",
         )?;
+        // Checked before the box is powered off: a refusal leaves it as it was.
+        let dir = self.dir();
+        let record = self.record()?;
+        let spec = self.vm_spec_for(&record.options, record.info.name.as_deref(), &dir)?;
+        if let Some((what, saved, now)) = meta.shape.difference(&VmShape::of(&spec)) {
+            return Err(snapshot_err(SnapshotError::Incompatible {
+                name: snapshot.to_string(),
+                what,
+                saved,
+                now,
+            }));
+        }
         self.power_off(STOP_TIMEOUT).await?;
         {
             let _lock = self.runtime.lock_box(&self.id).await?;
-            let record = self.runtime.refresh(self.record()?)?;
-            let status = record.info.status;
+            let status = self.runtime.refresh(self.record()?)?.info.status;
             if !status.can_start() {
                 // Started again by someone else since it was powered off.
                 return Err(StateError::Wrong {
@@ -482,16 +493,6 @@ impl LiteBox {
                     status,
                 }
                 .into());
-            }
-            let dir = self.dir();
-            let spec = self.vm_spec_for(&record.options, record.info.name.as_deref(), &dir)?;
-            if let Some((what, saved, now)) = meta.shape.difference(&VmShape::of(&spec)) {
-                return Err(snapshot_err(SnapshotError::Incompatible {
-                    name: snapshot.to_string(),
-                    what,
-                    saved,
-                    now,
-                }));
             }
             let from = self.runtime.snapshots_dir().join(snapshot);
             place_restore(&from, &dir).map_err(io_err(&dir))?;
