@@ -44,6 +44,15 @@ async fn start_counter(b: &LiteBox) -> u32 {
     pid
 }
 
+/// Rewrites snapshot `name`'s record as if it had been saved under another kernel.
+fn taken_under_another_kernel(home: &std::path::Path, name: &str) {
+    let meta_path = home.join("snapshots").join(name).join("snapshot.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    meta["shape"]["kernel"] = "/boot/another-vmlinux (1 bytes, mtime 0.0)".into();
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_box_keeps_its_processes_and_refuses_commands() {
     templates_on();
@@ -183,11 +192,7 @@ async fn snapshots_are_kept_listed_restored_and_removed() {
 
     // A snapshot taken under another kernel (its record says so) is refused by name.
     let b2 = b.snapshot("other-kernel").await.unwrap();
-    let meta_path = home.path().join("snapshots/other-kernel/snapshot.json");
-    let mut meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
-    meta["shape"]["kernel"] = "/boot/another-vmlinux (1 bytes, mtime 0.0)".into();
-    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    taken_under_another_kernel(home.path(), "other-kernel");
     let err = rt
         .create_from_snapshot(&b2.name, Some("k".into()))
         .await
@@ -280,11 +285,7 @@ async fn a_box_goes_back_to_its_own_snapshot_in_place() {
 
     // Bad input: clear errors, the box untouched.
     b.snapshot("other-kernel").await.unwrap();
-    let meta_path = home.path().join("snapshots/other-kernel/snapshot.json");
-    let mut meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
-    meta["shape"]["kernel"] = "/boot/another-vmlinux (1 bytes, mtime 0.0)".into();
-    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    taken_under_another_kernel(home.path(), "other-kernel");
     let err = b.restore("other-kernel").await.expect_err("another kernel");
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     assert_eq!(b.info().status, BoxStatus::Running);
