@@ -37,7 +37,7 @@ pub use runtime::{
     ErrorKind, ExecResult, ExecStderr, ExecStdin, ExecStdout, Execution, ExecutionError,
     ExecutionId, LiteBox, LogLine, LogStream, NetworkError, OutputChunk, OutputLogReader, RpcError,
     RuntimeMetrics, SnapshotError, SnapshotInfo, StateError, StorageError, VmError, ENGINE_ENV,
-    HOME_ENV, SHIM_ENV, TEMPLATES_ENV, TMPDIR_ENV,
+    HOME_ENV, MAX_STANDBYS, SHIM_ENV, STANDBY_ENV, STANDBY_IDLE_ENV, TEMPLATES_ENV, TMPDIR_ENV,
 };
 pub use simple_box::{ExecOutput, SimpleBox};
 pub use status::{BoxState, BoxStatus, ContainerID, LockId};

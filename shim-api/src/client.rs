@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use boxlite_protocol::shim::{
-    AdoptRequest, LogOutputRequest, PauseRequest, ResumeRequest, SnapshotRequest, SnapshotResponse,
-    StateRequest, StateResponse, StopRequest,
+    AdoptRequest, AssignRequest, LogOutputRequest, PauseRequest, ResumeRequest, SnapshotRequest,
+    SnapshotResponse, StateRequest, StateResponse, StopRequest,
 };
 use boxlite_protocol::shim_ttrpc;
 use tokio::net::UnixStream;
@@ -113,6 +113,31 @@ impl ShimClient {
             .map(drop)
             .map_err(|e| ShimError::Rpc {
                 method: "Adopt",
+                message: e.to_string(),
+            })
+    }
+
+    /// Makes the standby VM served here the box whose directory it now is (see
+    /// `StandbyConfig`), owned by `launcher` as `ShimConfig::launcher` would be.
+    pub async fn assign(
+        &self,
+        hostname: &str,
+        launcher: crate::process::ProcessId,
+        stop_with_launcher: bool,
+    ) -> Result<(), ShimError> {
+        let req = AssignRequest {
+            hostname: hostname.to_string(),
+            launcher_pid: launcher.pid,
+            launcher_start_time: launcher.start_time,
+            stop_with_launcher,
+            ..Default::default()
+        };
+        self.shim
+            .assign(deadline(CALL_TIMEOUT), &req)
+            .await
+            .map(drop)
+            .map_err(|e| ShimError::Rpc {
+                method: "Assign",
                 message: e.to_string(),
             })
     }

@@ -55,13 +55,13 @@ pub struct Launched {
     pub engine: String,
 }
 
-/// Starts `shim` for the box in `box_dir` and waits until the box is ready.
-pub async fn launch(
+/// Writes `config` into `box_dir` and starts `shim` there, detached, without waiting for it.
+pub fn spawn(
     shim: &Path,
     box_dir: &Path,
     config: &ShimConfig,
     confinement: &LaunchOptions,
-) -> Result<Launched, LaunchError> {
+) -> Result<std::process::Child, LaunchError> {
     let config_path = box_dir.join(files::CONFIG);
     let json = serde_json::to_vec_pretty(config).expect("shim config serializes");
     std::fs::write(&config_path, json).map_err(|source| LaunchError::Config {
@@ -126,10 +126,20 @@ pub async fn launch(
             Ok(())
         });
     }
-    let mut child = command.spawn().map_err(|source| LaunchError::Spawn {
+    command.spawn().map_err(|source| LaunchError::Spawn {
         shim: shim.to_path_buf(),
         source,
-    })?;
+    })
+}
+
+/// Starts `shim` for the box in `box_dir` and waits until the box is ready.
+pub async fn launch(
+    shim: &Path,
+    box_dir: &Path,
+    config: &ShimConfig,
+    confinement: &LaunchOptions,
+) -> Result<Launched, LaunchError> {
+    let mut child = spawn(shim, box_dir, config, confinement)?;
     let pid = child.id();
     let process = ProcessId::of(pid);
     // Reap the shim whenever it ends, so it never lingers as a zombie of ours.

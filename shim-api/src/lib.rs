@@ -63,6 +63,22 @@ pub struct ShimConfig {
     /// Why the runtime did not start this VM from a template (reported by `State`).
     #[serde(default)]
     pub template_miss: Option<String>,
+    /// Set for a standby: a VM started ahead of any box, which a runtime later takes for one
+    /// (see [`StandbyConfig`]). Its spec's paths are relative to the shim's directory, which
+    /// moves when the standby is published and again when a box takes it.
+    #[serde(default)]
+    pub standby: Option<StandbyConfig>,
+}
+
+/// How a standby VM waits for a box. Once its VM is warm the shim renames its directory to
+/// `publish_as`, where a runtime finds it; a runtime takes it by renaming it on into a box's
+/// directory (one rename wins) and calling Assign. A standby nobody takes within
+/// `idle_timeout_ms` moves itself out of sight (a rename too, so that it is either taken or
+/// retired, never both), powers off and removes its directory.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StandbyConfig {
+    pub publish_as: std::path::PathBuf,
+    pub idle_timeout_ms: u64,
 }
 
 /// How long a ready box waits for its launcher to adopt it.

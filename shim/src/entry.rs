@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::agent_client::ExecOptions;
 use crate::boot_failure::BootFailure;
 use crate::engine::{self, hardware_virtualization_usable, VmStart};
 use crate::output_log::{OutputLog, DEFAULT_MAX_FILE_BYTES};
 use crate::process::ProcessId;
-use crate::server::{files, AgentRelay, RelayCounters, ShimService};
+use crate::server::{files, AgentRelay, Assignment, RelayCounters, ShimService};
 use crate::vm::Vm;
-use crate::{ShimConfig, ADOPT_TIMEOUT};
+use crate::{ShimConfig, StandbyConfig, ADOPT_TIMEOUT};
 
 /// Runs a shim for the box directory named by the only argument: reads `shim.json` there,
 /// boots the VM, serves `shim.sock`, and returns once the VM has ended.
@@ -100,6 +101,79 @@ async fn abandonment(
     }
 }
 
+/// Resolves, with the reason, when the box should end for want of an owner: a standby that
+/// no box took in time, or one taken whose taker never assigned it; then as [`abandonment`]
+/// with the launcher of shim.json or of the Assign call.
+async fn ownerless(
+    config: &ShimConfig,
+    standby_dir: Option<&Path>,
+    assigned: tokio::sync::oneshot::Receiver<Assignment>,
+    adopted: Arc<tokio::sync::Notify>,
+) -> String {
+    let (launcher, stop_with_launcher) = match (&config.standby, standby_dir) {
+        (Some(standby), Some(published)) => {
+            match wait_for_a_box(standby, published, assigned).await {
+                Ok(assignment) => (Some(assignment.launcher), assignment.stop_with_launcher),
+                Err(reason) => return reason,
+            }
+        }
+        _ => (config.launcher, config.stop_with_launcher),
+    };
+    abandonment(launcher, adopted, stop_with_launcher).await
+}
+
+/// A published standby waits for a box to take it (Assign) for its idle time. Then it
+/// retires: it moves itself out of its pool, and only a standby still in the pool can, so
+/// that a runtime taking it at that moment either has it or does not.
+async fn wait_for_a_box(
+    standby: &StandbyConfig,
+    published: &Path,
+    mut assigned: tokio::sync::oneshot::Receiver<Assignment>,
+) -> Result<Assignment, String> {
+    let idle = Duration::from_millis(standby.idle_timeout_ms);
+    if let Ok(assignment) = tokio::time::timeout(idle, &mut assigned).await {
+        return assignment.map_err(|_| "the box that took this standby could not use it".into());
+    }
+    match std::fs::rename(published, retired_path(published)) {
+        Ok(()) => Err(format!("no box took this standby within {idle:?}")),
+        // Taken just now: its taker assigns it next, or gave up.
+        Err(_) => match tokio::time::timeout(ADOPT_TIMEOUT, assigned).await {
+            Ok(Ok(assignment)) => Ok(assignment),
+            _ => Err(format!(
+                "the standby was taken for a box, but not assigned within {ADOPT_TIMEOUT:?}"
+            )),
+        },
+    }
+}
+
+/// Where a standby published at `published` moves when it retires: beside it, hidden from
+/// the runtimes that look for standbys.
+fn retired_path(published: &Path) -> PathBuf {
+    let name = published
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    published.with_file_name(format!(".retired-{name}"))
+}
+
+/// Warms the guest paths a box's first command takes, so that under TCG they are translated
+/// before a box takes this standby: the agent's exec, the kernel's fork, exec and page faults,
+/// the output streams. Best effort: an image without a shell only warms less.
+async fn warm_up(vm: &Vm) {
+    let agent = vm.agent();
+    for round in 0..2 {
+        let exec_id = format!("boxlite-standby-warm-up-{round}");
+        let options = ExecOptions::new(["/bin/sh", "-c", "echo warm"]);
+        if agent.exec(&exec_id, &options).await.is_err() {
+            return;
+        }
+        let _ = tokio::time::timeout(WARM_UP_TIMEOUT, agent.output(&exec_id)).await;
+    }
+}
+
+/// The most a standby's warm-up may take.
+const WARM_UP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Boots a template's VM, saves it once its agent answers, and ends it.
 async fn build_template(
     engine: &dyn engine::Engine,
@@ -158,9 +232,20 @@ async fn run(box_dir: &Path) -> Result<(), BootFailure> {
     if let VmStart::BuildTemplate { state, .. } = &spec.start {
         return build_template(engine.as_ref(), &spec, state, config.ready_timeout()).await;
     }
+    // A standby's directory moves (published, then taken by a box): the shim works from
+    // inside it, and the spec's paths in it are relative.
+    let published = config.standby.as_ref().map(|s| s.publish_as.clone());
+    let box_dir = if published.is_some() {
+        std::env::set_current_dir(box_dir)
+            .map_err(|e| setup(format!("entering {}: {e}", box_dir.display())))?;
+        Path::new(".")
+    } else {
+        box_dir
+    };
     let mut template_miss = config.template_miss.clone().unwrap_or_default();
     let vm = match Vm::boot(engine.as_ref(), &spec, config.ready_timeout()).await {
-        Err(err) if matches!(spec.start, VmStart::FromTemplate { .. }) => {
+        // A standby is only worth having warm from its template.
+        Err(err) if published.is_none() && matches!(spec.start, VmStart::FromTemplate { .. }) => {
             // A template is a way to start faster, never a reason not to start.
             eprintln!("boxlite-shim: the template could not serve this box ({err}); booting");
             template_miss = format!("restoring the template failed: {err}");
@@ -169,12 +254,16 @@ async fn run(box_dir: &Path) -> Result<(), BootFailure> {
         }
         booted => booted?,
     };
+    if published.is_some() {
+        warm_up(&vm).await;
+    }
     let vm = Arc::new(vm);
 
     let socket = box_dir.join(files::SOCKET);
     let _ = std::fs::remove_file(&socket);
     let counters = Arc::new(RelayCounters::default());
     let adopted = Arc::new(tokio::sync::Notify::new());
+    let (assign, assigned) = tokio::sync::oneshot::channel();
     let mut services = boxlite_protocol::agent_ttrpc::create_agent(Arc::new(AgentRelay {
         agent: vm.agent().raw(),
         counters: Arc::clone(&counters),
@@ -191,9 +280,14 @@ async fn run(box_dir: &Path) -> Result<(), BootFailure> {
             ))),
             paused: tokio::sync::Mutex::new(false),
             paused_now: Default::default(),
-            start_mode: spec.start.name(),
+            start_mode: if published.is_some() {
+                "standby"
+            } else {
+                spec.start.name()
+            },
             template_miss,
             root_disk: spec.root_disk.as_ref().map(|d| d.path.clone()),
+            assignment: std::sync::Mutex::new(published.is_some().then_some(assign)),
         },
     )));
     let address = format!("unix://{}", socket.display());
@@ -209,6 +303,17 @@ async fn run(box_dir: &Path) -> Result<(), BootFailure> {
         "boxlite-shim: box ready in {:?}, serving {address}",
         vm.timings().spawn_to_ready
     );
+    if let Some(published) = &published {
+        // Warm and serving: runtimes may take it from now on.
+        let here = std::env::current_dir().map_err(|e| setup(format!("this directory: {e}")))?;
+        std::fs::rename(&here, published).map_err(|e| {
+            setup(format!(
+                "publishing the standby as {}: {e}",
+                published.display()
+            ))
+        })?;
+        eprintln!("boxlite-shim: standby published as {}", published.display());
+    }
 
     // Until the VM ends: by Stop, by the guest, by the VMM dying, by a signal to this
     // process, or because nobody adopted the box.
@@ -218,7 +323,7 @@ async fn run(box_dir: &Path) -> Result<(), BootFailure> {
         signal(SignalKind::interrupt()).map_err(|e| setup(format!("SIGINT: {e}")))?;
     let told_to_end = tokio::select! {
         exit = vm.wait_exit() => Err(exit),
-        reason = abandonment(config.launcher, adopted, config.stop_with_launcher) => Ok(reason),
+        reason = ownerless(&config, published.as_deref(), assigned, adopted) => Ok(reason),
         _ = terminate.recv() => Ok("SIGTERM".to_string()),
         _ = interrupt.recv() => Ok("SIGINT".to_string()),
     };
@@ -237,5 +342,21 @@ async fn run(box_dir: &Path) -> Result<(), BootFailure> {
     vm.finish_console().await;
     eprintln!("boxlite-shim: VM ended ({exit}); exiting");
     let _ = server.shutdown().await;
+    if let Some(published) = &published {
+        remove_if_still_a_standby(published);
+    }
     Ok(())
+}
+
+/// A standby that no box took removes its directory as it ends; one a box took is the box's
+/// directory now, left to the box's owner.
+fn remove_if_still_a_standby(published: &Path) {
+    let Ok(here) = std::env::current_dir() else {
+        return;
+    };
+    if here.parent().is_some() && here.parent() == published.parent() {
+        if let Err(err) = std::fs::remove_dir_all(&here) {
+            eprintln!("boxlite-shim: removing {}: {err}", here.display());
+        }
+    }
 }

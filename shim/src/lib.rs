@@ -19,5 +19,5 @@ pub mod vm;
 
 pub use boxlite_shim_api::{
     agent_client, boot_failure, client, launch, output_log, process, rotating, ShimConfig,
-    ADOPT_TIMEOUT,
+    StandbyConfig, ADOPT_TIMEOUT,
 };

@@ -13,9 +13,9 @@ use boxlite_protocol::agent::{
     WaitRequest, WaitResponse, WriteStdinRequest,
 };
 use boxlite_protocol::shim::{
-    AdoptRequest, AdoptResponse, LogOutputRequest, LogOutputResponse, PauseRequest, PauseResponse,
-    ResumeRequest, ResumeResponse, SnapshotRequest, SnapshotResponse, StateRequest, StateResponse,
-    StopRequest, StopResponse,
+    AdoptRequest, AdoptResponse, AssignRequest, AssignResponse, LogOutputRequest,
+    LogOutputResponse, PauseRequest, PauseResponse, ResumeRequest, ResumeResponse, SnapshotRequest,
+    SnapshotResponse, StateRequest, StateResponse, StopRequest, StopResponse,
 };
 use boxlite_protocol::{agent_ttrpc, shim_ttrpc};
 use ttrpc::r#async::TtrpcContext;
@@ -137,7 +137,20 @@ pub struct ShimService {
     pub template_miss: String,
     /// The box disk, copied into snapshots.
     pub root_disk: Option<PathBuf>,
+    /// A standby's way to learn of the box that took it (Assign); `None` for a box's own
+    /// shim, and once assigned.
+    pub assignment: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<Assignment>>>,
 }
+
+/// Who owns a standby once a box has taken it (see `ShimConfig::launcher`).
+#[derive(Debug, Clone, Copy)]
+pub struct Assignment {
+    pub launcher: boxlite_shim_api::process::ProcessId,
+    pub stop_with_launcher: bool,
+}
+
+/// How long the guest of a standby taken for a box gets to take on the box's identity.
+const ASSIGN_SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn engine_status(err: crate::engine::EngineError) -> ttrpc::Error {
     let code = match err {
@@ -257,6 +270,49 @@ impl shim_ttrpc::Shim for ShimService {
             template_miss: self.template_miss.clone(),
             ..Default::default()
         })
+    }
+
+    async fn assign(&self, _c: &TtrpcContext, req: AssignRequest) -> ttrpc::Result<AssignResponse> {
+        let refuse =
+            |code, message: String| ttrpc::Error::RpcStatus(ttrpc::get_status(code, message));
+        let Some(assigned) = self
+            .assignment
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        else {
+            return Err(refuse(
+                ttrpc::Code::FAILED_PRECONDITION,
+                "this shim serves a box already (it is not a standby, or it was assigned)".into(),
+            ));
+        };
+        if req.hostname.len() > 64 {
+            return Err(refuse(
+                ttrpc::Code::INVALID_ARGUMENT,
+                format!(
+                    "a hostname holds 64 bytes at most, not {}",
+                    req.hostname.len()
+                ),
+            ));
+        }
+        crate::vm::refresh_identity(self.vm.agent(), &req.hostname, ASSIGN_SETUP_TIMEOUT)
+            .await
+            .map_err(|e| refuse(ttrpc::Code::INTERNAL, format!("setting the box up: {e}")))?;
+        let assignment = Assignment {
+            launcher: boxlite_shim_api::process::ProcessId {
+                pid: req.launcher_pid,
+                start_time: req.launcher_start_time,
+            },
+            stop_with_launcher: req.stop_with_launcher,
+        };
+        // The receiver is gone only while the shim ends (the VM stopped): say so.
+        assigned.send(assignment).map_err(|_| {
+            refuse(
+                ttrpc::Code::UNAVAILABLE,
+                "the standby is shutting down".into(),
+            )
+        })?;
+        Ok(AssignResponse::default())
     }
 
     async fn adopt(&self, _c: &TtrpcContext, _req: AdoptRequest) -> ttrpc::Result<AdoptResponse> {

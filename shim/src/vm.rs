@@ -282,6 +282,29 @@ async fn set_up_restored(
     spec: &VmSpec,
     timeout: Duration,
 ) -> Result<(), String> {
+    let mut req = identity_request(spec.hostname.as_deref().unwrap_or_default())?;
+    if matches!(spec.start, VmStart::FromTemplate { .. }) {
+        req.boot_params = spec.boot_params().to_cmdline_words().join(" ");
+        if let Some(disk) = &spec.root_disk {
+            req.root_disk_bytes = disk.virtual_size().map_err(|e| e.to_string())?;
+        }
+    }
+    agent.setup(req, timeout).await.map_err(|e| e.to_string())
+}
+
+/// Gives a running guest that was restored earlier (a standby taken for a box) the clock,
+/// fresh entropy and `hostname`: no two boxes of one template share them.
+pub async fn refresh_identity(
+    agent: &AgentClient,
+    hostname: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let req = identity_request(hostname)?;
+    agent.setup(req, timeout).await.map_err(|e| e.to_string())
+}
+
+/// A Setup request with the host's time, fresh entropy and `hostname` (empty: kept).
+fn identity_request(hostname: &str) -> Result<boxlite_protocol::agent::SetupRequest, String> {
     let mut entropy = vec![0u8; SETUP_ENTROPY];
     // SAFETY: getrandom writes at most `entropy.len()` bytes into the buffer it is given.
     let got = unsafe { libc::getrandom(entropy.as_mut_ptr().cast(), entropy.len(), 0) };
@@ -294,19 +317,12 @@ async fn set_up_restored(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|e| e.to_string())?;
-    let mut req = boxlite_protocol::agent::SetupRequest {
+    Ok(boxlite_protocol::agent::SetupRequest {
         unix_time_ns: now.as_nanos().try_into().unwrap_or(i64::MAX),
         entropy,
-        hostname: spec.hostname.clone().unwrap_or_default(),
+        hostname: hostname.to_string(),
         ..Default::default()
-    };
-    if matches!(spec.start, VmStart::FromTemplate { .. }) {
-        req.boot_params = spec.boot_params().to_cmdline_words().join(" ");
-        if let Some(disk) = &spec.root_disk {
-            req.root_disk_bytes = disk.virtual_size().map_err(|e| e.to_string())?;
-        }
-    }
-    agent.setup(req, timeout).await.map_err(|e| e.to_string())
+    })
 }
 
 /// Writes `vmm.pid` (see [`files::VMM_PID`]) so that a VMM outliving its shim can be found.

@@ -340,14 +340,18 @@ impl TestHome {
     /// The processes recorded for the boxes of this home: shims and their VMMs.
     pub fn box_processes(&self) -> Vec<boxlite_shim::process::ProcessId> {
         let files = boxlite_shim::server::files::PID_FILES;
-        std::fs::read_dir(self.path().join("boxes"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .flat_map(|entry| {
+        let entries = |dir: PathBuf| std::fs::read_dir(dir).into_iter().flatten().flatten();
+        // Boxes, and standbys (standby/<kind>/<name>/, shims with a VM but no box yet).
+        let standbys = entries(self.path().join("standby"))
+            .flat_map(move |kind| entries(kind.path()))
+            .map(|entry| entry.path());
+        entries(self.path().join("boxes"))
+            .map(|entry| entry.path())
+            .chain(standbys)
+            .flat_map(|dir| {
                 files
                     .iter()
-                    .flat_map(move |file| boxlite_shim::process::read_all(&entry.path().join(file)))
+                    .flat_map(move |file| boxlite_shim::process::read_all(&dir.join(file)))
             })
             .collect()
     }

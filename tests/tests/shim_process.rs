@@ -24,6 +24,7 @@ fn config(test_box: &TestBox) -> ShimConfig {
         launcher: None,
         stop_with_launcher: false,
         template_miss: None,
+        standby: None,
     }
 }
 

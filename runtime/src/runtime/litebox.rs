@@ -113,6 +113,14 @@ impl LiteBox {
             }
             .into());
         }
+        // At its first start, a box may take a warm standby of its kind (`standby`).
+        let standby = self.standby_kind(&record).await;
+        if let Some(kind) = &standby {
+            if self.take_standby(&record, kind).await? {
+                self.top_up_standbys(kind.clone());
+                return Ok(());
+            }
+        }
         self.prepare_disk(&record).await?;
         let dir = self.dir();
         let mut vm = self.vm_spec_for(&record.options, record.info.name.as_deref(), &dir)?;
@@ -159,6 +167,7 @@ impl LiteBox {
             launcher: ProcessId::current(),
             stop_with_launcher: !record.options.detach,
             template_miss,
+            standby: None,
         };
         let launched = launch(
             &shim_binary(),
@@ -176,27 +185,40 @@ impl LiteBox {
                 return Err(err.into());
             }
         };
+        self.record_started(status, launched.process, &launched.client, &launched.engine)
+            .await?;
+        if let Some(kind) = standby {
+            self.top_up_standbys(kind);
+        }
+        Ok(())
+    }
+
+    /// Records a box whose shim serves it as Running and adopts the shim; kills the shim
+    /// when the box's row changed meanwhile (removed by force, say), since a VM nobody
+    /// records must not keep running.
+    async fn record_started(
+        &self,
+        status: BoxStatus,
+        process: ProcessId,
+        client: &ShimClient,
+        engine: &str,
+    ) -> Result<()> {
+        let dir = self.dir();
         // Only shown by inspect: a failure to note it must not fail the start.
-        let _ = self
-            .runtime
-            .inner
-            .db
-            .record_engine(&self.id, &launched.engine);
+        let _ = self.runtime.inner.db.record_engine(&self.id, engine);
         let recorded = self.runtime.inner.db.transition(
             &self.id,
             &[status],
             BoxStatus::Running,
-            Some(launched.process),
+            Some(process),
         );
         match recorded {
             Ok((_, true)) => {
-                tracing::info!(box_id = %self.id, engine = %launched.engine, shim = launched.process.pid, "started box");
-                Ok(launched.client.adopt().await?)
+                tracing::info!(box_id = %self.id, %engine, shim = process.pid, "started box");
+                Ok(client.adopt().await?)
             }
-            // The row changed under us (removed by force, say): a VM nobody records must not
-            // keep running.
             Ok((found, false)) => {
-                kill_and_wait(&dir, launched.process).await;
+                kill_and_wait(&dir, process).await;
                 Err(match found {
                     None => BoxliteError::NotFound(self.id.clone()),
                     Some(status) => StateError::Wrong {
@@ -208,10 +230,101 @@ impl LiteBox {
                 })
             }
             Err(err) => {
-                kill_and_wait(&dir, launched.process).await;
+                kill_and_wait(&dir, process).await;
                 Err(err.into())
             }
         }
+    }
+
+    /// The kind of standby this box could take, when the home keeps standbys and this is
+    /// the box's first start from an image, from its shape's template.
+    async fn standby_kind(&self, record: &BoxRecord) -> Option<super::standby::StandbyKind> {
+        // Boxes of an image: a prepared root filesystem is copied into a disk of its own.
+        let of_image = matches!(
+            record.options.rootfs,
+            RootfsSpec::Image(_) | RootfsSpec::Layout { .. }
+        );
+        if super::standby::wanted() == 0 || !of_image {
+            return None;
+        }
+        let dir = self.dir();
+        if dir.join(BOX_DISK).exists() || dir.join(ROOTFS_IMAGE).exists() {
+            return None;
+        }
+        let mut vm = self
+            .vm_spec_for(&record.options, record.info.name.as_deref(), &dir)
+            .ok()?;
+        if super::templates::unsuitable(&record.options, &vm).is_some() {
+            return None;
+        }
+        let image = self.stored_image(record)?;
+        let images = self.runtime.inner.images.clone();
+        let base = tokio::task::spawn_blocking(move || images.ensure_base(&image))
+            .await
+            .ok()?
+            .ok()?;
+        let template =
+            super::templates::ensure(&self.runtime.inner.home, &vm, record.options.ready_timeout)
+                .await
+                .ok()?;
+        vm.start = VmStart::FromTemplate {
+            ram_file: template.ram_file,
+            state: template.state,
+        };
+        Some(super::standby::StandbyKind::of(&vm, &base, &record.options))
+    }
+
+    /// Takes a ready standby of `kind` for this box and records the box as Running; false
+    /// when none was ready, or the one taken could not serve (it is then killed and its
+    /// directory removed, and the box starts as usual).
+    async fn take_standby(
+        &self,
+        record: &BoxRecord,
+        kind: &super::standby::StandbyKind,
+    ) -> Result<bool> {
+        let dir = self.dir();
+        if !super::standby::take(&self.runtime.inner.home, kind, &dir) {
+            return Ok(false);
+        }
+        let shim = ProcessId::read(&dir.join(boxlite_shim_api::files::PID));
+        let assigned = async {
+            let launcher = ProcessId::current().ok_or("reading this process's start time")?;
+            let client = ShimClient::connect(&dir).await.map_err(|e| e.to_string())?;
+            let hostname = hostname_for(record.info.name.as_deref(), &self.id);
+            client
+                .assign(&hostname, launcher, !record.options.detach)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(client)
+        }
+        .await;
+        let (client, shim) = match (assigned, shim) {
+            (Ok(client), Some(shim)) => (client, shim),
+            (assigned, shim) => {
+                let reason = assigned.err().unwrap_or_else(|| "it wrote no pid".into());
+                tracing::warn!(box_id = %self.id, "the standby taken could not serve: {reason}");
+                if let Some(shim) = shim {
+                    kill_and_wait(&dir, shim).await;
+                }
+                let _ = std::fs::remove_dir_all(&dir);
+                return Ok(false);
+            }
+        };
+        let image = self.stored_image(record);
+        if let Err(err) = write_box_config(&dir, &self.id, record, image.as_ref()) {
+            kill_and_wait(&dir, shim).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(io_err(&dir)(err));
+        }
+        self.record_started(record.info.status, shim, &client, EngineKind::Qemu.name())
+            .await?;
+        Ok(true)
+    }
+
+    /// Starts standbys of `kind` until the home has as many as it keeps, in the background.
+    fn top_up_standbys(&self, kind: super::standby::StandbyKind) {
+        let home = self.runtime.inner.home.clone();
+        tokio::task::spawn_blocking(move || super::standby::refill(&home, &kind));
     }
 
     /// The VM a box of `options` named `name` boots, with its files in `dir`.
@@ -245,12 +358,7 @@ impl LiteBox {
             extra_cmdline: Vec::new(),
             // Names are [a-zA-Z0-9_.-] (validate_name), safe on the command line; a hostname
             // holds 63 bytes at most.
-            hostname: Some(
-                name.unwrap_or(&self.id.to_lowercase())
-                    .chars()
-                    .take(63)
-                    .collect(),
-            ),
+            hostname: Some(hostname_for(name, &self.id)),
             network: network_spec(options)?,
             volumes: options
                 .volumes
@@ -406,18 +514,7 @@ impl LiteBox {
                     .expect("base build panicked")?,
             )
         };
-        let config = serde_json::json!({
-            "id": self.id,
-            "name": record.info.name,
-            "options": record.options,
-            "image": image,
-        });
-        // The options hold environment values, which may be secrets: owner only.
-        write_private(
-            &dir.join("config.json"),
-            &serde_json::to_vec_pretty(&config).expect("config serializes"),
-        )
-        .map_err(io_err(&dir))?;
+        write_box_config(&dir, &self.id, record, Some(&image)).map_err(io_err(&dir))?;
         let Some(base) = base else {
             return Ok(());
         };
@@ -432,4 +529,35 @@ impl LiteBox {
         let client = ShimClient::connect(&self.dir()).await?;
         Ok(Execution::attached(exec_id.to_string(), client))
     }
+}
+
+/// A box's hostname: its name, else its id in lower case.
+fn hostname_for(name: Option<&str>, id: &str) -> String {
+    // Names are [a-zA-Z0-9_.-] (validate_name), safe on the command line; a hostname holds
+    // 63 bytes at most.
+    name.map(str::to_string)
+        .unwrap_or_else(|| id.to_lowercase())
+        .chars()
+        .take(63)
+        .collect()
+}
+
+/// Writes `config.json`, what the box was made from, into its directory.
+fn write_box_config(
+    dir: &Path,
+    id: &str,
+    record: &BoxRecord,
+    image: Option<&StoredImage>,
+) -> std::io::Result<()> {
+    let config = serde_json::json!({
+        "id": id,
+        "name": record.info.name,
+        "options": record.options,
+        "image": image,
+    });
+    // The options hold environment values, which may be secrets: owner only.
+    write_private(
+        &dir.join("config.json"),
+        &serde_json::to_vec_pretty(&config).expect("config serializes"),
+    )
 }

@@ -43,6 +43,7 @@ pub mod options;
 mod recovery;
 mod security;
 mod snapshots;
+mod standby;
 mod templates;
 
 pub use copy::*;
@@ -55,6 +56,7 @@ pub use options::{
 };
 use recovery::*;
 pub use snapshots::SnapshotInfo;
+pub use standby::{MAX_STANDBYS, STANDBY_ENV, STANDBY_IDLE_ENV};
 pub use templates::TEMPLATES_ENV;
 
 /// Environment variable naming the home directory.

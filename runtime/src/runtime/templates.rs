@@ -97,7 +97,7 @@ impl VmShape {
 
 /// Path, size and modification time: changes when the file is rebuilt or another is used,
 /// without hashing tens of MiB on every start.
-fn file_identity(path: &Path) -> String {
+pub(crate) fn file_identity(path: &Path) -> String {
     let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     match std::fs::metadata(&canonical) {
         Ok(meta) => {
@@ -301,6 +301,7 @@ async fn build(
         launcher: None,
         stop_with_launcher: false,
         template_miss: None,
+        standby: None,
     };
     run_shim_to_end(dir, &config, ready_timeout + Duration::from_secs(60)).await
 }

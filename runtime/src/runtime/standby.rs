@@ -1,0 +1,346 @@
+//! Standby VMs: warm VMs kept ready for boxes that have not been asked for yet.
+//!
+//! Under TCG a template start is short of a fast start because a new QEMU has translated no
+//! guest code: the agent's session, mounting the box disk and the first command's fork and
+//! exec are all translated anew. With `BOXLITE_STANDBY=N` the home keeps up to N standbys per
+//! kind of box (VM shape, image, network, confinement): each restored from its shape's
+//! template, with its own fresh box disk mounted and a first command run, its shim serving in
+//! `standby/<kind>/<name>/`. A box of that kind, at its first start, takes one: it renames
+//! the standby's directory into its own (one rename wins, so two runtimes never take the
+//! same standby) and the shim's Assign gives the guest the clock, fresh entropy and the
+//! box's hostname. The box then runs on exactly as a box started from the template would.
+//! Taking a standby starts another one in its place.
+//!
+//! A standby nobody takes powers off after `BOXLITE_STANDBY_IDLE_SECS` (600 by default) and
+//! removes its directory; `BoxliteRuntime::retire_standbys` ends them all at once. A box that
+//! cannot take one (none ready, another kind, not its first start) starts as before; its
+//! metrics' `start_mode` says which way it started.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use boxlite_shim_api::files;
+use boxlite_shim_api::launch::LaunchOptions;
+use boxlite_shim_api::StandbyConfig;
+use sha2::Digest;
+
+use super::*;
+
+/// How many standbys the home keeps per kind of box; unset or 0: none.
+pub const STANDBY_ENV: &str = "BOXLITE_STANDBY";
+/// Seconds a standby waits to be taken before it powers off.
+pub const STANDBY_IDLE_ENV: &str = "BOXLITE_STANDBY_IDLE_SECS";
+/// At most this many per kind, whatever `BOXLITE_STANDBY` says: each is a running VM.
+pub const MAX_STANDBYS: usize = 16;
+const DEFAULT_IDLE: Duration = Duration::from_secs(600);
+/// A standby still warming after this long (or one whose shim is gone) is removed.
+const WARMING_LIMIT: Duration = Duration::from_secs(300);
+/// Prefix of a standby's directory while it warms (it is renamed when it is ready).
+const WARMING: &str = ".w-";
+/// Prefix of a standby's directory once it retired (see `StandbyConfig`).
+const RETIRED: &str = ".retired-";
+/// Prefix of a standby's directory while a runtime moves it into a box's.
+const TAKEN: &str = ".taken-";
+
+/// How many standbys per kind the environment asks for.
+pub(crate) fn wanted() -> usize {
+    std::env::var(STANDBY_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(MAX_STANDBYS)
+}
+
+fn idle_timeout() -> Duration {
+    std::env::var(STANDBY_IDLE_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_IDLE)
+}
+
+/// One kind of box standbys are made for: a box takes a standby only of its own kind.
+#[derive(Debug, Clone)]
+pub(crate) struct StandbyKind {
+    key: String,
+    /// The standby's VM: the box's, from its template, with paths relative to its directory.
+    spec: VmSpec,
+    /// The image base the standby's disk is an overlay of.
+    base: PathBuf,
+    confinement: LaunchOptions,
+    ready_timeout: Duration,
+}
+
+impl StandbyKind {
+    /// The kind of a box whose VM is `box_spec` (to start from a template), whose disk is an
+    /// overlay of `base`.
+    pub fn of(box_spec: &VmSpec, base: &Path, options: &BoxOptions) -> Self {
+        let mut spec = box_spec.clone();
+        spec.run_dir = PathBuf::from(".");
+        spec.hostname = None;
+        if let Some(disk) = &mut spec.root_disk {
+            disk.path = PathBuf::from(BOX_DISK);
+        }
+        let identity = serde_json::json!({
+            "vm": spec,
+            "base": super::templates::file_identity(base),
+            "security": options.security,
+            "engine": "qemu",
+        });
+        let digest = sha2::Sha256::digest(identity.to_string().as_bytes());
+        Self {
+            key: hex::encode(&digest[..12]),
+            spec,
+            base: base.to_path_buf(),
+            confinement: options.security.launch_options(),
+            ready_timeout: options.ready_timeout,
+        }
+    }
+
+    fn pool(&self, home: &Path) -> PathBuf {
+        pools(home).join(&self.key)
+    }
+}
+
+fn pools(home: &Path) -> PathBuf {
+    home.join("standby")
+}
+
+/// Makes a ready standby of `kind` the contents of `box_dir`; false when none is ready. The
+/// caller holds the box's lock (`box_dir/lock`, the directory's only entry before its first
+/// start) and then assigns the standby, or kills it if that fails.
+///
+/// A standby is claimed by renaming it within its pool (one rename wins, so two runtimes never
+/// take the same standby), gets a hard link to the box's lock file, and is then exchanged with
+/// the box directory in one step (`RENAME_EXCHANGE`): whoever opens `box_dir/lock` at any
+/// moment finds the lock this process holds.
+pub(crate) fn take(home: &Path, kind: &StandbyKind, box_dir: &Path) -> bool {
+    let pool = kind.pool(home);
+    let Ok(entries) = std::fs::read_dir(&pool) else {
+        return false;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let taken = pool.join(format!("{TAKEN}{name}"));
+        if std::fs::rename(entry.path(), &taken).is_err() {
+            // Taken by another runtime, or retired, just now: try the next.
+            continue;
+        }
+        let swapped = std::fs::hard_link(box_dir.join("lock"), taken.join("lock"))
+            .and_then(|()| exchange(&taken, box_dir));
+        return match swapped {
+            Ok(()) => {
+                // The box's directory as it was: only the lock's other name.
+                let _ = std::fs::remove_dir_all(&taken);
+                true
+            }
+            Err(err) => {
+                tracing::warn!("taking the standby {}: {err}", taken.display());
+                retire(&taken);
+                false
+            }
+        };
+    }
+    false
+}
+
+/// Swaps two directories' names atomically (renameat2 with RENAME_EXCHANGE).
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    };
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both paths are NUL-terminated strings that outlive the call, which reads them
+    // and touches no other memory.
+    let done = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Ends the standby whose directory is `dir` at once (its VMM dies with its shim) and removes
+/// the directory.
+fn retire(dir: &Path) {
+    if let Some(shim) = ProcessId::read(&dir.join(files::PID)) {
+        shim.kill();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Tops `kind`'s pool up to [`wanted`] standbys: removes dead ones, and starts the missing
+/// ones without waiting for them. Another process topping up the same pool makes this one
+/// return at once. Blocking (file work and process starts).
+pub(crate) fn refill(home: &Path, kind: &StandbyKind) {
+    let wanted = wanted();
+    if wanted == 0 {
+        return;
+    }
+    let pool = kind.pool(home);
+    if let Err(err) = std::fs::create_dir_all(&pool) {
+        tracing::warn!("standby pool {}: {err}", pool.display());
+        return;
+    }
+    let Ok(_lock) = boxlite_lockfile::lock(
+        &pool.with_extension("lock"),
+        boxlite_lockfile::LockMode::Exclusive,
+        Some(Duration::ZERO),
+    ) else {
+        return;
+    };
+    let have = sweep(&pool);
+    for _ in have..wanted {
+        if let Err(err) = start_one(&pool, kind) {
+            tracing::warn!("starting a standby in {}: {err}", pool.display());
+            return;
+        }
+    }
+}
+
+/// Removes the pool's dead standbys; returns how many are ready or warming.
+fn sweep(pool: &Path) -> usize {
+    let mut alive = 0;
+    for entry in std::fs::read_dir(pool).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        let shim = ProcessId::read(&path.join(files::PID));
+        let running = shim.is_some_and(|p| p.is_alive());
+        let young = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age < WARMING_LIMIT);
+        // A warming standby's shim may not have written its pid yet.
+        let starting = name.starts_with(WARMING) && shim.is_none() && young;
+        if running || starting {
+            // A retired one removes its directory as it ends.
+            alive += usize::from(!name.starts_with(RETIRED));
+        } else {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+    alive
+}
+
+/// Starts one standby of `kind` in a new directory of `pool`.
+fn start_one(pool: &Path, kind: &StandbyKind) -> std::result::Result<(), String> {
+    let id = new_id();
+    let name = format!("{}{}", &id[..10], &id[id.len() - 6..]);
+    let dir = pool.join(format!("{WARMING}{name}"));
+    std::fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let started = (|| {
+        create_box_disk(&kind.base, &dir.join(BOX_DISK)).map_err(|e| e.to_string())?;
+        let config = ShimConfig {
+            vm: kind.spec.clone(),
+            engine: Some(EngineKind::Qemu),
+            ready_timeout_ms: kind.ready_timeout.as_millis() as u64,
+            launcher: None,
+            stop_with_launcher: false,
+            template_miss: None,
+            standby: Some(StandbyConfig {
+                publish_as: pool.join(&name),
+                idle_timeout_ms: idle_timeout().as_millis() as u64,
+            }),
+        };
+        let mut child =
+            boxlite_shim_api::launch::spawn(&shim_binary(), &dir, &config, &kind.confinement)
+                .map_err(|e| e.to_string())?;
+        // Reaped whenever it ends; it outlives this process otherwise (its own session).
+        std::thread::spawn(move || child.wait());
+        Ok(())
+    })();
+    if started.is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    started
+}
+
+/// Ends every standby of the home: each is moved out of its pool first, so that no box takes
+/// it meanwhile. Returns how many were running.
+async fn retire_all(home: &Path) -> usize {
+    let mut shims = Vec::new();
+    for pool in std::fs::read_dir(pools(home))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for entry in std::fs::read_dir(pool.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let retired = if name.starts_with(RETIRED) {
+                path
+            } else {
+                let bare = name.strip_prefix(WARMING).unwrap_or(&name);
+                let retired = pool.path().join(format!("{RETIRED}{bare}"));
+                if std::fs::rename(&path, &retired).is_err() {
+                    continue;
+                }
+                retired
+            };
+            if let Some(shim) = ProcessId::read(&retired.join(files::PID)).filter(|p| p.is_alive())
+            {
+                shims.push((retired, shim));
+            } else {
+                let _ = std::fs::remove_dir_all(&retired);
+            }
+        }
+    }
+    let count = shims.len();
+    for (dir, shim) in shims {
+        kill_and_wait(&dir, shim).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    count
+}
+
+/// The standbys of the home that are ready to be taken, by kind.
+fn ready(home: &Path) -> usize {
+    std::fs::read_dir(pools(home))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|pool| {
+            std::fs::read_dir(pool.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .filter(|entry| {
+            !entry.file_name().to_string_lossy().starts_with('.')
+                && ProcessId::read(&entry.path().join(files::PID)).is_some_and(|p| p.is_alive())
+        })
+        .count()
+}
+
+impl BoxliteRuntime {
+    /// Standbys of this home ready to be taken by a box (see `BOXLITE_STANDBY`), all kinds.
+    pub fn standbys_ready(&self) -> usize {
+        ready(&self.inner.home)
+    }
+
+    /// Powers off every standby of this home (ready or warming) and removes them; returns
+    /// how many were running. Boxes already started from one are not touched. New ones are
+    /// started again by the next box that takes or misses one while `BOXLITE_STANDBY` is set.
+    pub async fn retire_standbys(&self) -> usize {
+        retire_all(&self.inner.home).await
+    }
+}

@@ -1,0 +1,190 @@
+//! Standby VMs (`BOXLITE_STANDBY`), on real VMs: a box takes a warm standby of its kind and is
+//! then a box like any other (its own name, clock, disk and image; restartable), the pool is
+//! topped up again, boxes of another kind do not take one, and standbys nobody takes retire
+//! by themselves or on request, leaving no process and no directory.
+
+use std::path::Path;
+use std::time::Duration;
+
+use boxlite::{BoxliteRuntime, LiteBox};
+use boxlite_tests::{layout_box_options, sh, test_runtime, wait_until, TestHome};
+
+/// How long a standby may take to warm up (a template restore and a first command; longer
+/// when the template itself is built, or the machine is loaded).
+const WARM_LIMIT: Duration = Duration::from_secs(60);
+
+/// The standbys' directories of `home` (ready, warming or retiring), by name.
+fn standby_dirs(home: &Path) -> Vec<String> {
+    std::fs::read_dir(home.join("standby"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|kind| kind.path().is_dir())
+        .flat_map(|kind| {
+            std::fs::read_dir(kind.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+async fn wait_for_ready_standbys(rt: &BoxliteRuntime, home: &Path, count: usize) {
+    let deadline = tokio::time::Instant::now() + WARM_LIMIT;
+    while rt.standbys_ready() != count {
+        if tokio::time::Instant::now() > deadline {
+            panic!(
+                "not {count} standby ready after {WARM_LIMIT:?}; their shims said:\n{}",
+                standby_logs(home)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The shim logs of `home`'s standbys, for a failure's message.
+fn standby_logs(home: &Path) -> String {
+    let mut logs = String::new();
+    for kind in std::fs::read_dir(home.join("standby"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for entry in std::fs::read_dir(kind.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let log = std::fs::read_to_string(entry.path().join("shim.log")).unwrap_or_default();
+            logs += &format!("{}:\n{log}\n", entry.path().display());
+        }
+    }
+    logs
+}
+
+/// Starts the box (a no-op when it runs) and says how its VM started.
+async fn start_mode(b: &LiteBox) -> String {
+    b.start().await.unwrap();
+    b.metrics()
+        .await
+        .unwrap()
+        .start_mode()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boxes_take_warm_standbys_of_their_kind_and_are_their_own() {
+    std::env::set_var(boxlite::TEMPLATES_ENV, "1");
+    std::env::set_var(boxlite::STANDBY_ENV, "1");
+    let home = TestHome::new();
+    let rt = test_runtime!(home.path());
+
+    // The first box of its kind finds no standby: it starts from the template and leaves one
+    // warming behind it.
+    let first = rt
+        .create(layout_box_options("opaque"), Some("first".into()))
+        .await
+        .unwrap();
+    assert_eq!(start_mode(&first).await, "template");
+    wait_for_ready_standbys(&rt, home.path(), 1).await;
+
+    // The next takes it: its own hostname, the host's clock, its image, its own disk.
+    let taken = rt
+        .create(layout_box_options("opaque"), Some("taken".into()))
+        .await
+        .unwrap();
+    assert_eq!(start_mode(&taken).await, "standby");
+    let (code, out) = sh(&taken, "hostname; date +%s; ls /srv").await;
+    assert_eq!(code, 0, "{out}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("taken"), "{out}");
+    let guest_now: u64 = lines.next().unwrap().trim().parse().unwrap();
+    let host_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        guest_now.abs_diff(host_now) <= 5,
+        "guest clock {guest_now}, host {host_now}"
+    );
+    assert_eq!(lines.next(), Some("fresh"), "the image's /srv: {out}");
+    let (code, out) = sh(&taken, "echo mine > /root-file && sync && cat /root-file").await;
+    assert_eq!((code, out.as_str()), (0, "mine\n"));
+    let (code, _) = sh(&first, "test -e /root-file").await;
+    assert_ne!(code, 0, "a standby's disk is its box's own");
+    // Entropy: two boxes from one template draw different random numbers.
+    let (_, uuid_first) = sh(&first, "cat /proc/sys/kernel/random/uuid").await;
+    let (_, uuid_taken) = sh(&taken, "cat /proc/sys/kernel/random/uuid").await;
+    assert_ne!(uuid_first, uuid_taken);
+    // Another process on the home sees a running box like any other.
+    let other = test_runtime!(home.path());
+    assert!(other
+        .get_info("taken")
+        .await
+        .unwrap()
+        .unwrap()
+        .status
+        .is_running());
+
+    // Taking one started another.
+    wait_for_ready_standbys(&rt, home.path(), 1).await;
+
+    // A box of another kind (more memory) does not take it (and leaves one of its own kind).
+    let mut bigger = layout_box_options("opaque");
+    bigger.memory_mib = Some(bigger.effective_memory_mib() + 64);
+    let other_kind = rt.create(bigger, Some("other".into())).await.unwrap();
+    assert_eq!(start_mode(&other_kind).await, "template");
+
+    // Stopped and started again, the box boots from its own disk as any box does.
+    let kept = rt
+        .create(layout_box_options("opaque"), Some("kept".into()))
+        .await
+        .unwrap();
+    assert_eq!(start_mode(&kept).await, "standby");
+    let (code, _) = sh(&kept, "echo kept > /kept && sync").await;
+    assert_eq!(code, 0);
+    kept.stop().await.unwrap();
+    kept.start().await.unwrap();
+    assert_ne!(start_mode(&kept).await, "standby");
+    let (code, out) = sh(&kept, "cat /kept; hostname").await;
+    assert_eq!((code, out.as_str()), (0, "kept\nkept\n"));
+
+    // Retired on request: none left running, no directory left.
+    wait_for_ready_standbys(&rt, home.path(), 2).await;
+    assert_eq!(rt.retire_standbys().await, 2);
+    assert_eq!(rt.standbys_ready(), 0);
+    assert!(
+        standby_dirs(home.path()).is_empty(),
+        "{:?}",
+        standby_dirs(home.path())
+    );
+
+    // Retired by themselves after their idle time.
+    std::env::set_var(boxlite::STANDBY_IDLE_ENV, "2");
+    let last = rt
+        .create(layout_box_options("opaque"), Some("last".into()))
+        .await
+        .unwrap();
+    last.start().await.unwrap();
+    // One warms, waits its two seconds and goes: its directory appears, then nothing is left.
+    wait_until(WARM_LIMIT, "a standby started", || async {
+        !standby_dirs(home.path()).is_empty()
+    })
+    .await;
+    wait_until(WARM_LIMIT, "the idle standby gone", || async {
+        standby_dirs(home.path()).is_empty()
+    })
+    .await;
+    assert_eq!(rt.standbys_ready(), 0);
+
+    for b in [first, taken, other_kind, kept, last] {
+        rt.remove(b.id(), true).await.unwrap();
+    }
+    assert!(
+        home.box_processes().is_empty(),
+        "{:?}",
+        home.box_processes()
+    );
+}
