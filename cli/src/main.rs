@@ -177,12 +177,26 @@ enum Command {
         #[arg(name = "NEW")]
         name: String,
     },
+    /// Standbys: warm VMs kept ready for boxes not asked for yet (`BOXLITE_STANDBY=N` keeps N
+    /// per kind of box; a box's first start takes one).
+    Standby {
+        #[command(subcommand)]
+        action: StandbyCommand,
+    },
     /// Pull an image.
     Pull { image: String },
     /// List images.
     Images,
     /// Remove images no box uses.
     Rmi { images: Vec<String> },
+}
+
+#[derive(Subcommand)]
+enum StandbyCommand {
+    /// How many standbys are ready to be taken.
+    Ls,
+    /// Power every standby of the home off (boxes started from one are not touched).
+    Retire,
 }
 
 #[derive(Subcommand)]
@@ -709,6 +723,13 @@ async fn run(cli: Cli) -> Result<u8, String> {
             Ok(0)
         }
         Command::Snapshot { action } => snapshot_command(&rt, action).await,
+        Command::Standby { action } => {
+            match action {
+                StandbyCommand::Ls => println!("{} ready", rt.standbys_ready()),
+                StandbyCommand::Retire => println!("{} retired", rt.retire_standbys().await),
+            }
+            Ok(0)
+        }
         Command::Images => {
             println!("{:<50}  {:<20}  {:>10}", "REFERENCE", "DIGEST", "SIZE");
             for image in rt.list_images().map_err(e)? {

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::agent_client::ExecOptions;
 use crate::boot_failure::BootFailure;
 use crate::engine::{self, hardware_virtualization_usable, VmStart};
 use crate::output_log::{OutputLog, DEFAULT_MAX_FILE_BYTES};
@@ -16,6 +15,7 @@ use crate::process::ProcessId;
 use crate::server::{files, AgentRelay, Assignment, RelayCounters, ShimService};
 use crate::vm::Vm;
 use crate::{ShimConfig, StandbyConfig, ADOPT_TIMEOUT};
+use boxlite_protocol::agent::OutputStream;
 
 /// Runs a shim for the box directory named by the only argument: reads `shim.json` there,
 /// boots the VM, serves `shim.sock`, and returns once the VM has ended.
@@ -158,20 +158,32 @@ fn retired_path(published: &Path) -> PathBuf {
 
 /// Warms the guest paths a box's first command takes, so that under TCG they are translated
 /// before a box takes this standby: the agent's exec, the kernel's fork, exec and page faults,
-/// the output streams. Best effort: an image without a shell only warms less.
+/// the output streams and the exit. It runs nothing of the image (a box's image is its
+/// owner's to run, when they ask): the program is the agent's own copy helper, asked to pack
+/// a path no image has, which it reports on stderr before it exits.
 async fn warm_up(vm: &Vm) {
     let agent = vm.agent();
-    for round in 0..2 {
+    for round in 0..WARM_UP_ROUNDS {
         let exec_id = format!("boxlite-standby-warm-up-{round}");
-        let options = ExecOptions::new(["/bin/sh", "-c", "echo warm"]);
-        if agent.exec(&exec_id, &options).await.is_err() {
-            return;
+        let ran = async {
+            agent.copy(&exec_id, false, WARM_UP_PATH).await?;
+            let (out, err) = tokio::join!(
+                agent.drain(&exec_id, OutputStream::STDOUT, |_| {}),
+                agent.drain(&exec_id, OutputStream::STDERR, |_| {}),
+            );
+            out.and(err)?;
+            agent.wait(&exec_id).await
+        };
+        if tokio::time::timeout(WARM_UP_TIMEOUT, ran).await.is_err() {
+            let _ = agent.signal(&exec_id, libc::SIGKILL).await;
         }
-        let _ = tokio::time::timeout(WARM_UP_TIMEOUT, agent.output(&exec_id)).await;
     }
 }
 
-/// The most a standby's warm-up may take.
+/// A path no image has.
+const WARM_UP_PATH: &str = "/.boxlite-standby-warm-up";
+const WARM_UP_ROUNDS: usize = 2;
+/// The most one warm-up command may take.
 const WARM_UP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Boots a template's VM, saves it once its agent answers, and ends it.

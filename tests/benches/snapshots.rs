@@ -1,5 +1,5 @@
-//! Template starts, snapshots and forks: create → first exec output from a template next to
-//! a kernel boot, memory per idle box (PSS) with 16 boxes of one template next to booted
+//! Template starts, snapshots and forks: create → first exec output from a template and from
+//! a warm standby (`BOXLITE_STANDBY`) next to a kernel boot, memory per idle box (PSS) with 16 boxes of one template next to booted
 //! ones, pause/resume, snapshot save, fork of a running box → the fork answers exec, a box
 //! put back to its snapshot → it answers exec, and
 //! `BOXLITE_BENCH_SCALE` boxes (100 by default) running at once, all answering exec.
@@ -121,6 +121,18 @@ async fn remove_all(rt: &BoxliteRuntime, boxes: Vec<LiteBox>) {
     }
 }
 
+/// Waits (up to 5 minutes) until a standby is ready in the home.
+async fn wait_for_standby(rt: &BoxliteRuntime) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while rt.standbys_ready() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no standby warmed up in 5 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     std::env::set_var(boxlite::SHIM_ENV, cli_bin_dir().join("boxlite-shim"));
@@ -155,6 +167,26 @@ async fn main() {
         }
     }
     std::env::remove_var(boxlite::TEMPLATES_ENV);
+
+    // From a warm standby: each create finds one ready (the previous one's replacement has
+    // warmed up; waiting for it is not timed).
+    let mut from_standby = Series::new("create_to_output_standby", "ms");
+    std::env::set_var(boxlite::STANDBY_ENV, "1");
+    let seed = rt.create(options(), None).await.unwrap();
+    assert!(echo(&seed).await);
+    rt.remove(seed.id(), true).await.unwrap();
+    for _ in 0..starts {
+        wait_for_standby(&rt).await;
+        let t = Instant::now();
+        let b = rt.create(options(), None).await.unwrap();
+        assert!(echo(&b).await);
+        from_standby.values.push(ms(t.elapsed()));
+        assert_eq!(b.metrics().await.unwrap().start_mode(), Some("standby"));
+        rt.remove(b.id(), true).await.unwrap();
+    }
+    std::env::remove_var(boxlite::STANDBY_ENV);
+    wait_for_standby(&rt).await;
+    rt.retire_standbys().await;
 
     // Memory of idle boxes: 16 from the template, 4 booted.
     let mut pss_template = Series::new("idle_vmm_pss_per_box_16_template", "MiB");
@@ -220,6 +252,7 @@ async fn main() {
         &context,
         &[
             &from_template,
+            &from_standby,
             &from_boot,
             &pss_template,
             &qemu_pss,

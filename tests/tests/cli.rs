@@ -467,3 +467,40 @@ fn pause_snapshot_and_fork_through_the_cli() {
     assert_eq!(stats[0]["start_mode"], "snapshot", "{stats}");
     ok(&cli.run(&["rm", "-f", "src", "copy", "child"]));
 }
+
+#[test]
+fn standbys_through_the_cli() {
+    let cli = Cli::new();
+    let image = format!("oci:{}:opaque", oci_layout().display());
+    let run = |args: &[&str]| {
+        let out = cli
+            .command(args)
+            .env(boxlite::STANDBY_ENV, "1")
+            .env(boxlite::TEMPLATES_ENV, "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let one_ready = || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while run(&["standby", "ls"]) != "1 ready\n" {
+            assert!(std::time::Instant::now() < deadline, "no standby ready");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    // The first box of its kind starts from the template and leaves a standby warming, even
+    // though the command that started it has ended.
+    assert_eq!(run(&["run", "--rm", &image, "echo", "one"]), "one\n");
+    one_ready();
+    run(&["run", "-d", "--name", "two", &image, "sleep", "1000"]);
+    assert_eq!(run(&["exec", "two", "hostname"]), "two\n");
+    let stats: serde_json::Value = serde_json::from_str(&run(&["stats", "--json", "two"])).unwrap();
+    assert_eq!(stats[0]["start_mode"], "standby", "{stats}");
+    one_ready();
+    assert_eq!(run(&["standby", "retire"]), "1 retired\n");
+    assert_eq!(run(&["standby", "ls"]), "0 ready\n");
+    run(&["rm", "-f", "two"]);
+    assert!(cli.home.box_processes().is_empty());
+}

@@ -33,8 +33,9 @@ pub const STANDBY_IDLE_ENV: &str = "BOXLITE_STANDBY_IDLE_SECS";
 /// At most this many per kind, whatever `BOXLITE_STANDBY` says: each is a running VM.
 pub const MAX_STANDBYS: usize = 16;
 const DEFAULT_IDLE: Duration = Duration::from_secs(600);
-/// A standby still warming after this long (or one whose shim is gone) is removed.
-const WARMING_LIMIT: Duration = Duration::from_secs(300);
+/// A standby's shim writes its pid file within this long of being started (it is the first
+/// thing it does); a warming standby without one after it is counted as dead.
+const PID_LIMIT: Duration = Duration::from_secs(30);
 /// Prefix of a standby's directory while it warms (it is renamed when it is ready).
 const WARMING: &str = ".w-";
 /// Prefix of a standby's directory once it retired (see `StandbyConfig`).
@@ -219,14 +220,18 @@ fn sweep(pool: &Path) -> usize {
         let path = entry.path();
         let shim = ProcessId::read(&path.join(files::PID));
         let running = shim.is_some_and(|p| p.is_alive());
-        let young = entry
+        let age = entry
             .metadata()
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age < WARMING_LIMIT);
-        // A warming standby's shim may not have written its pid yet.
-        let starting = name.starts_with(WARMING) && shim.is_none() && young;
+            .unwrap_or_default();
+        // A warming standby's shim may not have written its pid yet; one with no shim.json
+        // was never started (its starter was killed first).
+        let starting = name.starts_with(WARMING)
+            && shim.is_none()
+            && path.join(files::CONFIG).is_file()
+            && age < PID_LIMIT;
         if running || starting {
             // A retired one removes its directory as it ends.
             alive += usize::from(!name.starts_with(RETIRED));
