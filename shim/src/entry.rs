@@ -124,27 +124,44 @@ async fn ownerless(
 
 /// A published standby waits for a box to take it (Assign) for its idle time. Then it
 /// retires: it moves itself out of its pool, and only a standby still in the pool can, so
-/// that a runtime taking it at that moment either has it or does not.
+/// that a runtime taking it at that moment either has it or does not. Once taken (moved out
+/// of its pool by a runtime), it waits [`ADOPT_TIMEOUT`] at most for the Assign that follows:
+/// a taker killed in between leaves no VM behind for long.
 async fn wait_for_a_box(
     standby: &StandbyConfig,
     published: &Path,
     mut assigned: tokio::sync::oneshot::Receiver<Assignment>,
 ) -> Result<Assignment, String> {
     let idle = Duration::from_millis(standby.idle_timeout_ms);
-    if let Ok(assignment) = tokio::time::timeout(idle, &mut assigned).await {
-        return assignment.map_err(|_| "the box that took this standby could not use it".into());
+    let idle_until = tokio::time::Instant::now() + idle;
+    let taken = loop {
+        let look_again = tokio::time::Instant::now() + TAKEN_CHECK;
+        tokio::select! {
+            assignment = &mut assigned => {
+                return assignment.map_err(|_| "the box that took this standby could not use it".into());
+            }
+            _ = tokio::time::sleep_until(look_again.min(idle_until)) => {}
+        }
+        if std::env::current_dir().is_ok_and(|here| here != published) {
+            break true;
+        }
+        if tokio::time::Instant::now() >= idle_until {
+            break std::fs::rename(published, retired_path(published)).is_err();
+        }
+    };
+    if !taken {
+        return Err(format!("no box took this standby within {idle:?}"));
     }
-    match std::fs::rename(published, retired_path(published)) {
-        Ok(()) => Err(format!("no box took this standby within {idle:?}")),
-        // Taken just now: its taker assigns it next, or gave up.
-        Err(_) => match tokio::time::timeout(ADOPT_TIMEOUT, assigned).await {
-            Ok(Ok(assignment)) => Ok(assignment),
-            _ => Err(format!(
-                "the standby was taken for a box, but not assigned within {ADOPT_TIMEOUT:?}"
-            )),
-        },
+    match tokio::time::timeout(ADOPT_TIMEOUT, assigned).await {
+        Ok(Ok(assignment)) => Ok(assignment),
+        _ => Err(format!(
+            "the standby was taken for a box, but not assigned within {ADOPT_TIMEOUT:?}"
+        )),
     }
 }
+
+/// How often a waiting standby looks whether a runtime took it.
+const TAKEN_CHECK: Duration = Duration::from_secs(1);
 
 /// Where a standby published at `published` moves when it retires: beside it, hidden from
 /// the runtimes that look for standbys.
@@ -315,17 +332,15 @@ async fn run(box_dir: &Path) -> Result<(), BootFailure> {
         "boxlite-shim: box ready in {:?}, serving {address}",
         vm.timings().spawn_to_ready
     );
-    if let Some(published) = &published {
-        // Warm and serving: runtimes may take it from now on.
-        let here = std::env::current_dir().map_err(|e| setup(format!("this directory: {e}")))?;
-        std::fs::rename(&here, published).map_err(|e| {
+    let published = match published {
+        Some(published) => Some(publish(&published).map_err(|e| {
             setup(format!(
                 "publishing the standby as {}: {e}",
                 published.display()
             ))
-        })?;
-        eprintln!("boxlite-shim: standby published as {}", published.display());
-    }
+        })?),
+        None => None,
+    };
 
     // Until the VM ends: by Stop, by the guest, by the VMM dying, by a signal to this
     // process, or because nobody adopted the box.
@@ -358,6 +373,23 @@ async fn run(box_dir: &Path) -> Result<(), BootFailure> {
         remove_if_still_a_standby(published);
     }
     Ok(())
+}
+
+/// Moves a warm standby (this process's directory) to `publish_as`, where runtimes may take
+/// it from now on. Returns that path as the kernel names it (symbolic links in the home's
+/// path resolved), which is how `current_dir` names this directory while it stays there.
+fn publish(publish_as: &Path) -> std::io::Result<PathBuf> {
+    let (Some(pool), Some(name)) = (publish_as.parent(), publish_as.file_name()) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a path in a pool directory",
+        ));
+    };
+    let published = std::fs::canonicalize(pool)?.join(name);
+    let here = std::env::current_dir()?;
+    std::fs::rename(here, &published)?;
+    eprintln!("boxlite-shim: standby published as {}", published.display());
+    Ok(published)
 }
 
 /// A standby that no box took removes its directory as it ends; one a box took is the box's

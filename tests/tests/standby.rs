@@ -128,7 +128,30 @@ async fn boxes_take_warm_standbys_of_their_kind_and_are_their_own() {
         .status
         .is_running());
 
-    // Taking one started another.
+    // It snapshots and forks like any box: the fork has its disk.
+    let child = taken.fork("child").await.unwrap();
+    let (code, out) = sh(&child, "cat /root-file; hostname").await;
+    assert_eq!((code, out.as_str()), (0, "mine\nchild\n"));
+
+    // Taking one started another. Two boxes starting at once: one gets it, the other starts
+    // from the template.
+    wait_for_ready_standbys(&rt, home.path(), 1).await;
+    let racers = [
+        rt.create(layout_box_options("opaque"), Some("racer1".into()))
+            .await
+            .unwrap(),
+        rt.create(layout_box_options("opaque"), Some("racer2".into()))
+            .await
+            .unwrap(),
+    ];
+    let (a, b) = tokio::join!(start_mode(&racers[0]), start_mode(&racers[1]));
+    let mut modes = [a, b];
+    modes.sort();
+    assert_eq!(modes, ["standby", "template"]);
+    for racer in &racers {
+        let (code, out) = sh(racer, "hostname").await;
+        assert_eq!((code, out.trim()), (0, racer.name().unwrap()));
+    }
     wait_for_ready_standbys(&rt, home.path(), 1).await;
 
     // A box of another kind (more memory) does not take it (and leaves one of its own kind).
@@ -179,7 +202,8 @@ async fn boxes_take_warm_standbys_of_their_kind_and_are_their_own() {
     .await;
     assert_eq!(rt.standbys_ready(), 0);
 
-    for b in [first, taken, other_kind, kept, last] {
+    let [racer1, racer2] = racers;
+    for b in [first, taken, child, racer1, racer2, other_kind, kept, last] {
         rt.remove(b.id(), true).await.unwrap();
     }
     assert!(

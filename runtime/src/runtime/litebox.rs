@@ -113,6 +113,16 @@ impl LiteBox {
             }
             .into());
         }
+        // A shim left serving this directory by a start cut short (a taker killed between
+        // taking a standby and recording the box, or a launcher that died before adopting
+        // it) must not share the box's disk with the one started now.
+        let dir = self.dir();
+        if let Some(stale) =
+            ProcessId::read(&dir.join(boxlite_shim_api::files::PID)).filter(ProcessId::is_alive)
+        {
+            tracing::warn!(box_id = %self.id, shim = stale.pid, "ending a shim the box's record does not know");
+            kill_and_wait(&dir, stale).await;
+        }
         // At its first start, a box may take a warm standby of its kind (`standby`).
         let standby = self.standby_kind(&record).await;
         if let Some(kind) = &standby {
@@ -122,7 +132,6 @@ impl LiteBox {
             }
         }
         self.prepare_disk(&record).await?;
-        let dir = self.dir();
         let mut vm = self.vm_spec_for(&record.options, record.info.name.as_deref(), &dir)?;
         // A box created from a snapshot continues from it, once; any other box from its
         // shape's template where one can serve.
