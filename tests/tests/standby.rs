@@ -64,6 +64,23 @@ fn standby_logs(home: &Path) -> String {
 }
 
 /// Starts the box (a no-op when it runs) and says how its VM started.
+/// The shims of the standbys ready in `home`.
+fn ready_standby_shims(home: &Path) -> Vec<boxlite_shim::process::ProcessId> {
+    std::fs::read_dir(home.join("standby"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|kind| {
+            std::fs::read_dir(kind.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+        .flat_map(|entry| boxlite_shim::process::read_all(&entry.path().join("shim.pid")))
+        .collect()
+}
+
 async fn start_mode(b: &LiteBox) -> String {
     b.start().await.unwrap();
     b.metrics()
@@ -154,6 +171,20 @@ async fn boxes_take_warm_standbys_of_their_kind_and_are_their_own() {
     }
     wait_for_ready_standbys(&rt, home.path(), 1).await;
 
+    // A standby that died (its shim killed) is taken, found dead, and the box starts from the
+    // template instead, in a directory cleared for it.
+    for shim in ready_standby_shims(home.path()) {
+        assert!(shim.kill_and_wait(Duration::from_secs(30)));
+    }
+    let after_death = rt
+        .create(layout_box_options("opaque"), Some("after-death".into()))
+        .await
+        .unwrap();
+    assert_eq!(start_mode(&after_death).await, "template");
+    let (code, out) = sh(&after_death, "hostname; ls /srv").await;
+    assert_eq!((code, out.as_str()), (0, "after-death\nfresh\n"));
+    wait_for_ready_standbys(&rt, home.path(), 1).await;
+
     // A box of another kind (more memory) does not take it (and leaves one of its own kind).
     let mut bigger = layout_box_options("opaque");
     bigger.memory_mib = Some(bigger.effective_memory_mib() + 64);
@@ -203,7 +234,17 @@ async fn boxes_take_warm_standbys_of_their_kind_and_are_their_own() {
     assert_eq!(rt.standbys_ready(), 0);
 
     let [racer1, racer2] = racers;
-    for b in [first, taken, child, racer1, racer2, other_kind, kept, last] {
+    for b in [
+        first,
+        taken,
+        child,
+        racer1,
+        racer2,
+        after_death,
+        other_kind,
+        kept,
+        last,
+    ] {
         rt.remove(b.id(), true).await.unwrap();
     }
     assert!(

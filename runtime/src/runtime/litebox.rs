@@ -315,14 +315,14 @@ impl LiteBox {
                 if let Some(shim) = shim {
                     kill_and_wait(&dir, shim).await;
                 }
-                let _ = std::fs::remove_dir_all(&dir);
+                super::standby::clear_box_dir(&dir);
                 return Ok(false);
             }
         };
         let image = self.stored_image(record);
         if let Err(err) = write_box_config(&dir, &self.id, record, image.as_ref()) {
             kill_and_wait(&dir, shim).await;
-            let _ = std::fs::remove_dir_all(&dir);
+            super::standby::clear_box_dir(&dir);
             return Err(io_err(&dir)(err));
         }
         self.record_started(record.info.status, shim, &client, EngineKind::Qemu.name())

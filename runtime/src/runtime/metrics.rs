@@ -53,7 +53,9 @@ impl BoxMetrics {
     }
 
     /// How the VM started: "boot" (its kernel booted), "template" (restored from its
-    /// shape's template) or "snapshot" (created from a snapshot or a fork).
+    /// shape's template), "standby" (a warm VM restored from the template earlier, taken at
+    /// the box's first start; see `BOXLITE_STANDBY`) or "snapshot" (created from a snapshot
+    /// or a fork).
     pub fn start_mode(&self) -> Option<&str> {
         self.start_mode.as_deref()
     }

@@ -43,8 +43,15 @@ const RETIRED: &str = ".retired-";
 /// Prefix of a standby's directory while a runtime moves it into a box's.
 const TAKEN: &str = ".taken-";
 
+/// Set when the home's filesystem cannot exchange two directories (`RENAME_EXCHANGE`): no
+/// standby can be taken there, so none is made.
+static CANNOT_EXCHANGE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// How many standbys per kind the environment asks for.
 pub(crate) fn wanted() -> usize {
+    if CANNOT_EXCHANGE.load(std::sync::atomic::Ordering::Relaxed) {
+        return 0;
+    }
     std::env::var(STANDBY_ENV)
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
@@ -87,6 +94,7 @@ impl StandbyKind {
             "base": super::templates::file_identity(base),
             "security": options.security,
             "engine": "qemu",
+            "shim": super::templates::file_identity(&shim_binary()),
         });
         let digest = sha2::Sha256::digest(identity.to_string().as_bytes());
         Self {
@@ -140,12 +148,37 @@ pub(crate) fn take(home: &Path, kind: &StandbyKind, box_dir: &Path) -> bool {
             }
             Err(err) => {
                 tracing::warn!("taking the standby {}: {err}", taken.display());
+                if matches!(err.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) {
+                    tracing::warn!(
+                        "the home's filesystem cannot exchange directories: no standbys"
+                    );
+                    CANNOT_EXCHANGE.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 retire(&taken);
                 false
             }
         };
     }
     false
+}
+
+/// Empties a box directory a standby was taken into and could not serve (its shim ended
+/// first), but for the box's lock, which the caller holds: the box then starts as usual.
+pub(crate) fn clear_box_dir(box_dir: &Path) {
+    for entry in std::fs::read_dir(box_dir).into_iter().flatten().flatten() {
+        if entry.file_name() == "lock" {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if let Err(err) = removed {
+            tracing::warn!("clearing {}: {err}", path.display());
+        }
+    }
 }
 
 /// Swaps two directories' names atomically (renameat2 with RENAME_EXCHANGE).
