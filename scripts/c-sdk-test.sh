@@ -28,10 +28,13 @@ export BOXLITE_AGENT="$repo/target/x86_64-unknown-linux-gnu/release/boxlite-agen
 export BOXLITE_TEST_IMAGE="oci:$("$repo/scripts/build-demo-image.sh"):busybox"
 scratch=$(mktemp -d /tmp/boxlite-c.XXXXXX)
 
-# Kills every shim and VMM a home recorded ("PID START_TIME" lines), also when a test failed.
+# Kills every shim and VMM a home recorded ("PID START_TIME" lines) for its boxes and its
+# standbys, also when a test failed.
 kill_home() {
   local file pid start now
-  for file in "$1"/boxes/*/shim.pid "$1"/boxes/*/vmm.pid; do
+  shopt -s dotglob
+  for file in "$1"/boxes/*/shim.pid "$1"/boxes/*/vmm.pid "$1"/standby/*/*/shim.pid \
+    "$1"/standby/*/*/vmm.pid; do
     [ -f "$file" ] || continue
     while read -r pid start; do
       now=$(awk '{print $22}' "/proc/$pid/stat" 2>/dev/null || true)

@@ -111,6 +111,10 @@ export interface JsBoxMetrics {
   guestBootDurationMs?: number | null;
   cpuPercent?: number | null;
   memoryBytes?: number | null;
+  /** Beyond the reference: how the VM started ("boot", "template", "standby", "snapshot"). */
+  startMode?: string | null;
+  /** Beyond the reference: why no template served the box, when it booted. */
+  templateMiss?: string | null;
 }
 
 export interface JsExecResult {
@@ -253,6 +257,11 @@ export declare class JsBoxlite {
   shutdown(timeout?: number | null): Promise<void>;
   listSnapshots(): Promise<JsSnapshotInfo[]>;
   removeSnapshot(name: string): Promise<void>;
+  /** Beyond the reference: standbys (warm VMs kept with `BOXLITE_STANDBY=N`) ready for
+   * boxes' first starts. */
+  standbysReady(): number;
+  /** Beyond the reference: powers every standby of the home off; how many were running. */
+  retireStandbys(): Promise<number>;
   /** A new box from `snapshot`, started: it continues from that moment. */
   createFromSnapshot(snapshot: string, name?: string | null): Promise<JsBox>;
 }

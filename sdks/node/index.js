@@ -444,6 +444,16 @@ class JsBoxlite {
     return call(this._native.shutdown(timeout ?? null));
   }
 
+  /** Standbys (warm VMs kept with `BOXLITE_STANDBY=N`) ready for boxes' first starts. */
+  standbysReady() {
+    return this._native.standbysReady();
+  }
+
+  /** Powers every standby of the home off; resolves to how many were running. */
+  async retireStandbys() {
+    return call(this._native.retireStandbys());
+  }
+
   /** Every snapshot of the home, oldest first. */
   async listSnapshots() {
     return JSON.parse(await call(this._native.listSnapshots()));

@@ -81,6 +81,16 @@ pub struct StandbyConfig {
     pub idle_timeout_ms: u64,
 }
 
+impl StandbyConfig {
+    /// The name a standby published as `name` retires under, beside it in its pool: hidden
+    /// (a leading dot) from runtimes looking for standbys to take.
+    pub fn retired_name(name: &str) -> String {
+        format!("{}{name}", Self::RETIRED_PREFIX)
+    }
+
+    pub const RETIRED_PREFIX: &'static str = ".retired-";
+}
+
 /// How long a ready box waits for its launcher to adopt it.
 pub const ADOPT_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -170,7 +170,7 @@ fn retired_path(published: &Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    published.with_file_name(format!(".retired-{name}"))
+    published.with_file_name(StandbyConfig::retired_name(&name))
 }
 
 /// Warms the guest paths a box's first command takes, so that under TCG they are translated

@@ -38,8 +38,8 @@ const DEFAULT_IDLE: Duration = Duration::from_secs(600);
 const PID_LIMIT: Duration = Duration::from_secs(30);
 /// Prefix of a standby's directory while it warms (it is renamed when it is ready).
 const WARMING: &str = ".w-";
-/// Prefix of a standby's directory once it retired (see `StandbyConfig`).
-const RETIRED: &str = ".retired-";
+/// Prefix of a standby's directory once it retired.
+const RETIRED: &str = StandbyConfig::RETIRED_PREFIX;
 /// Prefix of a standby's directory while a runtime moves it into a box's.
 const TAKEN: &str = ".taken-";
 
@@ -328,7 +328,7 @@ async fn retire_all(home: &Path) -> usize {
                 path
             } else {
                 let bare = name.strip_prefix(WARMING).unwrap_or(&name);
-                let retired = pool.path().join(format!("{RETIRED}{bare}"));
+                let retired = pool.path().join(StandbyConfig::retired_name(bare));
                 if std::fs::rename(&path, &retired).is_err() {
                     continue;
                 }

@@ -225,6 +225,24 @@ enum BoxliteErrorCode boxlite_fork_box(struct CBoxHandle *handle,
                                        struct CBoxHandle **out_box,
                                        struct CBoxliteError *out_error);
 
+// How many standbys (warm VMs kept with `BOXLITE_STANDBY=N`) are ready for boxes' first
+// starts, into `out_count`.
+//
+// # Safety
+// `runtime` from `boxlite_runtime_new`; `out_count` writable.
+enum BoxliteErrorCode boxlite_standbys_ready(struct CBoxliteRuntime *runtime,
+                                             int *out_count,
+                                             struct CBoxliteError *out_error);
+
+// Powers every standby of the home off; how many were running goes to `out_count` (may be
+// NULL).
+//
+// # Safety
+// `runtime` from `boxlite_runtime_new`; `out_count` NULL or writable.
+enum BoxliteErrorCode boxlite_retire_standbys(struct CBoxliteRuntime *runtime,
+                                              int *out_count,
+                                              struct CBoxliteError *out_error);
+
 // Every snapshot of the home, a JSON array, oldest first (free with `boxlite_free_string`).
 //
 // # Safety

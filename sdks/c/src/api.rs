@@ -536,6 +536,51 @@ pub unsafe extern "C" fn boxlite_fork_box(
     })
 }
 
+/// How many standbys (warm VMs kept with `BOXLITE_STANDBY=N`) are ready for boxes' first
+/// starts, into `out_count`.
+///
+/// # Safety
+/// `runtime` from `boxlite_runtime_new`; `out_count` writable.
+#[no_mangle]
+pub unsafe extern "C" fn boxlite_standbys_ready(
+    runtime: *mut CBoxliteRuntime,
+    out_count: *mut c_int,
+    out_error: *mut CBoxliteError,
+) -> BoxliteErrorCode {
+    call(out_error, || {
+        // SAFETY: by this function's contract.
+        let runtime = &unsafe { object(runtime, "runtime") }?.runtime;
+        out(out_count, "out_count")?;
+        let count = runtime.standbys_ready().try_into().unwrap_or(c_int::MAX);
+        // SAFETY: checked above, writable by this function's contract.
+        unsafe { give(out_count, count) };
+        Ok(())
+    })
+}
+
+/// Powers every standby of the home off; how many were running goes to `out_count` (may be
+/// NULL).
+///
+/// # Safety
+/// `runtime` from `boxlite_runtime_new`; `out_count` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn boxlite_retire_standbys(
+    runtime: *mut CBoxliteRuntime,
+    out_count: *mut c_int,
+    out_error: *mut CBoxliteError,
+) -> BoxliteErrorCode {
+    call(out_error, || {
+        // SAFETY: by this function's contract.
+        let runtime = &unsafe { object(runtime, "runtime") }?.runtime;
+        let retired = tokio().block_on(runtime.retire_standbys());
+        if !out_count.is_null() {
+            // SAFETY: non-null, and writable by this function's contract.
+            unsafe { give(out_count, retired.try_into().unwrap_or(c_int::MAX)) };
+        }
+        Ok(())
+    })
+}
+
 /// Every snapshot of the home, a JSON array, oldest first (free with `boxlite_free_string`).
 ///
 /// # Safety

@@ -190,6 +190,8 @@ pub fn box_metrics(m: &BoxMetrics) -> Value {
         "bytes_received_total": m.bytes_received_total(),
         "guest_boot_duration_ms": m.guest_boot_duration_ms().map(|v| v as u64),
         "spawn_to_ready_ms": m.spawn_to_ready_ms().map(|v| v as u64),
+        "start_mode": m.start_mode(),
+        "template_miss": m.template_miss(),
     })
 }
 

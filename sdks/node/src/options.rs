@@ -240,6 +240,8 @@ pub fn box_metrics(m: &BoxMetrics) -> Value {
         "guestBootDurationMs": m.guest_boot_duration_ms().map(|v| v as u64),
         "cpuPercent": m.cpu_percent(),
         "memoryBytes": m.memory_bytes(),
+        "startMode": m.start_mode(),
+        "templateMiss": m.template_miss(),
     })
 }
 

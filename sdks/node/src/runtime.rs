@@ -132,6 +132,18 @@ impl NativeRuntime {
         self.inner.pull_image(&reference).await.js()
     }
 
+    /// Standbys of the home ready to be taken by a box's first start (`BOXLITE_STANDBY`).
+    #[napi]
+    pub fn standbys_ready(&self) -> u32 {
+        self.inner.standbys_ready() as u32
+    }
+
+    /// Powers every standby of the home off; how many were running.
+    #[napi]
+    pub async fn retire_standbys(&self) -> u32 {
+        self.inner.retire_standbys().await as u32
+    }
+
     /// Every snapshot of the home, a JSON array, oldest first.
     #[napi]
     pub async fn list_snapshots(&self) -> Result<String> {

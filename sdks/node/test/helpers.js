@@ -36,12 +36,14 @@ function startTime(pid) {
 /** The live shims and VMMs a home recorded ("PID START_TIME" lines). */
 function boxProcesses(home) {
   const pids = [];
-  const boxes = path.join(home, "boxes");
-  for (const dir of fs.existsSync(boxes) ? fs.readdirSync(boxes) : []) {
+  const list = (dir) => (fs.existsSync(dir) ? fs.readdirSync(dir).map((name) => path.join(dir, name)) : []);
+  // Boxes, and standbys (standby/<kind>/<name>/).
+  const dirs = list(path.join(home, "boxes")).concat(...list(path.join(home, "standby")).map(list));
+  for (const dir of dirs) {
     for (const file of ["shim.pid", "vmm.pid"]) {
       let text = "";
       try {
-        text = fs.readFileSync(path.join(boxes, dir, file), "utf8");
+        text = fs.readFileSync(path.join(dir, file), "utf8");
       } catch {
         continue;
       }

@@ -62,3 +62,30 @@ test("snapshots restore a box in place; forks continue it", async (t) => {
   assert.deepEqual(await runtime.listSnapshots(), []);
   for (const name of ["src", "copy", "made"]) await runtime.remove(name, true);
 });
+
+test("standbys serve boxes' first starts", async (t) => {
+  const { home, cleanup } = newHome();
+  t.after(cleanup);
+  process.env.BOXLITE_STANDBY = "1";
+  t.after(() => delete process.env.BOXLITE_STANDBY);
+  const runtime = new boxlite.JsBoxlite({ homeDir: home });
+  const oneReady = async () => {
+    const deadline = Date.now() + 120_000;
+    while (runtime.standbysReady() !== 1) {
+      assert.ok(Date.now() < deadline, "no standby warmed up");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
+  const first = await runtime.create(options(), "first");
+  await first.start();
+  assert.equal((await first.metrics()).startMode, "template");
+  await oneReady();
+  const second = await runtime.create(options(), "second");
+  await second.start();
+  assert.equal((await second.metrics()).startMode, "standby");
+  assert.equal(await sh(second, "hostname"), "second");
+  await oneReady();
+  assert.equal(await runtime.retireStandbys(), 1);
+  assert.equal(runtime.standbysReady(), 0);
+  for (const box of [first, second]) await runtime.remove(box.id, true);
+});

@@ -224,6 +224,8 @@ pub fn box_metrics<'py>(py: Python<'py>, m: &BoxMetrics) -> PyResult<Bound<'py, 
     dict.set_item("spawn_to_ready_ms", m.spawn_to_ready_ms().map(|v| v as u64))?;
     dict.set_item("shim_pid", m.shim_pid())?;
     dict.set_item("engine", m.engine())?;
+    dict.set_item("start_mode", m.start_mode())?;
+    dict.set_item("template_miss", m.template_miss())?;
     dict.set_item("commands_executed_total", m.commands_executed_total())?;
     dict.set_item("bytes_sent_total", m.bytes_sent_total())?;
     dict.set_item("bytes_received_total", m.bytes_received_total())?;

@@ -167,6 +167,19 @@ impl NativeRuntime {
         )
     }
 
+    /// Standbys of the home ready to be taken by a box's first start (`BOXLITE_STANDBY`).
+    fn standbys_ready(&self) -> PyResult<usize> {
+        Ok(self.inner.get()?.standbys_ready())
+    }
+
+    /// Powers every standby of the home off; returns how many were running.
+    fn retire_standbys(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let runtime = self.inner.get()?.clone();
+        run(py, self.mode, async move {
+            Ok::<_, Failure>(runtime.retire_standbys().await)
+        })
+    }
+
     /// Every snapshot of the home, oldest first.
     fn list_snapshots(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let runtime = self.inner.get()?.clone();

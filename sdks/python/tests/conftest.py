@@ -47,10 +47,18 @@ def _start_time(pid: int) -> int | None:
 
 
 def box_processes(home: pathlib.Path) -> list[int]:
-    """The live shims and VMMs recorded in a home (pid files hold "PID START_TIME")."""
+    """The live shims and VMMs recorded in a home (pid files hold "PID START_TIME"): of its
+    boxes, and of its standbys (``standby/<kind>/<name>/``)."""
     pids = []
-    for pid_file in list(home.glob("boxes/*/shim.pid")) + list(home.glob("boxes/*/vmm.pid")):
-        for line in pid_file.read_text().splitlines():
+    pid_files = [
+        f for d in ("boxes/*", "standby/*/*") for f in home.glob(f"{d}/*.pid")
+    ]
+    for pid_file in pid_files:
+        try:
+            text = pid_file.read_text()
+        except FileNotFoundError:  # a standby retiring meanwhile
+            continue
+        for line in text.splitlines():
             parts = line.split()
             if len(parts) == 2 and _start_time(int(parts[0])) == int(parts[1]):
                 pids.append(int(parts[0]))

@@ -3,6 +3,8 @@ get, remove, restore) and forks, async and sync, on real VMs."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 import boxlite
@@ -105,3 +107,26 @@ def test_the_sync_api_pauses_snapshots_and_forks(home, busybox):
     assert handle.get("one") is None and runtime.list_snapshots() == []
     runtime.remove("t", force=True)
     runtime.remove("s", force=True)
+
+
+async def test_standbys_serve_first_starts(home, busybox, monkeypatch):
+    monkeypatch.setenv("BOXLITE_STANDBY", "1")
+    runtime = Boxlite(Options(home_dir=home))
+    first = await runtime.create(options(busybox), name="first")
+    await first.start()
+    assert (await first.metrics()).start_mode == "template"
+    deadline = asyncio.get_running_loop().time() + 120
+    while runtime.standbys_ready() != 1:
+        assert asyncio.get_running_loop().time() < deadline, "no standby warmed up"
+        await asyncio.sleep(0.05)
+    second = await runtime.create(options(busybox), name="second")
+    await second.start()
+    assert (await second.metrics()).start_mode == "standby"
+    assert await sh(second, "hostname") == "second"
+    while runtime.standbys_ready() != 1:
+        assert asyncio.get_running_loop().time() < deadline, "no standby warmed up again"
+        await asyncio.sleep(0.05)
+    assert await runtime.retire_standbys() == 1
+    assert runtime.standbys_ready() == 0
+    for box in (first, second):
+        await runtime.remove(box.id, force=True)

@@ -1,11 +1,13 @@
 /* The C SDK against real VMs: lifecycle, output streamed through the callback, exit codes,
- * JSON info and metrics, errors for NULL and malformed input, pause, snapshots and forks, the
- * simple API. Run by
+ * JSON info and metrics, errors for NULL and malformed input, pause, snapshots and forks,
+ * standbys, the simple API. Run by
  * scripts/c-sdk-test.sh with BOXLITE_TEST_IMAGE (an image reference) and BOXLITE_HOME (a new
  * home); it ends with "N passed, N failed". */
+#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "boxlite.h"
 
@@ -306,6 +308,66 @@ static void test_snapshots(CBoxliteRuntime *rt, const char *image) {
     boxlite_free_string(id);
 }
 
+/* Standbys (BOXLITE_STANDBY=1): the first box of its kind leaves one warming, the next takes
+ * it, and the rest are retired on request. */
+static int wait_for_one_standby(CBoxliteRuntime *rt) {
+    CBoxliteError err = {0};
+    for (int tries = 0; tries < 2400; tries++) { /* 120 s */
+        int ready = -1;
+        if (boxlite_standbys_ready(rt, &ready, &err) != Ok) {
+            boxlite_error_free(&err);
+            return 0;
+        }
+        if (ready == 1)
+            return 1;
+        struct timespec pause = {0, 50 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    return 0;
+}
+
+static int started_as(CBoxHandle *box, const char *mode) {
+    CBoxliteError err = {0};
+    char *json = NULL, expected[64];
+    snprintf(expected, sizeof expected, "\"start_mode\":\"%s\"", mode);
+    int same = boxlite_start_box(box, &err) == Ok && boxlite_box_metrics(box, &json, &err) == Ok &&
+               strstr(json, expected) != NULL;
+    if (!same)
+        fprintf(stderr, "metrics %s, error %s: not %s\n", str(json), str(err.message), expected);
+    boxlite_free_string(json);
+    boxlite_error_free(&err);
+    return same;
+}
+
+static void test_standbys(CBoxliteRuntime *rt, const char *image) {
+    CBoxliteError err = {0};
+    setenv("BOXLITE_STANDBY", "1", 1);
+    CBoxHandle *first = create_box(rt, image, "");
+    CBoxHandle *second = create_box(rt, image, "");
+    if (first && second) {
+        CHECK(started_as(first, "template"), "the first box");
+        CHECK(wait_for_one_standby(rt), "a standby warmed up");
+        CHECK(started_as(second, "standby"), "the second box");
+        CHECK(wait_for_one_standby(rt), "another standby warmed up");
+        int retired = -1, ready = -1;
+        CHECK(boxlite_retire_standbys(rt, &retired, &err) == Ok && retired == 1, "retired %d", retired);
+        CHECK(boxlite_standbys_ready(rt, &ready, &err) == Ok && ready == 0, "ready %d", ready);
+        CHECK(boxlite_standbys_ready(rt, NULL, &err) == InvalidArgument, "NULL out_count");
+        boxlite_error_free(&err);
+    }
+    unsetenv("BOXLITE_STANDBY");
+    for (int i = 0; i < 2; i++) {
+        CBoxHandle *box = i ? second : first;
+        if (!box)
+            continue;
+        char *id = boxlite_box_id(box);
+        boxlite_box_free(box);
+        CHECK(boxlite_remove(rt, id, 1, &err) == Ok, "%s", str(err.message));
+        boxlite_error_free(&err);
+        boxlite_free_string(id);
+    }
+}
+
 static void test_simple_api(const char *image) {
     CBoxliteError err = {0};
     CBoxliteSimple *box = NULL;
@@ -347,6 +409,7 @@ int main(void) {
     test_bad_input(rt);
     test_lifecycle(rt, image);
     test_snapshots(rt, image);
+    test_standbys(rt, image);
     test_simple_api(image);
     CHECK(boxlite_runtime_shutdown(rt, 0, &err) == Ok, "%s", str(err.message));
     boxlite_runtime_free(rt);

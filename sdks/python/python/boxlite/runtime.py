@@ -86,6 +86,10 @@ class BoxMetrics:
     spawn_to_ready_ms: int | None = None
     shim_pid: int | None = None
     engine: str | None = None
+    #: How the VM started: "boot", "template", "standby" or "snapshot" (ours).
+    start_mode: str | None = None
+    #: Why no template served the box, when it booted (ours).
+    template_miss: str | None = None
     commands_executed_total: int = 0
     bytes_sent_total: int = 0
     bytes_received_total: int = 0
@@ -488,6 +492,14 @@ class Boxlite:
 
     def list_images(self) -> list[ImageInfo]:
         return [ImageInfo._from_native(row) for row in self._native.list_images()]
+
+    def standbys_ready(self) -> int:
+        """Standbys (warm VMs kept with ``BOXLITE_STANDBY=N``) ready for boxes' first starts."""
+        return self._native.standbys_ready()
+
+    async def retire_standbys(self) -> int:
+        """Powers every standby of the home off; returns how many were running."""
+        return await self._native.retire_standbys()
 
     async def list_snapshots(self) -> list[SnapshotInfo]:
         """Every snapshot of the home, oldest first."""

@@ -254,6 +254,8 @@ class SyncBoxlite(_Sync):
     pull_image = _blocking(Boxlite.pull_image)
     list_images = _plain(Boxlite.list_images)
     list_snapshots = _blocking(Boxlite.list_snapshots)
+    standbys_ready = _plain(Boxlite.standbys_ready)
+    retire_standbys = _blocking(Boxlite.retire_standbys)
     remove_snapshot = _blocking(Boxlite.remove_snapshot)
     create_from_snapshot = _blocking(Boxlite.create_from_snapshot)
     close = _plain(Boxlite.close)
