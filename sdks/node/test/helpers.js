@@ -36,7 +36,17 @@ function startTime(pid) {
 /** The live shims and VMMs a home recorded ("PID START_TIME" lines). */
 function boxProcesses(home) {
   const pids = [];
-  const list = (dir) => (fs.existsSync(dir) ? fs.readdirSync(dir).map((name) => path.join(dir, name)) : []);
+  // The directories in `dir` (none if it is gone: a standby may retire meanwhile).
+  const list = (dir) => {
+    try {
+      return fs
+        .readdirSync(dir, { withFileTypes: true })
+        .filter((e) => e.isDirectory())
+        .map((e) => path.join(dir, e.name));
+    } catch {
+      return [];
+    }
+  };
   // Boxes, and standbys (standby/<kind>/<name>/).
   const dirs = list(path.join(home, "boxes")).concat(...list(path.join(home, "standby")).map(list));
   for (const dir of dirs) {
