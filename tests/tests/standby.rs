@@ -3,7 +3,7 @@
 //! topped up again, boxes of another kind do not take one, and standbys nobody takes retire
 //! by themselves or on request, leaving no process and no directory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use boxlite::{BoxliteRuntime, LiteBox};
@@ -13,21 +13,17 @@ use boxlite_tests::{layout_box_options, sh, test_runtime, wait_until, TestHome};
 /// when the template itself is built, or the machine is loaded).
 const WARM_LIMIT: Duration = Duration::from_secs(60);
 
-/// The standbys' directories of `home` (ready, warming or retiring), by name.
-fn standby_dirs(home: &Path) -> Vec<String> {
-    std::fs::read_dir(home.join("standby"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|kind| kind.path().is_dir())
-        .flat_map(|kind| {
-            std::fs::read_dir(kind.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-        })
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .collect()
+/// The standbys' directories of `home`: ready, warming or retiring (`standby/<kind>/<name>`).
+fn standby_dirs(home: &Path) -> Vec<PathBuf> {
+    let dirs = |dir: PathBuf| {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.is_dir())
+    };
+    dirs(home.join("standby")).flat_map(dirs).collect()
 }
 
 async fn wait_for_ready_standbys(rt: &BoxliteRuntime, home: &Path, count: usize) {
@@ -45,42 +41,32 @@ async fn wait_for_ready_standbys(rt: &BoxliteRuntime, home: &Path, count: usize)
 
 /// The shim logs of `home`'s standbys, for a failure's message.
 fn standby_logs(home: &Path) -> String {
-    let mut logs = String::new();
-    for kind in std::fs::read_dir(home.join("standby"))
+    standby_dirs(home)
         .into_iter()
-        .flatten()
-        .flatten()
-    {
-        for entry in std::fs::read_dir(kind.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let log = std::fs::read_to_string(entry.path().join("shim.log")).unwrap_or_default();
-            logs += &format!("{}:\n{log}\n", entry.path().display());
-        }
-    }
-    logs
-}
-
-/// Starts the box (a no-op when it runs) and says how its VM started.
-/// The shims of the standbys ready in `home`.
-fn ready_standby_shims(home: &Path) -> Vec<boxlite_shim::process::ProcessId> {
-    std::fs::read_dir(home.join("standby"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .flat_map(|kind| {
-            std::fs::read_dir(kind.path())
-                .into_iter()
-                .flatten()
-                .flatten()
+        .map(|dir| {
+            let log = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
+            format!("{}:\n{log}\n", dir.display())
         })
-        .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
-        .flat_map(|entry| boxlite_shim::process::read_all(&entry.path().join("shim.pid")))
         .collect()
 }
 
+/// The shims of the standbys ready in `home` (not warming or retiring: no leading dot).
+fn ready_standby_shims(home: &Path) -> Vec<boxlite_shim::process::ProcessId> {
+    standby_dirs(home)
+        .into_iter()
+        .filter(|dir| !dir.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .flat_map(|dir| boxlite_shim::process::read_all(&dir.join("shim.pid")))
+        .collect()
+}
+
+/// A box of the test image named `name`, not started yet.
+async fn new_box(rt: &BoxliteRuntime, name: &str) -> LiteBox {
+    rt.create(layout_box_options("opaque"), Some(name.into()))
+        .await
+        .unwrap()
+}
+
+/// Starts the box (a no-op when it runs) and says how its VM started.
 async fn start_mode(b: &LiteBox) -> String {
     b.start().await.unwrap();
     b.metrics()
@@ -100,18 +86,12 @@ async fn boxes_take_warm_standbys_of_their_kind_and_are_their_own() {
 
     // The first box of its kind finds no standby: it starts from the template and leaves one
     // warming behind it.
-    let first = rt
-        .create(layout_box_options("opaque"), Some("first".into()))
-        .await
-        .unwrap();
+    let first = new_box(&rt, "first").await;
     assert_eq!(start_mode(&first).await, "template");
     wait_for_ready_standbys(&rt, home.path(), 1).await;
 
     // The next takes it: its own hostname, the host's clock, its image, its own disk.
-    let taken = rt
-        .create(layout_box_options("opaque"), Some("taken".into()))
-        .await
-        .unwrap();
+    let taken = new_box(&rt, "taken").await;
     assert_eq!(start_mode(&taken).await, "standby");
     let (code, out) = sh(&taken, "hostname; date +%s; ls /srv").await;
     assert_eq!(code, 0, "{out}");
@@ -153,14 +133,7 @@ async fn boxes_take_warm_standbys_of_their_kind_and_are_their_own() {
     // Taking one started another. Two boxes starting at once: one gets it, the other starts
     // from the template.
     wait_for_ready_standbys(&rt, home.path(), 1).await;
-    let racers = [
-        rt.create(layout_box_options("opaque"), Some("racer1".into()))
-            .await
-            .unwrap(),
-        rt.create(layout_box_options("opaque"), Some("racer2".into()))
-            .await
-            .unwrap(),
-    ];
+    let racers = [new_box(&rt, "racer1").await, new_box(&rt, "racer2").await];
     let (a, b) = tokio::join!(start_mode(&racers[0]), start_mode(&racers[1]));
     let mut modes = [a, b];
     modes.sort();
@@ -176,10 +149,7 @@ async fn boxes_take_warm_standbys_of_their_kind_and_are_their_own() {
     for shim in ready_standby_shims(home.path()) {
         assert!(shim.kill_and_wait(Duration::from_secs(30)));
     }
-    let after_death = rt
-        .create(layout_box_options("opaque"), Some("after-death".into()))
-        .await
-        .unwrap();
+    let after_death = new_box(&rt, "after-death").await;
     assert_eq!(start_mode(&after_death).await, "template");
     let (code, out) = sh(&after_death, "hostname; ls /srv").await;
     assert_eq!((code, out.as_str()), (0, "after-death\nfresh\n"));
@@ -192,10 +162,7 @@ async fn boxes_take_warm_standbys_of_their_kind_and_are_their_own() {
     assert_eq!(start_mode(&other_kind).await, "template");
 
     // Stopped and started again, the box boots from its own disk as any box does.
-    let kept = rt
-        .create(layout_box_options("opaque"), Some("kept".into()))
-        .await
-        .unwrap();
+    let kept = new_box(&rt, "kept").await;
     assert_eq!(start_mode(&kept).await, "standby");
     let (code, _) = sh(&kept, "echo kept > /kept && sync").await;
     assert_eq!(code, 0);
@@ -217,10 +184,7 @@ async fn boxes_take_warm_standbys_of_their_kind_and_are_their_own() {
 
     // Retired by themselves after their idle time.
     std::env::set_var(boxlite::STANDBY_IDLE_ENV, "2");
-    let last = rt
-        .create(layout_box_options("opaque"), Some("last".into()))
-        .await
-        .unwrap();
+    let last = new_box(&rt, "last").await;
     last.start().await.unwrap();
     // One warms, waits its two seconds and goes: its directory appears, then nothing is left.
     wait_until(WARM_LIMIT, "a standby started", || async {
