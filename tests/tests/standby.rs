@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use boxlite::{BoxliteRuntime, LiteBox};
-use boxlite_tests::{layout_box_options, sh, test_runtime, wait_until, TestHome};
+use boxlite::{BoxliteRuntime, LiteBox, NetworkMode, PortSpec};
+use boxlite_tests::{free_port, layout_box_options, sh, test_runtime, wait_until, TestHome};
 
 /// How long a standby may take to warm up (a template restore and a first command; longer
 /// when the template itself is built, or the machine is loaded).
@@ -161,6 +161,17 @@ async fn boxes_take_warm_standbys_of_their_kind_and_are_their_own() {
     let other_kind = rt.create(bigger, Some("other".into())).await.unwrap();
     assert_eq!(start_mode(&other_kind).await, "template");
 
+    // A box with a host port forward neither takes a standby nor leaves one warming (its
+    // passt would hold the port while it waits); the retire below counts two pools only.
+    let mut forwarded = layout_box_options("opaque");
+    forwarded.network = NetworkMode::User;
+    forwarded.ports = vec![PortSpec::tcp(free_port(), 8000)];
+    let with_port = rt
+        .create(forwarded, Some("with-port".into()))
+        .await
+        .unwrap();
+    assert_eq!(start_mode(&with_port).await, "template");
+
     // Stopped and started again, the box boots from its own disk as any box does.
     let kept = new_box(&rt, "kept").await;
     assert_eq!(start_mode(&kept).await, "standby");
@@ -206,6 +217,7 @@ async fn boxes_take_warm_standbys_of_their_kind_and_are_their_own() {
         racer2,
         after_death,
         other_kind,
+        with_port,
         kept,
         last,
     ] {

@@ -266,6 +266,11 @@ impl LiteBox {
         if super::templates::unsuitable(&record.options, &vm).is_some() {
             return None;
         }
+        // A standby's passt would hold the host ports while it waits, which the box that
+        // started it (or any other) may be using.
+        if vm.network.as_ref().is_some_and(|n| !n.forwards.is_empty()) {
+            return None;
+        }
         let image = self.stored_image(record)?;
         let images = self.runtime.inner.images.clone();
         let base = tokio::task::spawn_blocking(move || images.ensure_base(&image))

@@ -14,7 +14,8 @@
 //! A standby nobody takes powers off after `BOXLITE_STANDBY_IDLE_SECS` (600 by default) and
 //! removes its directory; `BoxliteRuntime::retire_standbys` ends them all at once. A box that
 //! cannot take one (none ready, another kind, not its first start) starts as before; its
-//! metrics' `start_mode` says which way it started.
+//! metrics' `start_mode` says which way it started. Boxes with host port forwards never take
+//! one (a standby's passt would hold the ports while it waits).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -229,10 +230,9 @@ pub(crate) fn refill(home: &Path, kind: &StandbyKind) {
         tracing::warn!("standby pool {}: {err}", pool.display());
         return;
     }
-    let Ok(_lock) = boxlite_lockfile::lock(
+    let Ok(_lock) = boxlite_lockfile::try_lock(
         &pool.with_extension("lock"),
         boxlite_lockfile::LockMode::Exclusive,
-        Some(Duration::ZERO),
     ) else {
         return;
     };
