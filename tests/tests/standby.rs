@@ -208,6 +208,19 @@ async fn boxes_take_warm_standbys_of_their_kind_and_are_their_own() {
     .await;
     assert_eq!(rt.standbys_ready(), 0);
 
+    // The runtime's shutdown retires the standbys along with the boxes.
+    std::env::remove_var(boxlite::STANDBY_IDLE_ENV);
+    let shut = new_box(&rt, "shut").await;
+    shut.start().await.unwrap();
+    wait_for_ready_standbys(&rt, home.path(), 1).await;
+    rt.shutdown(Some(10)).await.unwrap();
+    assert!(
+        standby_dirs(home.path()).is_empty(),
+        "{:?}",
+        standby_dirs(home.path())
+    );
+    assert!(!shut.info().status.is_running());
+
     let [racer1, racer2] = racers;
     for b in [
         first,
@@ -220,6 +233,7 @@ async fn boxes_take_warm_standbys_of_their_kind_and_are_their_own() {
         with_port,
         kept,
         last,
+        shut,
     ] {
         rt.remove(b.id(), true).await.unwrap();
     }

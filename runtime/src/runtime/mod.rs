@@ -440,8 +440,10 @@ impl BoxliteRuntime {
 
     /// Stops every running box of the home, each given `timeout` seconds (default 10; a
     /// negative value waits as long as it takes) to power off before its VM is killed.
-    /// Boxes with `auto_remove` are removed, as by [`LiteBox::stop`].
+    /// Boxes with `auto_remove` are removed, as by [`LiteBox::stop`]. The home's standbys
+    /// (`BOXLITE_STANDBY`) are retired first, so that no VM of the home is left running.
     pub async fn shutdown(&self, timeout: Option<i32>) -> Result<()> {
+        self.retire_standbys().await;
         let timeout = match timeout {
             None => STOP_TIMEOUT,
             Some(seconds) if seconds < 0 => Duration::from_secs(u64::from(u32::MAX)),
