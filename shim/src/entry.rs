@@ -262,8 +262,15 @@ async fn run(box_dir: &Path) -> Result<(), BootFailure> {
         return build_template(engine.as_ref(), &spec, state, config.ready_timeout()).await;
     }
     // A standby's directory moves (published, then taken by a box): the shim works from
-    // inside it, and the spec's paths in it are relative.
-    let published = config.standby.as_ref().map(|s| s.publish_as.clone());
+    // inside it, and the spec's paths in it are relative. Where it warms and where it is
+    // published are made absolute first: from inside, relative ones name other places.
+    let started_in =
+        std::env::current_dir().map_err(|e| setup(format!("this process's directory: {e}")))?;
+    let published = config
+        .standby
+        .as_ref()
+        .map(|s| started_in.join(&s.publish_as));
+    let warming = started_in.join(box_dir);
     let box_dir = if published.is_some() {
         std::env::set_current_dir(box_dir)
             .map_err(|e| setup(format!("entering {}: {e}", box_dir.display())))?;
@@ -333,7 +340,7 @@ async fn run(box_dir: &Path) -> Result<(), BootFailure> {
         vm.timings().spawn_to_ready
     );
     let published = match published {
-        Some(published) => Some(publish(&published).map_err(|e| {
+        Some(published) => Some(publish(&warming, &published).map_err(|e| {
             setup(format!(
                 "publishing the standby as {}: {e}",
                 published.display()
@@ -375,10 +382,11 @@ async fn run(box_dir: &Path) -> Result<(), BootFailure> {
     Ok(())
 }
 
-/// Moves a warm standby (this process's directory) to `publish_as`, where runtimes may take
-/// it from now on. Returns that path as the kernel names it (symbolic links in the home's
-/// path resolved), which is how `current_dir` names this directory while it stays there.
-fn publish(publish_as: &Path) -> std::io::Result<PathBuf> {
+/// Moves a warm standby's directory from where it warmed (`warming`) to `publish_as`, where
+/// runtimes may take it from now on. Returns that path as the kernel names it (symbolic links
+/// in the home's path resolved), which is how `current_dir` names this directory while it
+/// stays there. Fails if the directory is no longer where it warmed: retired meanwhile.
+fn publish(warming: &Path, publish_as: &Path) -> std::io::Result<PathBuf> {
     let (Some(pool), Some(name)) = (publish_as.parent(), publish_as.file_name()) else {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -386,8 +394,7 @@ fn publish(publish_as: &Path) -> std::io::Result<PathBuf> {
         ));
     };
     let published = std::fs::canonicalize(pool)?.join(name);
-    let here = std::env::current_dir()?;
-    std::fs::rename(here, &published)?;
+    std::fs::rename(warming, &published)?;
     eprintln!("boxlite-shim: standby published as {}", published.display());
     Ok(published)
 }

@@ -85,10 +85,24 @@ impl StandbyKind {
     /// overlay of `base`.
     pub fn of(box_spec: &VmSpec, base: &Path, options: &BoxOptions) -> Self {
         let mut spec = box_spec.clone();
+        // Its shim works from inside its directory: its own files by relative paths, all
+        // others by absolute ones (a home given by a relative path would otherwise name
+        // other places from there).
         spec.run_dir = PathBuf::from(".");
         spec.hostname = None;
         if let Some(disk) = &mut spec.root_disk {
             disk.path = PathBuf::from(BOX_DISK);
+        }
+        let absolute = |p: &mut PathBuf| {
+            if let Ok(path) = std::path::absolute(&*p) {
+                *p = path;
+            }
+        };
+        absolute(&mut spec.kernel);
+        absolute(&mut spec.initramfs);
+        if let VmStart::FromTemplate { ram_file, state } = &mut spec.start {
+            absolute(ram_file);
+            absolute(state);
         }
         let identity = serde_json::json!({
             "vm": spec,
@@ -101,7 +115,7 @@ impl StandbyKind {
         Self {
             key: hex::encode(&digest[..12]),
             spec,
-            base: base.to_path_buf(),
+            base: std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf()),
             confinement: options.security.launch_options(),
             ready_timeout: options.ready_timeout,
         }
@@ -113,7 +127,10 @@ impl StandbyKind {
 }
 
 fn pools(home: &Path) -> PathBuf {
-    home.join("standby")
+    // Absolute: a standby's shim is told where to publish itself, from inside its directory.
+    std::path::absolute(home)
+        .unwrap_or_else(|_| home.to_path_buf())
+        .join("standby")
 }
 
 /// Makes a ready standby of `kind` the contents of `box_dir`; false when none is ready. The
