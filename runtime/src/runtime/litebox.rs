@@ -117,14 +117,14 @@ impl LiteBox {
         // taking a standby and recording the box, or a launcher that died before adopting
         // it) must not share the box's disk with the one started now.
         let dir = self.dir();
-        if let Some(stale) =
-            ProcessId::read(&dir.join(boxlite_shim_api::files::PID)).filter(ProcessId::is_alive)
-        {
+        if let Some(stale) = live_shim(&dir) {
             tracing::warn!(box_id = %self.id, shim = stale.pid, "ending a shim the box's record does not know");
             kill_and_wait(&dir, stale).await;
         }
+        let pending_restore = dir.join(super::snapshots::PENDING_RESTORE);
+        let (vm, template_miss) = self.vm_to_start(&record, &dir, &pending_restore).await?;
         // At its first start, a box may take a warm standby of its kind (`standby`).
-        let standby = self.standby_kind(&record).await;
+        let standby = self.standby_kind(&record, &vm).await;
         if let Some(kind) = &standby {
             if self.take_standby(&record, kind).await? {
                 self.top_up_standbys(kind.clone());
@@ -132,37 +132,6 @@ impl LiteBox {
             }
         }
         self.prepare_disk(&record).await?;
-        let mut vm = self.vm_spec_for(&record.options, record.info.name.as_deref(), &dir)?;
-        // A box created from a snapshot continues from it, once; any other box from its
-        // shape's template where one can serve.
-        let pending_restore = dir.join(super::snapshots::PENDING_RESTORE);
-        let mut template_miss = None;
-        if pending_restore.is_file() {
-            vm.start = VmStart::FromSnapshot {
-                state: pending_restore.clone(),
-            };
-        } else if let Some(reason) = super::templates::unsuitable(&record.options, &vm) {
-            template_miss = Some(reason);
-        } else {
-            match super::templates::ensure(
-                &self.runtime.inner.home,
-                &vm,
-                record.options.ready_timeout,
-            )
-            .await
-            {
-                Ok(template) => {
-                    vm.start = VmStart::FromTemplate {
-                        ram_file: template.ram_file,
-                        state: template.state,
-                    }
-                }
-                Err(reason) => {
-                    tracing::warn!(box_id = %self.id, "no template: {reason}");
-                    template_miss = Some(reason);
-                }
-            }
-        }
         let config = ShimConfig {
             vm,
             ready_timeout_ms: record.options.ready_timeout.as_millis() as u64,
@@ -200,6 +169,46 @@ impl LiteBox {
             self.top_up_standbys(kind);
         }
         Ok(())
+    }
+
+    /// The VM to start the box in `dir` with, and why no template serves it if none does: a
+    /// box created from a snapshot continues from it (`pending_restore`), once; any other
+    /// from its shape's template where one can serve.
+    async fn vm_to_start(
+        &self,
+        record: &BoxRecord,
+        dir: &Path,
+        pending_restore: &Path,
+    ) -> Result<(VmSpec, Option<String>)> {
+        let mut vm = self.vm_spec_for(&record.options, record.info.name.as_deref(), dir)?;
+        let mut template_miss = None;
+        if pending_restore.is_file() {
+            vm.start = VmStart::FromSnapshot {
+                state: pending_restore.to_path_buf(),
+            };
+        } else if let Some(reason) = super::templates::unsuitable(&record.options, &vm) {
+            template_miss = Some(reason);
+        } else {
+            match super::templates::ensure(
+                &self.runtime.inner.home,
+                &vm,
+                record.options.ready_timeout,
+            )
+            .await
+            {
+                Ok(template) => {
+                    vm.start = VmStart::FromTemplate {
+                        ram_file: template.ram_file,
+                        state: template.state,
+                    }
+                }
+                Err(reason) => {
+                    tracing::warn!(box_id = %self.id, "no template: {reason}");
+                    template_miss = Some(reason);
+                }
+            }
+        }
+        Ok((vm, template_miss))
     }
 
     /// Records a box whose shim serves it as Running and adopts the shim; kills the shim
@@ -246,24 +255,25 @@ impl LiteBox {
     }
 
     /// The kind of standby this box could take, when the home keeps standbys and this is
-    /// the box's first start from an image, from its shape's template.
-    async fn standby_kind(&self, record: &BoxRecord) -> Option<super::standby::StandbyKind> {
+    /// the box's first start from an image, from its shape's template (`vm`).
+    async fn standby_kind(
+        &self,
+        record: &BoxRecord,
+        vm: &VmSpec,
+    ) -> Option<super::standby::StandbyKind> {
         // Boxes of an image: a prepared root filesystem is copied into a disk of its own.
         let of_image = matches!(
             record.options.rootfs,
             RootfsSpec::Image(_) | RootfsSpec::Layout { .. }
         );
-        if super::standby::wanted() == 0 || !of_image {
+        if super::standby::wanted() == 0
+            || !of_image
+            || !matches!(vm.start, VmStart::FromTemplate { .. })
+        {
             return None;
         }
         let dir = self.dir();
         if dir.join(BOX_DISK).exists() || dir.join(ROOTFS_IMAGE).exists() {
-            return None;
-        }
-        let mut vm = self
-            .vm_spec_for(&record.options, record.info.name.as_deref(), &dir)
-            .ok()?;
-        if super::templates::unsuitable(&record.options, &vm).is_some() {
             return None;
         }
         // A standby's passt would hold the host ports while it waits, which the box that
@@ -277,15 +287,7 @@ impl LiteBox {
             .await
             .ok()?
             .ok()?;
-        let template =
-            super::templates::ensure(&self.runtime.inner.home, &vm, record.options.ready_timeout)
-                .await
-                .ok()?;
-        vm.start = VmStart::FromTemplate {
-            ram_file: template.ram_file,
-            state: template.state,
-        };
-        Some(super::standby::StandbyKind::of(&vm, &base, &record.options))
+        Some(super::standby::StandbyKind::of(vm, &base, &record.options))
     }
 
     /// Takes a ready standby of `kind` for this box and records the box as Running; false
@@ -370,8 +372,6 @@ impl LiteBox {
             agent_port: boxlite_protocol::AGENT_VSOCK_PORT,
             run_dir: dir.to_path_buf(),
             extra_cmdline: Vec::new(),
-            // Names are [a-zA-Z0-9_.-] (validate_name), safe on the command line; a hostname
-            // holds 63 bytes at most.
             hostname: Some(hostname_for(name, &self.id)),
             network: network_spec(options)?,
             volumes: options

@@ -37,3 +37,8 @@ pub(crate) async fn kill_and_wait(dir: &Path, shim: ProcessId) {
         wait_gone(process, KILL_WAIT).await;
     }
 }
+
+/// The shim that `dir/shim.pid` names, if that very process still runs.
+pub(crate) fn live_shim(dir: &Path) -> Option<ProcessId> {
+    ProcessId::read(&dir.join(boxlite_shim_api::files::PID)).filter(ProcessId::is_alive)
+}

@@ -225,11 +225,11 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Ends the standby whose directory is `dir` at once (its VMM dies with its shim) and removes
-/// the directory.
+/// Ends the standby whose directory is `dir` at once (its shim and the VMM it recorded) and
+/// removes the directory.
 fn retire(dir: &Path) {
-    if let Some(shim) = ProcessId::read(&dir.join(files::PID)) {
-        shim.kill();
+    if let Some(shim) = live_shim(dir) {
+        kill_box_processes(dir, shim);
     }
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -325,36 +325,38 @@ fn start_one(pool: &Path, kind: &StandbyKind) -> std::result::Result<(), String>
     started
 }
 
+/// Every entry of every pool of the home: (its path, its name).
+fn all_entries(home: &Path) -> Vec<(PathBuf, String)> {
+    let entries = |dir: PathBuf| std::fs::read_dir(dir).into_iter().flatten().flatten();
+    entries(pools(home))
+        .flat_map(|pool| entries(pool.path()))
+        .map(|entry| {
+            (
+                entry.path(),
+                entry.file_name().to_string_lossy().into_owned(),
+            )
+        })
+        .collect()
+}
+
 /// Ends every standby of the home: each is moved out of its pool first, so that no box takes
 /// it meanwhile. Returns how many were running.
 async fn retire_all(home: &Path) -> usize {
     let mut shims = Vec::new();
-    for pool in std::fs::read_dir(pools(home))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        for entry in std::fs::read_dir(pool.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let path = entry.path();
-            let retired = if name.starts_with(RETIRED) {
-                path
-            } else {
-                let bare = name.strip_prefix(WARMING).unwrap_or(&name);
-                let retired = pool.path().join(StandbyConfig::retired_name(bare));
-                if std::fs::rename(&path, &retired).is_err() {
-                    continue;
-                }
-                retired
-            };
-            if let Some(shim) = ProcessId::read(&retired.join(files::PID)).filter(|p| p.is_alive())
-            {
-                shims.push((retired, shim));
-            } else {
+    for (path, name) in all_entries(home) {
+        let retired = if name.starts_with(RETIRED) {
+            path
+        } else {
+            let bare = name.strip_prefix(WARMING).unwrap_or(&name);
+            let retired = path.with_file_name(StandbyConfig::retired_name(bare));
+            if std::fs::rename(&path, &retired).is_err() {
+                continue;
+            }
+            retired
+        };
+        match live_shim(&retired) {
+            Some(shim) => shims.push((retired, shim)),
+            None => {
                 let _ = std::fs::remove_dir_all(&retired);
             }
         }
@@ -367,22 +369,11 @@ async fn retire_all(home: &Path) -> usize {
     count
 }
 
-/// The standbys of the home that are ready to be taken, by kind.
+/// The standbys of the home that are ready to be taken, all kinds.
 fn ready(home: &Path) -> usize {
-    std::fs::read_dir(pools(home))
+    all_entries(home)
         .into_iter()
-        .flatten()
-        .flatten()
-        .flat_map(|pool| {
-            std::fs::read_dir(pool.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-        })
-        .filter(|entry| {
-            !entry.file_name().to_string_lossy().starts_with('.')
-                && ProcessId::read(&entry.path().join(files::PID)).is_some_and(|p| p.is_alive())
-        })
+        .filter(|(path, name)| !name.starts_with('.') && live_shim(path).is_some())
         .count()
 }
 
