@@ -48,9 +48,22 @@ impl RelayCounters {
     }
 }
 
+/// What the caller of a relayed agent call gets when the relay fails. The relay's call to the
+/// guest carries the caller's deadline, so for a call that waits on a command (a long poll of
+/// ReadOutput or Wait on a silent command) the relay's own timer usually ends it first: that
+/// is the caller's deadline passing (DEADLINE_EXCEEDED: the caller checks the box is alive
+/// and polls again), not a guest that stopped answering.
 fn relay_err(err: ttrpc::Error) -> ttrpc::Error {
     match err {
         status @ ttrpc::Error::RpcStatus(_) => status,
+        ttrpc::Error::Others(message) if message.contains("deadline elapsed") => {
+            ttrpc::Error::RpcStatus(ttrpc::get_status(
+                ttrpc::Code::DEADLINE_EXCEEDED,
+                format!(
+                    "the box's guest agent did not answer within the call's deadline: {message}"
+                ),
+            ))
+        }
         other => ttrpc::Error::RpcStatus(ttrpc::get_status(
             ttrpc::Code::UNAVAILABLE,
             format!("the box's guest agent is not answering: {other}"),
@@ -148,9 +161,6 @@ pub struct Assignment {
     pub launcher: boxlite_shim_api::process::ProcessId,
     pub stop_with_launcher: bool,
 }
-
-/// How long the guest of a standby taken for a box gets to take on the box's identity.
-const ASSIGN_SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn engine_status(err: crate::engine::EngineError) -> ttrpc::Error {
     let code = match err {
@@ -295,9 +305,13 @@ impl shim_ttrpc::Shim for ShimService {
                 ),
             ));
         }
-        crate::vm::refresh_identity(self.vm.agent(), &req.hostname, ASSIGN_SETUP_TIMEOUT)
-            .await
-            .map_err(|e| refuse(ttrpc::Code::INTERNAL, format!("setting the box up: {e}")))?;
+        crate::vm::refresh_identity(
+            self.vm.agent(),
+            &req.hostname,
+            boxlite_shim_api::ASSIGN_SETUP_TIMEOUT,
+        )
+        .await
+        .map_err(|e| refuse(ttrpc::Code::INTERNAL, format!("setting the box up: {e}")))?;
         let assignment = Assignment {
             launcher: boxlite_shim_api::process::ProcessId {
                 pid: req.launcher_pid,

@@ -115,6 +115,19 @@ async fn a_box_lives_through_the_api() {
     );
     assert_eq!(rt_metrics.total_commands_executed(), 1);
 
+    // A command silent for longer than one long poll of its output (each poll ends at its
+    // deadline, the box is pinged, the next poll follows) still gives its output and code.
+    let silent_secs = boxlite_shim::agent_client::LONG_POLL.as_secs() + 3;
+    let run = web
+        .exec(BoxCommand::new("sh").args(["-c", &format!("sleep {silent_secs}; echo woke")]))
+        .await
+        .unwrap();
+    let (out, _, result) = run.output().await.unwrap();
+    assert_eq!(
+        (String::from_utf8_lossy(&out).as_ref(), result.exit_code),
+        ("woke\n", 0)
+    );
+
     // stdin.
     let cat = web.exec(BoxCommand::new("cat").stdin(true)).await.unwrap();
     cat.write_stdin(b"piped\n").await.unwrap();
