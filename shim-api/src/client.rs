@@ -133,7 +133,7 @@ impl ShimClient {
             ..Default::default()
         };
         self.shim
-            .assign(deadline(CALL_TIMEOUT), &req)
+            .assign(deadline(crate::ASSIGN_SETUP_TIMEOUT + CALL_TIMEOUT), &req)
             .await
             .map(drop)
             .map_err(|e| ShimError::Rpc {

@@ -91,6 +91,10 @@ impl StandbyConfig {
     pub const RETIRED_PREFIX: &'static str = ".retired-";
 }
 
+/// How long the guest of a standby taken for a box gets to take on the box's identity
+/// (Assign); the caller's deadline for Assign is longer.
+pub const ASSIGN_SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a ready box waits for its launcher to adopt it.
 pub const ADOPT_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -400,14 +400,27 @@ fn publish(warming: &Path, publish_as: &Path) -> std::io::Result<PathBuf> {
 }
 
 /// A standby that no box took removes its directory as it ends; one a box took is the box's
-/// directory now, left to the box's owner.
+/// directory now, left to the box's owner. Still published, it first moves itself out of the
+/// pool (retires) and removes only what it moved: a runtime taking it at that moment either
+/// has it, whole, or does not. A runtime that claimed it (`.taken-`) owns it and clears it.
 fn remove_if_still_a_standby(published: &Path) {
     let Ok(here) = std::env::current_dir() else {
         return;
     };
-    if here.parent().is_some() && here.parent() == published.parent() {
-        if let Err(err) = std::fs::remove_dir_all(&here) {
-            eprintln!("boxlite-shim: removing {}: {err}", here.display());
+    if here.parent().is_none() || here.parent() != published.parent() {
+        return;
+    }
+    let retired = retired_path(published);
+    let mine = if here == retired {
+        Some(here)
+    } else if here == published {
+        std::fs::rename(published, &retired).ok().map(|()| retired)
+    } else {
+        None
+    };
+    if let Some(dir) = mine {
+        if let Err(err) = std::fs::remove_dir_all(&dir) {
+            eprintln!("boxlite-shim: removing {}: {err}", dir.display());
         }
     }
 }

@@ -144,8 +144,8 @@ async fn boxes_take_warm_standbys_of_their_kind_and_are_their_own() {
     }
     wait_for_ready_standbys(&rt, home.path(), 1).await;
 
-    // A standby that died (its shim killed) is taken, found dead, and the box starts from the
-    // template instead, in a directory cleared for it.
+    // A standby that died (its shim killed) is not taken: the box starts from the template,
+    // and the top-up it triggers removes the dead one before starting another.
     for shim in ready_standby_shims(home.path()) {
         assert!(shim.kill_and_wait(Duration::from_secs(30)));
     }
@@ -153,6 +153,22 @@ async fn boxes_take_warm_standbys_of_their_kind_and_are_their_own() {
     assert_eq!(start_mode(&after_death).await, "template");
     let (code, out) = sh(&after_death, "hostname; ls /srv").await;
     assert_eq!((code, out.as_str()), (0, "after-death\nfresh\n"));
+    wait_for_ready_standbys(&rt, home.path(), 1).await;
+    assert_eq!(standby_dirs(home.path()).len(), 1, "the dead standby swept");
+
+    // One that hangs (its shim stopped) is taken, does not answer Assign within its deadline,
+    // is killed, and the box starts from the template in a directory cleared for it.
+    for shim in ready_standby_shims(home.path()) {
+        let stopped = std::process::Command::new("kill")
+            .args(["-STOP", &shim.pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(stopped.success());
+    }
+    let after_hang = new_box(&rt, "after-hang").await;
+    assert_eq!(start_mode(&after_hang).await, "template");
+    let (code, out) = sh(&after_hang, "hostname; ls /srv").await;
+    assert_eq!((code, out.as_str()), (0, "after-hang\nfresh\n"));
     wait_for_ready_standbys(&rt, home.path(), 1).await;
 
     // A box of another kind (more memory) does not take it (and leaves one of its own kind).
@@ -229,6 +245,7 @@ async fn boxes_take_warm_standbys_of_their_kind_and_are_their_own() {
         racer1,
         racer2,
         after_death,
+        after_hang,
         other_kind,
         with_port,
         kept,

@@ -339,8 +339,10 @@ impl LiteBox {
 
     /// Starts standbys of `kind` until the home has as many as it keeps, in the background.
     fn top_up_standbys(&self, kind: super::standby::StandbyKind) {
-        let home = self.runtime.inner.home.clone();
-        tokio::task::spawn_blocking(move || super::standby::refill(&home, &kind));
+        let runtime = Arc::clone(&self.runtime.inner);
+        tokio::task::spawn_blocking(move || {
+            super::standby::refill(&runtime.home, &kind, &runtime.shut_down)
+        });
     }
 
     /// The VM a box of `options` named `name` boots, with its files in `dir`.

@@ -83,6 +83,8 @@ pub(crate) struct Inner {
     pub(crate) registries: Vec<String>,
     pub(crate) images: ImageStore,
     pub(crate) db: BoxesDb,
+    /// Set by `shutdown`: this runtime starts no more standbys.
+    pub(crate) shut_down: std::sync::atomic::AtomicBool,
 }
 
 /// A home directory and everything in it. Cheap to clone; any number of processes may open
@@ -114,6 +116,7 @@ impl BoxliteRuntime {
                 db: BoxesDb::new(&home.join("db").join("boxes.db")),
                 registries: options.image_registries,
                 counters: Counters::default(),
+                shut_down: Default::default(),
                 home,
             }),
         };
@@ -441,8 +444,12 @@ impl BoxliteRuntime {
     /// Stops every running box of the home, each given `timeout` seconds (default 10; a
     /// negative value waits as long as it takes) to power off before its VM is killed.
     /// Boxes with `auto_remove` are removed, as by [`LiteBox::stop`]. The home's standbys
-    /// (`BOXLITE_STANDBY`) are retired first, so that no VM of the home is left running.
+    /// (`BOXLITE_STANDBY`) are retired first, so that no VM of the home is left running, and
+    /// this runtime starts no standby afterwards (boxes it starts still may take one).
     pub async fn shutdown(&self, timeout: Option<i32>) -> Result<()> {
+        self.inner
+            .shut_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.retire_standbys().await;
         let timeout = match timeout {
             None => STOP_TIMEOUT,

@@ -18,7 +18,10 @@
 //! one (a standby's passt would hold the ports while it waits).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use boxlite_lockfile::LockMode;
 
 use boxlite_shim_api::files;
 use boxlite_shim_api::launch::LaunchOptions;
@@ -43,14 +46,17 @@ const WARMING: &str = ".w-";
 const RETIRED: &str = StandbyConfig::RETIRED_PREFIX;
 /// Prefix of a standby's directory while a runtime moves it into a box's.
 const TAKEN: &str = ".taken-";
+/// How long retiring waits for a top-up of a pool under way: it only creates directories and
+/// disks and spawns shims.
+const TOP_UP_WAIT: Duration = Duration::from_secs(30);
 
 /// Set when the home's filesystem cannot exchange two directories (`RENAME_EXCHANGE`): no
 /// standby can be taken there, so none is made.
-static CANNOT_EXCHANGE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static CANNOT_EXCHANGE: AtomicBool = AtomicBool::new(false);
 
 /// How many standbys per kind the environment asks for.
 pub(crate) fn wanted() -> usize {
-    if CANNOT_EXCHANGE.load(std::sync::atomic::Ordering::Relaxed) {
+    if CANNOT_EXCHANGE.load(Ordering::Relaxed) {
         return 0;
     }
     std::env::var(STANDBY_ENV)
@@ -148,7 +154,8 @@ pub(crate) fn take(home: &Path, kind: &StandbyKind, box_dir: &Path) -> bool {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
+        // A dead one is left to the next sweep: taking it would cost a failed Assign.
+        if name.starts_with('.') || live_shim(&entry.path()).is_none() {
             continue;
         }
         let taken = pool.join(format!("{TAKEN}{name}"));
@@ -166,11 +173,16 @@ pub(crate) fn take(home: &Path, kind: &StandbyKind, box_dir: &Path) -> bool {
             }
             Err(err) => {
                 tracing::warn!("taking the standby {}: {err}", taken.display());
-                if matches!(err.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) {
+                // EXDEV: the box directories and the pools are on different filesystems
+                // (a symbolic link or mount in the home).
+                if matches!(
+                    err.raw_os_error(),
+                    Some(libc::EINVAL | libc::EOPNOTSUPP | libc::EXDEV)
+                ) {
                     tracing::warn!(
-                        "the home's filesystem cannot exchange directories: no standbys"
+                        "the home cannot exchange a standby's directory with a box's: no standbys"
                     );
-                    CANNOT_EXCHANGE.store(true, std::sync::atomic::Ordering::Relaxed);
+                    CANNOT_EXCHANGE.store(true, Ordering::Relaxed);
                 }
                 retire(&taken);
                 false
@@ -236,8 +248,9 @@ fn retire(dir: &Path) {
 
 /// Tops `kind`'s pool up to [`wanted`] standbys: removes dead ones, and starts the missing
 /// ones without waiting for them. Another process topping up the same pool makes this one
-/// return at once. Blocking (file work and process starts).
-pub(crate) fn refill(home: &Path, kind: &StandbyKind) {
+/// return at once; `shut_down` set (the runtime shut down) makes it start no more. Blocking
+/// (file work and process starts).
+pub(crate) fn refill(home: &Path, kind: &StandbyKind, shut_down: &AtomicBool) {
     let wanted = wanted();
     if wanted == 0 {
         return;
@@ -247,14 +260,17 @@ pub(crate) fn refill(home: &Path, kind: &StandbyKind) {
         tracing::warn!("standby pool {}: {err}", pool.display());
         return;
     }
-    let Ok(_lock) = boxlite_lockfile::try_lock(
-        &pool.with_extension("lock"),
-        boxlite_lockfile::LockMode::Exclusive,
-    ) else {
+    let Ok(_lock) = boxlite_lockfile::try_lock(&pool.with_extension("lock"), LockMode::Exclusive)
+    else {
         return;
     };
     let have = sweep(&pool);
     for _ in have..wanted {
+        // Checked under the pool's lock, which retiring takes too: what a top-up started
+        // before a shutdown is retired by it, and none starts after.
+        if shut_down.load(Ordering::SeqCst) {
+            return;
+        }
         if let Err(err) = start_one(&pool, kind) {
             tracing::warn!("starting a standby in {}: {err}", pool.display());
             return;
@@ -286,10 +302,35 @@ fn sweep(pool: &Path) -> usize {
             // A retired one removes its directory as it ends.
             alive += usize::from(!name.starts_with(RETIRED));
         } else {
-            let _ = std::fs::remove_dir_all(&path);
+            remove_dead(&path, &name);
         }
     }
     alive
+}
+
+/// Removes a dead standby's directory, once it is this process's to remove.
+fn remove_dead(path: &Path, name: &str) {
+    if let Some(retired) = retire_entry(path, name) {
+        let _ = std::fs::remove_dir_all(&retired);
+    }
+}
+
+/// Moves the pool entry `path` (named `name`) out of reach of takers, under its retired name;
+/// returns where it is now, or `None` when someone else moved it first (it is theirs).
+///
+/// Whatever is removed or killed must be retired first: a directory is removed entry by
+/// entry through a handle that follows it, so removing one that a runtime is exchanging with
+/// a box's directory at that moment would empty the box's directory, its lock included.
+fn retire_entry(path: &Path, name: &str) -> Option<PathBuf> {
+    if name.starts_with(RETIRED) {
+        return Some(path.to_path_buf());
+    }
+    let bare = name
+        .strip_prefix(WARMING)
+        .or_else(|| name.strip_prefix(TAKEN))
+        .unwrap_or(name);
+    let retired = path.with_file_name(StandbyConfig::retired_name(bare));
+    std::fs::rename(path, &retired).ok().map(|()| retired)
 }
 
 /// Starts one standby of `kind` in a new directory of `pool`.
@@ -342,17 +383,15 @@ fn all_entries(home: &Path) -> Vec<(PathBuf, String)> {
 /// Ends every standby of the home: each is moved out of its pool first, so that no box takes
 /// it meanwhile. Returns how many were running.
 async fn retire_all(home: &Path) -> usize {
+    let pools_of = home.to_path_buf();
+    // Held until every standby is retired: no top-up (in any process) starts one meanwhile.
+    let _pool_locks = tokio::task::spawn_blocking(move || lock_pools(&pools_of))
+        .await
+        .unwrap_or_default();
     let mut shims = Vec::new();
     for (path, name) in all_entries(home) {
-        let retired = if name.starts_with(RETIRED) {
-            path
-        } else {
-            let bare = name.strip_prefix(WARMING).unwrap_or(&name);
-            let retired = path.with_file_name(StandbyConfig::retired_name(bare));
-            if std::fs::rename(&path, &retired).is_err() {
-                continue;
-            }
-            retired
+        let Some(retired) = retire_entry(&path, &name) else {
+            continue;
         };
         match live_shim(&retired) {
             Some(shim) => shims.push((retired, shim)),
@@ -367,6 +406,23 @@ async fn retire_all(home: &Path) -> usize {
         let _ = std::fs::remove_dir_all(&dir);
     }
     count
+}
+
+/// Takes the lock of every pool of the home, each waiting for a top-up under way there to end
+/// ([`TOP_UP_WAIT`] at most), so that what it started is seen by whoever retires standbys.
+fn lock_pools(home: &Path) -> Vec<boxlite_lockfile::LockGuard> {
+    std::fs::read_dir(pools(home))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|pool| {
+            let lock = pool.path().with_extension("lock");
+            boxlite_lockfile::lock(&lock, LockMode::Exclusive, Some(TOP_UP_WAIT))
+                .inspect_err(|err| tracing::warn!("retiring standbys: {err}"))
+                .ok()
+        })
+        .collect()
 }
 
 /// The standbys of the home that are ready to be taken, all kinds.
