@@ -136,10 +136,7 @@ impl ShimClient {
             .assign(deadline(crate::ASSIGN_SETUP_TIMEOUT + CALL_TIMEOUT), &req)
             .await
             .map(drop)
-            .map_err(|e| ShimError::Rpc {
-                method: "Assign",
-                message: e.to_string(),
-            })
+            .map_err(refused("Assign"))
     }
 
     /// Has the shim read exec `exec_id`'s output into the box's output log from now on.

@@ -340,14 +340,9 @@ impl TestHome {
     /// The processes recorded for the boxes of this home: shims and their VMMs.
     pub fn box_processes(&self) -> Vec<boxlite_shim::process::ProcessId> {
         let files = boxlite_shim::server::files::PID_FILES;
-        let entries = |dir: PathBuf| std::fs::read_dir(dir).into_iter().flatten().flatten();
-        // Boxes, and standbys (standby/<kind>/<name>/, shims with a VM but no box yet).
-        let standbys = entries(self.path().join("standby"))
-            .flat_map(move |kind| entries(kind.path()))
-            .map(|entry| entry.path());
-        entries(self.path().join("boxes"))
-            .map(|entry| entry.path())
-            .chain(standbys)
+        // Boxes, and standbys (shims with a VM but no box yet).
+        subdirs(&self.path().join("boxes"))
+            .chain(standby_dirs(self.path()))
             .flat_map(|dir| {
                 files
                     .iter()
@@ -644,6 +639,24 @@ pub fn runtime_with_shim(home: &Path, shim: &str) -> boxlite::BoxliteRuntime {
         ..Default::default()
     })
     .unwrap()
+}
+
+/// The directories in `dir` (none if it is missing).
+fn subdirs(dir: &Path) -> impl Iterator<Item = PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.is_dir())
+}
+
+/// The standbys' directories of `home` (`BOXLITE_STANDBY`): ready, warming or retiring
+/// (`standby/<kind>/<name>`).
+pub fn standby_dirs(home: &Path) -> Vec<PathBuf> {
+    subdirs(&home.join("standby"))
+        .flat_map(|kind| subdirs(&kind))
+        .collect()
 }
 
 /// `test_runtime!(home)`: [`runtime_with_shim`] with the calling test's `test_shim` binary.

@@ -3,28 +3,17 @@
 //! topped up again, boxes of another kind do not take one, and standbys nobody takes retire
 //! by themselves or on request, leaving no process and no directory.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use boxlite::{BoxliteRuntime, LiteBox, NetworkMode, PortSpec};
-use boxlite_tests::{free_port, layout_box_options, sh, test_runtime, wait_until, TestHome};
+use boxlite_tests::{
+    free_port, layout_box_options, sh, standby_dirs, test_runtime, wait_until, TestHome,
+};
 
 /// How long a standby may take to warm up (a template restore and a first command; longer
 /// when the template itself is built, or the machine is loaded).
 const WARM_LIMIT: Duration = Duration::from_secs(60);
-
-/// The standbys' directories of `home`: ready, warming or retiring (`standby/<kind>/<name>`).
-fn standby_dirs(home: &Path) -> Vec<PathBuf> {
-    let dirs = |dir: PathBuf| {
-        std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|entry| entry.path())
-            .filter(|path| path.is_dir())
-    };
-    dirs(home.join("standby")).flat_map(dirs).collect()
-}
 
 async fn wait_for_ready_standbys(rt: &BoxliteRuntime, home: &Path, count: usize) {
     let deadline = tokio::time::Instant::now() + WARM_LIMIT;
